@@ -1,0 +1,67 @@
+/** Launchers for elementwise.wgsl and reduce.wgsl. */
+import { GpuError } from '../tensor/device.js';
+import { grid1d, Params } from '../tensor/runtime.js';
+import { empty, getRuntime, type Shape, type Tensor } from '../tensor/tensor.js';
+import elementwiseSource from './wgsl/elementwise.wgsl';
+import reduceSource from './wgsl/reduce.wgsl';
+
+type Entry = 'relu' | 'relu_backward' | 'axpby' | 'mul' | 'affine' | 'fill' | 'broadcast_scalar';
+
+function run(entry: Entry, a: Tensor | null, b: Tensor | null, outShape: Shape, alpha = 0, beta = 0): Tensor {
+  const rt = getRuntime();
+  const out = empty(outShape);
+  const n = out.size;
+  rt.dispatch(
+    { name: 'elementwise', code: elementwiseSource, entryPoint: entry },
+    [
+      { buffer: a?.buffer ?? rt.dummy(0), kind: 'read' },
+      { buffer: b?.buffer ?? rt.dummy(1), kind: 'read' },
+      { buffer: out.buffer, kind: 'write' },
+    ],
+    new Params().u32(n).f32(alpha).f32(beta).build(),
+    grid1d(n),
+  );
+  return out;
+}
+
+function sameSize(a: Tensor, b: Tensor, op: string): void {
+  if (a.size !== b.size) throw new GpuError(`${op}: shapes [${a.shape}] and [${b.shape}] have different sizes.`);
+}
+
+export const relu = (x: Tensor) => run('relu', x, null, x.shape);
+/** Gradient of relu given its input x and the upstream gradient dy. */
+export const reluBackward = (x: Tensor, dy: Tensor) => (sameSize(x, dy, 'reluBackward'), run('relu_backward', x, dy, x.shape));
+/** alpha * a + beta * b */
+export const axpby = (alpha: number, a: Tensor, beta: number, b: Tensor) => (sameSize(a, b, 'axpby'), run('axpby', a, b, a.shape, alpha, beta));
+export const add = (a: Tensor, b: Tensor) => axpby(1, a, 1, b);
+export const mul = (a: Tensor, b: Tensor) => (sameSize(a, b, 'mul'), run('mul', a, b, a.shape));
+/** alpha * a + beta */
+export const affine = (a: Tensor, alpha: number, beta = 0) => run('affine', a, null, a.shape, alpha, beta);
+export const fill = (shape: Shape, value: number) => run('fill', null, null, shape, value);
+/** A tensor of `shape` filled with alpha * s[0] (s has one element). */
+export const broadcastScalar = (s: Tensor, shape: Shape, alpha = 1) => run('broadcast_scalar', s, null, shape, alpha);
+
+function reduce(entry: 'sum_axis' | 'sum_prod_axis', x: Tensor, y: Tensor | null, outer: number, C: number, inner: number, alpha: number): Tensor {
+  if (outer * C * inner !== x.size) throw new GpuError(`reduce: [${outer}, ${C}, ${inner}] does not match ${x.size} elements.`);
+  const rt = getRuntime();
+  const out = empty([C]);
+  rt.dispatch(
+    { name: 'reduce', code: reduceSource, entryPoint: entry },
+    [
+      { buffer: x.buffer, kind: 'read' },
+      { buffer: y?.buffer ?? rt.dummy(0), kind: 'read' },
+      { buffer: out.buffer, kind: 'write' },
+    ],
+    new Params().u32(outer).u32(C).u32(inner).f32(alpha).build(),
+    [C],
+  );
+  return out;
+}
+
+/** out[c] = alpha * sum over (o, i) of x viewed as [outer, C, inner]. */
+export const sumAxis = (x: Tensor, outer: number, C: number, inner: number, alpha = 1) => reduce('sum_axis', x, null, outer, C, inner, alpha);
+/** out[c] = alpha * sum over (o, i) of x * y, both viewed as [outer, C, inner]. */
+export const sumProdAxis = (x: Tensor, y: Tensor, outer: number, C: number, inner: number, alpha = 1) =>
+  (sameSize(x, y, 'sumProdAxis'), reduce('sum_prod_axis', x, y, outer, C, inner, alpha));
+/** Sum of all elements, as a one-element tensor. */
+export const sumAll = (x: Tensor, alpha = 1) => reduce('sum_axis', x, null, 1, 1, x.size, alpha);

@@ -1,0 +1,166 @@
+/** Launchers for the GEMM family (gemm.wgsl): batched matmul and the three implicit-GEMM conv passes. */
+import { GpuError } from '../tensor/device.js';
+import { Params, type KernelSpec } from '../tensor/runtime.js';
+import { empty, getRuntime, type Tensor } from '../tensor/tensor.js';
+import { preprocess } from './preprocess.js';
+import source from './wgsl/gemm.wgsl';
+
+const codeCache = new Map<string, string>();
+function gemmCode(subgroups: boolean, vecB: boolean): string {
+  const key = `${subgroups}/${vecB}`;
+  let code = codeCache.get(key);
+  if (!code) codeCache.set(key, (code = preprocess(source, { SUBGROUPS: subgroups, VEC_B: vecB })));
+  return code;
+}
+
+/** Lanes per workgroup: wide for big N, narrow when N is small so little of each tile is wasted. */
+function lanesFor(n: number): number {
+  if (n >= 4 * 64) return 64;
+  if (n >= 4 * 32) return 32;
+  if (n >= 4 * 16) return 16;
+  return 8;
+}
+
+interface Geometry {
+  batch: number; cin: number; h: number; w: number;
+  cout: number; oh: number; ow: number;
+  kh: number; kw: number; stride: number; pad: number;
+}
+const NO_GEOMETRY: Geometry = { batch: 0, cin: 0, h: 0, w: 0, cout: 0, oh: 0, ow: 0, kh: 0, kw: 0, stride: 1, pad: 0 };
+
+function launch(
+  mode: 0 | 1 | 2 | 3,
+  a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor,
+  M: number, N: number, K: number, batches: number,
+  strides: [number, number, number], g: Geometry,
+  flags: { transA?: boolean; transB?: boolean } = {},
+): void {
+  const rt = getRuntime();
+  const lanes = lanesFor(N);
+  // Aligned vec4 loads of B need contiguous, 16-byte-aligned rows: plain matmul with N % 4 == 0.
+  const vecB = mode === 0 && !flags.transB && N % 4 === 0 && strides[1] % 4 === 0;
+  const spec: KernelSpec = {
+    name: vecB ? 'gemm_vec4' : 'gemm',
+    code: gemmCode(rt.subgroups, vecB),
+    entryPoint: 'main',
+    constants: {
+      MODE: mode,
+      TRANS_A: flags.transA ? 1 : 0,
+      TRANS_B: flags.transB ? 1 : 0,
+      HAS_BIAS: bias ? 1 : 0,
+      WG: lanes,
+    },
+  };
+  const params = new Params().u32(M).u32(N).u32(K).u32(strides[0]).u32(strides[1]).u32(strides[2])
+    .u32(g.batch).u32(g.cin).u32(g.h).u32(g.w).u32(g.cout).u32(g.oh).u32(g.ow)
+    .u32(g.kh).u32(g.kw).u32(g.stride).u32(g.pad).build();
+  rt.dispatch(
+    spec,
+    [
+      { buffer: a.buffer, kind: 'read' },
+      { buffer: b.buffer, kind: 'read' },
+      { buffer: (bias ?? a).buffer, kind: 'read' },
+      { buffer: out.buffer, kind: 'write' },
+    ],
+    params,
+    [Math.ceil(N / (4 * lanes)), Math.ceil(M / 8), batches],
+  );
+}
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  /** Added to every row (length N). */
+  bias?: Tensor | null;
+}
+
+/**
+ * op(a) @ op(b) for rank-2 or rank-3 tensors (a leading batch dim; a rank-2 operand broadcasts).
+ * With transA, a is stored [..., K, M]; with transB, b is stored [..., N, K].
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  if (a.rank < 2 || a.rank > 3 || b.rank < 2 || b.rank > 3) {
+    throw new GpuError(`matmul: operands must be rank 2 or 3, got [${a.shape}] and [${b.shape}].`);
+  }
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const M = opts.transA ? ac : ar;
+  const K = opts.transA ? ar : ac;
+  const Kb = opts.transB ? bc : br;
+  const N = opts.transB ? br : bc;
+  if (K !== Kb) throw new GpuError(`matmul: inner dimensions differ (${K} vs ${Kb}) for [${a.shape}] and [${b.shape}].`);
+  const batchA = a.rank === 3 ? a.shape[0] : 1;
+  const batchB = b.rank === 3 ? b.shape[0] : 1;
+  if (batchA !== batchB && batchA !== 1 && batchB !== 1) {
+    throw new GpuError(`matmul: batch sizes ${batchA} and ${batchB} do not broadcast.`);
+  }
+  const batches = Math.max(batchA, batchB);
+  const bias = opts.bias ?? null;
+  if (bias && bias.size !== N) throw new GpuError(`matmul: bias has ${bias.size} elements, expected ${N}.`);
+  const out = empty(a.rank === 3 || b.rank === 3 ? [batches, M, N] : [M, N]);
+  launch(0, a, b, bias, out, M, N, K, batches, [batchA > 1 ? M * K : 0, batchB > 1 ? K * N : 0, M * N], NO_GEOMETRY, opts);
+  return out;
+}
+
+export interface Conv2dGeometry {
+  stride: number;
+  padding: number;
+}
+
+export function conv2dOutputSize(size: number, k: number, stride: number, pad: number): number {
+  return Math.floor((size + 2 * pad - k) / stride) + 1;
+}
+
+function convGeometry(x: Tensor, w: Tensor, stride: number, pad: number): Geometry {
+  if (x.rank !== 4 || w.rank !== 4) throw new GpuError(`conv2d: x and w must be NCHW / OIHW, got [${x.shape}] and [${w.shape}].`);
+  const [batch, cin, h, wd] = x.shape;
+  const [cout, wcin, kh, kw] = w.shape;
+  if (wcin !== cin) throw new GpuError(`conv2d: input has ${cin} channels but the weight expects ${wcin}.`);
+  if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(pad) && pad >= 0)) {
+    throw new GpuError(`conv2d: stride must be a positive integer and padding a non-negative integer (got ${stride}, ${pad}).`);
+  }
+  const oh = conv2dOutputSize(h, kh, stride, pad);
+  const ow = conv2dOutputSize(wd, kw, stride, pad);
+  if (oh < 1 || ow < 1) throw new GpuError(`conv2d: a ${kh}x${kw} kernel does not fit a ${h}x${wd} input with padding ${pad}.`);
+  return { batch, cin, h, w: wd, cout, oh, ow, kh, kw, stride, pad };
+}
+
+/** y = conv2d(x, w) + b, NCHW, square stride and padding, no dilation or groups. */
+export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, { stride, padding }: Conv2dGeometry): Tensor {
+  const g = convGeometry(x, w, stride, padding);
+  if (bias && bias.size !== g.cout) throw new GpuError(`conv2d: bias has ${bias.size} elements, expected ${g.cout}.`);
+  const y = empty([g.batch, g.cout, g.oh, g.ow]);
+  launch(1, w, x, bias, y, g.cout, g.batch * g.oh * g.ow, g.cin * g.kh * g.kw, 1, [0, 0, 0], g);
+  return y;
+}
+
+/** dL/dx of conv2d, gathered per input pixel (no atomics). */
+export function conv2dBackwardData(dy: Tensor, w: Tensor, xShape: readonly number[], { stride, padding }: Conv2dGeometry): Tensor {
+  const [batch, cin, h, wd] = xShape;
+  const [cout, , kh, kw] = w.shape;
+  const g: Geometry = {
+    batch, cin, h, w: wd, cout,
+    oh: conv2dOutputSize(h, kh, stride, padding), ow: conv2dOutputSize(wd, kw, stride, padding),
+    kh, kw, stride, pad: padding,
+  };
+  if (dy.shape.join() !== [batch, cout, g.oh, g.ow].join()) {
+    throw new GpuError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout, g.oh, g.ow]}].`);
+  }
+  const dx = empty(xShape);
+  launch(2, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, 1, [0, 0, 0], g);
+  return dx;
+}
+
+/** dL/dw of conv2d: a reduction over batch and output pixels. */
+export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly number[], { stride, padding }: Conv2dGeometry): Tensor {
+  const [batch, cin, h, wd] = x.shape;
+  const [cout, , kh, kw] = wShape;
+  const g: Geometry = {
+    batch, cin, h, w: wd, cout,
+    oh: conv2dOutputSize(h, kh, stride, padding), ow: conv2dOutputSize(wd, kw, stride, padding),
+    kh, kw, stride, pad: padding,
+  };
+  const dw = empty(wShape);
+  launch(3, dy, x, null, dw, cout, cin * kh * kw, batch * g.oh * g.ow, 1, [0, 0, 0], g);
+  return dw;
+}

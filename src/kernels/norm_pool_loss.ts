@@ -1,0 +1,183 @@
+/** Launchers for batchnorm.wgsl, pool.wgsl, cross_entropy.wgsl and sgd.wgsl. */
+import { GpuError } from '../tensor/device.js';
+import { grid1d, Params } from '../tensor/runtime.js';
+import { empty, getRuntime, type Tensor } from '../tensor/tensor.js';
+import batchnormSource from './wgsl/batchnorm.wgsl';
+import crossEntropySource from './wgsl/cross_entropy.wgsl';
+import poolSource from './wgsl/pool.wgsl';
+import sgdSource from './wgsl/sgd.wgsl';
+
+// ------------------------------------------------------------------ batch norm
+
+export interface BatchNormState {
+  gamma: Tensor;
+  beta: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+}
+
+interface BnBindings {
+  x: Tensor; dy?: Tensor; gamma?: Tensor; beta?: Tensor; stats: Tensor; chanA?: Tensor; chanB?: Tensor; out?: Tensor;
+}
+
+function bnDispatch(entry: string, x: Tensor, eps: number, momentum: number, train: boolean, workgroups: [number, number?], b: BnBindings): void {
+  const rt = getRuntime();
+  const [N, C, H, W] = x.shape;
+  rt.dispatch(
+    { name: 'batchnorm', code: batchnormSource, entryPoint: entry },
+    [
+      { buffer: b.x.buffer, kind: 'read' },
+      { buffer: b.dy?.buffer ?? rt.dummy(0), kind: 'read' },
+      { buffer: b.gamma?.buffer ?? rt.dummy(1), kind: 'read' },
+      { buffer: b.beta?.buffer ?? rt.dummy(2), kind: 'read' },
+      { buffer: b.stats.buffer, kind: 'write' },
+      { buffer: b.chanA?.buffer ?? rt.dummy(3), kind: 'write' },
+      { buffer: b.chanB?.buffer ?? rt.dummy(4), kind: 'write' },
+      { buffer: b.out?.buffer ?? rt.dummy(5), kind: 'write' },
+    ],
+    new Params().u32(N).u32(C).u32(H * W).f32(eps).f32(momentum).u32(train ? 1 : 0).build(),
+    workgroups,
+  );
+}
+
+/**
+ * Batch-norm forward over NCHW. Returns y and the [mean, invstd] statistics that backward needs.
+ * In training mode the running statistics are updated in place (momentum as in PyTorch).
+ */
+export function batchNormForward(x: Tensor, s: BatchNormState, train: boolean, eps = 1e-5, momentum = 0.1): { y: Tensor; stats: Tensor } {
+  if (x.rank !== 4) throw new GpuError(`batchNorm2d: expected NCHW input, got [${x.shape}].`);
+  const C = x.shape[1];
+  for (const [name, t] of Object.entries(s) as [string, Tensor][]) {
+    if (t.size !== C) throw new GpuError(`batchNorm2d: ${name} has ${t.size} elements, expected ${C}.`);
+  }
+  if (train && x.size / C < 2) throw new GpuError('batchNorm2d: training needs more than one value per channel.');
+  const stats = empty([2, C]);
+  bnDispatch('stats_main', x, eps, momentum, train, [C], { x, stats, chanA: s.runningMean, chanB: s.runningVar });
+  const y = empty(x.shape);
+  bnDispatch('apply_main', x, eps, momentum, train, grid1d(x.size), { x, gamma: s.gamma, beta: s.beta, stats, out: y });
+  return { y, stats };
+}
+
+/** Gradients of batch-norm; `train` must match the forward pass (batch vs running statistics). */
+export function batchNormBackward(x: Tensor, dy: Tensor, gamma: Tensor, stats: Tensor, train: boolean): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+  const C = x.shape[1];
+  const dgamma = empty([C]);
+  const dbeta = empty([C]);
+  bnDispatch('backward_reduce', x, 0, 0, train, [C], { x, dy, stats, chanA: dgamma, chanB: dbeta });
+  const dx = empty(x.shape);
+  bnDispatch('backward_dx', x, 0, 0, train, grid1d(x.size), { x, dy, gamma, stats, chanA: dgamma, chanB: dbeta, out: dx });
+  return { dx, dgamma, dbeta };
+}
+
+// ------------------------------------------------------------------ pooling
+
+export interface PoolGeometry {
+  kernel: number;
+  stride: number;
+}
+
+export function poolOutputShape(x: Tensor, { kernel, stride }: PoolGeometry): number[] {
+  if (x.rank !== 4) throw new GpuError(`pool2d: expected NCHW input, got [${x.shape}].`);
+  if (!(Number.isInteger(kernel) && kernel >= 1 && Number.isInteger(stride) && stride >= 1)) {
+    throw new GpuError(`pool2d: kernel and stride must be positive integers (got ${kernel}, ${stride}).`);
+  }
+  const [N, C, H, W] = x.shape;
+  if (kernel > H || kernel > W) throw new GpuError(`pool2d: a ${kernel}x${kernel} window does not fit a ${H}x${W} input.`);
+  return [N, C, Math.floor((H - kernel) / stride) + 1, Math.floor((W - kernel) / stride) + 1];
+}
+
+function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, outShape: readonly number[], g: PoolGeometry, forward: boolean): Tensor {
+  const rt = getRuntime();
+  const [N, C, H, W] = x.shape;
+  const oShape = forward ? outShape : poolOutputShape(x, g);
+  const out = empty(outShape);
+  rt.dispatch(
+    { name: 'pool', code: poolSource, entryPoint: entry },
+    [
+      { buffer: x.buffer, kind: 'read' },
+      { buffer: dy?.buffer ?? rt.dummy(0), kind: 'read' },
+      { buffer: out.buffer, kind: 'write' },
+    ],
+    new Params().u32(N * C).u32(H).u32(W).u32(oShape[2]).u32(oShape[3]).u32(g.kernel).u32(g.stride).build(),
+    grid1d(out.size),
+  );
+  return out;
+}
+
+export const maxPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('max_forward', x, null, poolOutputShape(x, g), g, true);
+export const maxPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('max_backward', x, dy, x.shape, g, false);
+export const avgPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('avg_forward', x, null, poolOutputShape(x, g), g, true);
+export const avgPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('avg_backward', x, dy, x.shape, g, false);
+
+// ------------------------------------------------------------------ cross-entropy
+
+/** Mean softmax cross-entropy. Returns per-row losses and log-sum-exps as `saved` ([2, B]). */
+export function crossEntropyForward(logits: Tensor, labels: Tensor): Tensor {
+  if (logits.rank !== 2) throw new GpuError(`crossEntropy: logits must be [batch, classes], got [${logits.shape}].`);
+  const [B, C] = logits.shape;
+  if (labels.size !== B) throw new GpuError(`crossEntropy: ${labels.size} labels for ${B} rows.`);
+  const rt = getRuntime();
+  const saved = empty([2, B]);
+  rt.dispatch(
+    { name: 'cross_entropy', code: crossEntropySource, entryPoint: 'forward' },
+    [
+      { buffer: logits.buffer, kind: 'read' },
+      { buffer: labels.buffer, kind: 'read' },
+      { buffer: rt.dummy(0), kind: 'read' },
+      { buffer: rt.dummy(1), kind: 'read' },
+      { buffer: saved.buffer, kind: 'write' },
+    ],
+    new Params().u32(B).u32(C).build(),
+    [Math.min(B, 65535), Math.ceil(B / 65535)],
+  );
+  return saved;
+}
+
+export function crossEntropyBackward(logits: Tensor, labels: Tensor, saved: Tensor, gradOut: Tensor): Tensor {
+  const [B, C] = logits.shape;
+  const rt = getRuntime();
+  const dlogits = empty(logits.shape);
+  rt.dispatch(
+    { name: 'cross_entropy', code: crossEntropySource, entryPoint: 'backward' },
+    [
+      { buffer: logits.buffer, kind: 'read' },
+      { buffer: labels.buffer, kind: 'read' },
+      { buffer: saved.buffer, kind: 'read' },
+      { buffer: gradOut.buffer, kind: 'read' },
+      { buffer: dlogits.buffer, kind: 'write' },
+    ],
+    new Params().u32(B).u32(C).build(),
+    grid1d(B * C),
+  );
+  return dlogits;
+}
+
+// ------------------------------------------------------------------ SGD
+
+export interface SgdStepOptions {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+  /** First step for this parameter: the momentum buffer is initialised to the update. */
+  first: boolean;
+}
+
+/** In-place SGD update of `param` (and its momentum buffer `buf`, same size). */
+export function sgdStep(param: Tensor, grad: Tensor, buf: Tensor, o: SgdStepOptions): void {
+  if (param.size !== grad.size || param.size !== buf.size) {
+    throw new GpuError(`sgd: parameter [${param.shape}], gradient [${grad.shape}] and momentum buffer [${buf.shape}] differ in size.`);
+  }
+  getRuntime().dispatch(
+    { name: 'sgd', code: sgdSource, entryPoint: 'step' },
+    [
+      { buffer: grad.buffer, kind: 'read' },
+      { buffer: param.buffer, kind: 'write' },
+      { buffer: buf.buffer, kind: 'write' },
+    ],
+    new Params().u32(param.size).f32(o.lr).f32(o.momentum).f32(o.dampening).f32(o.weightDecay)
+      .u32(o.nesterov ? 1 : 0).u32(o.first ? 1 : 0).build(),
+    grid1d(param.size),
+  );
+}

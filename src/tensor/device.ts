@@ -1,0 +1,112 @@
+/**
+ * GPU device acquisition for Node (Dawn through the npm package `webgpu`) and browsers (navigator.gpu).
+ *
+ * `gpuId` follows the experiment CLI's `--gpu_id`:
+ *   -1  the software / fallback adapter (forceFallbackAdapter),
+ *    0  the default adapter (high-performance preference),
+ *    1  the low-power adapter.
+ * WebGPU exposes no adapter enumeration, so these are the only choices it can honour.
+ */
+
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+export interface DeviceInfo {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  /** A human-readable description of the adapter ("vendor / architecture / device / description"). */
+  description: string;
+  isFallback: boolean;
+  /** Subgroup operations are enabled and every subgroup has at least 8 lanes (the GEMM kernels' fast path). */
+  subgroups: boolean;
+}
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+
+const NO_ADAPTER_HELP =
+  'No WebGPU adapter was found. On Linux without a GPU, install Mesa lavapipe (software Vulkan) from Debian ' +
+  "bookworm-backports:\n  echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/backports.list\n" +
+  '  apt-get update && apt-get install -y -t bookworm-backports mesa-vulkan-drivers libvulkan1\n' +
+  '(the bookworm Mesa 22 is too old for Dawn). In a browser, enable WebGPU (Chromium: --enable-unsafe-webgpu).';
+
+let nodeGpu: GPU | undefined;
+
+/** Returns `navigator.gpu` in a browser; in Node, Dawn's GPU object (created once per process). */
+export async function getGpu(): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  if (!isNode) throw new GpuError('This browser does not expose navigator.gpu (WebGPU). ' + NO_ADAPTER_HELP);
+  if (!nodeGpu) {
+    // A variable specifier keeps browser bundlers from trying to resolve the Node-only package.
+    const pkg = 'webgpu';
+    let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+    try {
+      mod = await import(/* @vite-ignore */ pkg);
+    } catch (e) {
+      throw new GpuError(`Cannot load the Node WebGPU package "webgpu" (Dawn): ${(e as Error).message}. Run npm install.`);
+    }
+    // Dawn's constants (GPUBufferUsage, GPUMapMode, ...) are not globals in Node until installed.
+    for (const [k, v] of Object.entries(mod.globals)) {
+      if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    }
+    nodeGpu = mod.create([]);
+  }
+  return nodeGpu;
+}
+
+export function adapterOptionsFor(gpuId: number): GPURequestAdapterOptions {
+  if (!Number.isInteger(gpuId) || gpuId < -1 || gpuId > 1) {
+    throw new GpuError(
+      `gpu_id must be -1 (software/fallback adapter), 0 (default adapter) or 1 (low-power adapter); got ${gpuId}. ` +
+        'WebGPU does not enumerate adapters, so no other index can be honoured.',
+    );
+  }
+  if (gpuId === -1) return { forceFallbackAdapter: true };
+  return { powerPreference: gpuId === 0 ? 'high-performance' : 'low-power' };
+}
+
+function describe(adapter: GPUAdapter): string {
+  const info = adapter.info;
+  const parts = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s && s.length > 0);
+  return parts.length ? parts.join(' / ') : 'unknown adapter';
+}
+
+/**
+ * Requests an adapter and a device with the adapter's full storage-buffer limits.
+ * Uncaptured validation errors and device loss are recorded and raised by the runtime as exceptions.
+ */
+export async function requestDevice(gpuId = 0): Promise<DeviceInfo> {
+  const gpu = await getGpu();
+  const options = adapterOptionsFor(gpuId);
+  let adapter = await gpu.requestAdapter(options);
+  if (!adapter && gpuId === -1) {
+    // Some implementations (Dawn on lavapipe) only have a software adapter and report it as the default one.
+    const fallbackCandidate = await gpu.requestAdapter();
+    if (fallbackCandidate?.info?.isFallbackAdapter) adapter = fallbackCandidate;
+  }
+  if (!adapter) {
+    throw new GpuError(gpuId === -1 ? 'No software/fallback WebGPU adapter is available. ' + NO_ADAPTER_HELP : NO_ADAPTER_HELP);
+  }
+  const want = (name: keyof GPUSupportedLimits) => adapter!.limits[name] as number;
+  const minSubgroup = (adapter.info as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0;
+  const subgroups = adapter.features.has('subgroups') && minSubgroup >= 8;
+  const device = await adapter.requestDevice({
+    requiredFeatures: subgroups ? ['subgroups' as GPUFeatureName] : [],
+    requiredLimits: {
+      maxStorageBufferBindingSize: want('maxStorageBufferBindingSize'),
+      maxBufferSize: want('maxBufferSize'),
+      maxComputeWorkgroupStorageSize: want('maxComputeWorkgroupStorageSize'),
+      maxComputeInvocationsPerWorkgroup: want('maxComputeInvocationsPerWorkgroup'),
+      maxStorageBuffersPerShaderStage: want('maxStorageBuffersPerShaderStage'),
+      maxComputeWorkgroupsPerDimension: want('maxComputeWorkgroupsPerDimension'),
+    },
+  });
+  return {
+    device,
+    adapter,
+    description: describe(adapter),
+    isFallback: !!adapter.info?.isFallbackAdapter || gpuId === -1,
+    subgroups,
+  };
+}
