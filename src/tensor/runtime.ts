@@ -86,7 +86,7 @@ export class Runtime {
     this.adapter = info.adapter;
     this.device.addEventListener('uncapturederror', (ev) => {
       const err = (ev as GPUUncapturedErrorEvent).error;
-      this.pendingError ??= new GpuError(`WebGPU ${err.constructor?.name ?? 'error'}: ${err.message}`);
+      this.recordError(new GpuError(`WebGPU ${err.constructor?.name ?? 'error'}: ${err.message}`));
     });
     void this.device.lost.then((info) => {
       this.lost = `${info.reason}: ${info.message}`;
@@ -95,6 +95,16 @@ export class Runtime {
 
   static async create(gpuId = 0): Promise<Runtime> {
     return new Runtime(await requestDevice(gpuId));
+  }
+
+  /**
+   * Keeps the first error, except that a root cause (a shader that failed to compile, reported
+   * asynchronously by its error scope) replaces a follow-on "invalid due to a previous error".
+   */
+  private recordError(e: GpuError, rootCause = false): void {
+    if (!this.pendingError || (rootCause && /invalid due to a previous error/.test(this.pendingError.message))) {
+      this.pendingError = e;
+    }
   }
 
   /** Throws the first uncaptured GPU error or a device loss, so failures surface at the next sync point. */
@@ -213,7 +223,9 @@ export class Runtime {
     });
     // Compilation errors come back asynchronously; record them so the next sync point throws.
     void this.device.popErrorScope().then((err) => {
-      if (err) this.pendingError ??= new GpuError(`Kernel ${spec.name}:${spec.entryPoint} failed to compile: ${err.message}`);
+      if (!err) return;
+      this.pipelines.delete(key);
+      this.recordError(new GpuError(`Kernel ${spec.name}:${spec.entryPoint} failed to compile: ${err.message}`), true);
     });
     this.pipelines.set(key, pipeline);
     return pipeline;

@@ -43,7 +43,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
   if (r >= p.B) { return; }  // uniform per workgroup, so barriers stay in uniform control flow
   let lid = l.x;
   let base = r * p.C;
-  var m = -3.4028235e38;
+  var m = -3.40282346e38f;
   for (var j = lid; j < p.C; j += WG) { m = max(m, logits[base + j]); }
   part[lid] = m;
   let rowMax = reduceMax(lid);

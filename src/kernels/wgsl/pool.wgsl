@@ -15,7 +15,7 @@ fn flatIndex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // Index (within the plane) of the first maximum of window (oy, ox).
 fn argmaxOf(plane: u32, oy: u32, ox: u32) -> u32 {
-  var best = -3.4028235e38;
+  var best = -3.40282346e38f;
   var bestIdx = 0u;
   var first = true;
   for (var ky = 0u; ky < p.k; ky++) {

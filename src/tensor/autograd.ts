@@ -1,0 +1,205 @@
+/**
+ * Reverse-mode automatic differentiation over the engine's kernels.
+ *
+ * Each differentiable op runs its forward kernel and, when an input needs a gradient and recording
+ * is on, attaches a GradNode whose closure maps the output gradient to input gradients. `backward`
+ * walks the graph in reverse topological order and accumulates into `leaf.grad` for leaves created
+ * with `requiresGrad` (as PyTorch does, so repeated backward calls add up until `zeroGrad`).
+ */
+import * as ew from '../kernels/elementwise.js';
+import {
+  conv2dBackwardData, conv2dBackwardWeight, conv2dForward, matmul as gemm, type Conv2dGeometry,
+} from '../kernels/gemm.js';
+import {
+  avgPoolBackward, avgPoolForward, batchNormBackward, batchNormForward, crossEntropyBackward,
+  crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
+} from '../kernels/norm_pool_loss.js';
+import { GpuError } from './device.js';
+import { Tensor, tidy, type GradNode, type Shape } from './tensor.js';
+
+let recording = true;
+
+/** Runs `fn` without recording the graph (evaluation, optimiser steps). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = recording;
+  recording = false;
+  try {
+    return fn();
+  } finally {
+    recording = prev;
+  }
+}
+
+export function isRecording(): boolean {
+  return recording;
+}
+
+function needsGrad(t: Tensor | null | undefined): boolean {
+  return !!t && (t.requiresGrad || t.node !== null);
+}
+
+function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward']): Tensor {
+  if (recording && inputs.some(needsGrad)) out.node = { op, inputs, backward };
+  return out;
+}
+
+// ------------------------------------------------------------------ ops
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  if (a.shape.join() !== b.shape.join()) throw new GpuError(`add: shapes [${a.shape}] and [${b.shape}] differ.`);
+  return record(ew.add(a, b), 'add', [a, b], (g) => [g, g]);
+}
+
+export function scale(a: Tensor, alpha: number): Tensor {
+  return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)]);
+}
+
+export function relu(x: Tensor): Tensor {
+  return record(ew.relu(x), 'relu', [x], (g) => [ew.reluBackward(x, g)]);
+}
+
+/** A view with a new shape (same buffer, no copy). */
+export function reshape(x: Tensor, shape: Shape): Tensor {
+  const out = new Tensor(shape, x);
+  return record(out, 'reshape', [x], (g) => [new Tensor(x.shape, g)]);
+}
+
+export function flatten(x: Tensor): Tensor {
+  return reshape(x, [x.shape[0], x.size / x.shape[0]]);
+}
+
+export function sum(x: Tensor): Tensor {
+  return record(ew.sumAll(x), 'sum', [x], (g) => [ew.broadcastScalar(g, x.shape)]);
+}
+
+export function mean(x: Tensor): Tensor {
+  return record(ew.sumAll(x, 1 / x.size), 'mean', [x], (g) => [ew.broadcastScalar(g, x.shape, 1 / x.size)]);
+}
+
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  if (a.rank !== 2 || b.rank !== 2) throw new GpuError('matmul (autograd): rank-2 operands only.');
+  return record(gemm(a, b), 'matmul', [a, b], (g) => [
+    needsGrad(a) ? gemm(g, b, { transB: true }) : null,
+    needsGrad(b) ? gemm(a, g, { transA: true }) : null,
+  ]);
+}
+
+/** y = x @ w^T + b with w stored [out, in], as torch.nn.Linear. */
+export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  if (x.rank !== 2) throw new GpuError(`linear: input must be [batch, features], got [${x.shape}].`);
+  const y = gemm(x, w, { transB: true, bias: b });
+  const [rows, outF] = y.shape;
+  return record(y, 'linear', b ? [x, w, b] : [x, w], (g) => [
+    needsGrad(x) ? gemm(g, w) : null,
+    needsGrad(w) ? gemm(g, x, { transA: true }) : null,
+    b && needsGrad(b) ? ew.sumAxis(g, rows, outF, 1) : null,
+  ]);
+}
+
+export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, geometry: Conv2dGeometry): Tensor {
+  const y = conv2dForward(x, w, b, geometry);
+  const [N, C, OH, OW] = y.shape;
+  return record(y, 'conv2d', b ? [x, w, b] : [x, w], (g) => [
+    needsGrad(x) ? conv2dBackwardData(g, w, x.shape, geometry) : null,
+    needsGrad(w) ? conv2dBackwardWeight(g, x, w.shape, geometry) : null,
+    b && needsGrad(b) ? ew.sumAxis(g, N, C, OH * OW) : null,
+  ]);
+}
+
+export interface BatchNormOptions {
+  training: boolean;
+  eps?: number;
+  momentum?: number;
+}
+
+/** Batch-norm over NCHW; in training mode uses batch statistics and updates the running ones in place. */
+export function batchNorm2d(x: Tensor, state: BatchNormState, { training, eps = 1e-5, momentum = 0.1 }: BatchNormOptions): Tensor {
+  const { y, stats } = batchNormForward(x, state, training, eps, momentum);
+  return record(y, 'batchNorm2d', [x, state.gamma, state.beta], (g) => {
+    const { dx, dgamma, dbeta } = batchNormBackward(x, g, state.gamma, stats, training);
+    return [dx, dgamma, dbeta];
+  });
+}
+
+export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
+  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)]);
+}
+
+export function avgPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
+  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)]);
+}
+
+/** Mean softmax cross-entropy of logits [B, C] against integer labels (a float tensor of B class ids). */
+export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
+  const saved = crossEntropyForward(logits, labels);
+  const loss = ew.sumAxis(saved, 1, 1, logits.shape[0], 1 / logits.shape[0]); // first row of saved = row losses
+  return record(loss, 'crossEntropy', [logits], (g) => [crossEntropyBackward(logits, labels, saved, g)]);
+}
+
+// ------------------------------------------------------------------ backward
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // Iterative DFS: deep networks would overflow a recursive one.
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const next = inputs[i];
+      if (!seen.has(next) && needsGrad(next)) {
+        seen.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return order.reverse();
+}
+
+/**
+ * Backpropagates from `root` (a one-element tensor unless `gradRoot` is given) and accumulates into
+ * the `.grad` of every leaf with `requiresGrad`. Leaf gradients are kept tensors; intermediate
+ * gradients are freed before returning. The graph's nodes are released afterwards.
+ */
+export function backward(root: Tensor, gradRoot?: Tensor): void {
+  if (!needsGrad(root)) throw new GpuError('backward: the tensor does not depend on any tensor that requires a gradient.');
+  if (!gradRoot && root.size !== 1) throw new GpuError(`backward: root has shape [${root.shape}]; pass gradRoot for non-scalar outputs.`);
+  tidy(() => {
+    const grads = new Map<Tensor, Tensor>();
+    grads.set(root, gradRoot ?? ew.fill(root.shape, 1));
+    for (const t of topoOrder(root)) {
+      const g = grads.get(t);
+      if (!g) continue;
+      if (t.node) {
+        const inputGrads = noGrad(() => t.node!.backward(g));
+        t.node.inputs.forEach((input, i) => {
+          const gi = inputGrads[i];
+          if (!gi || !needsGrad(input)) return;
+          const prev = grads.get(input);
+          grads.set(input, prev ? ew.add(prev, gi) : gi);
+        });
+      }
+      if (t.requiresGrad && !t.node) {
+        const prev = t.grad;
+        t.grad = (prev ? ew.add(prev, g) : ew.affine(g, 1)).keep();
+        prev?.dispose();
+      }
+    }
+    for (const t of grads.keys()) t.node = null;
+  });
+}
+
+/** Drops the accumulated gradients of `params`. */
+export function zeroGrad(params: Iterable<Tensor>): void {
+  for (const p of params) {
+    p.grad?.dispose();
+    p.grad = null;
+  }
+}
