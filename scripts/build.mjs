@@ -1,11 +1,12 @@
-// Bundles the Node entry points into dist/ (WGSL files inlined as text; the Dawn package stays external).
+// Bundles the Node entry points into dist/ (WGSL inlined as text; Dawn and tfjs stay external packages).
 import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
 
-const entries = ['src/bench.ts', 'bench/bench.ts'].filter((f) => existsSync(f));
-const extra = process.argv.slice(2);
+const entryPoints = Object.fromEntries(
+  Object.entries({ bench: 'bench/bench.ts', index: 'src/index.ts' }).filter(([, file]) => existsSync(file)),
+);
 await build({
-  entryPoints: extra.length ? extra : entries,
+  entryPoints,
   outdir: 'dist',
   bundle: true,
   platform: 'node',

@@ -114,7 +114,7 @@ describe('random shapes vs float64 CPU', () => {
       const x = randArray(r, shape.reduce((a, b) => a * b));
       const X = leaf(x, shape);
       const op = kind === 'max' ? ag.maxPool2d : ag.avgPool2d;
-      let dy = new Float32Array(0);
+      let dy: Float32Array = new Float32Array(0);
       const y = tidy(() => {
         const y = op(X, { kernel: k, stride });
         dy = randArray(r, y.size);
