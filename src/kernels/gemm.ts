@@ -13,27 +13,29 @@ function gemmCode(subgroups: boolean, vecB: boolean): string {
   return code;
 }
 
-/** Lanes per workgroup: wide for big N, narrow when N is small so little of each tile is wasted. */
+/** Lanes per workgroup: 32 for big N, fewer when N is small so little of each tile is wasted. */
 function lanesFor(n: number): number {
-  if (n >= 4 * 64) return 64;
   if (n >= 4 * 32) return 32;
   if (n >= 4 * 16) return 16;
   return 8;
 }
+
+/** Rows of C per workgroup (ROWS in gemm.wgsl). */
+const ROWS = 16;
 
 interface Geometry {
   batch: number; cin: number; h: number; w: number;
   cout: number; oh: number; ow: number;
   kh: number; kw: number; stride: number; pad: number;
 }
-const NO_GEOMETRY: Geometry = { batch: 0, cin: 0, h: 0, w: 0, cout: 0, oh: 0, ow: 0, kh: 0, kw: 0, stride: 1, pad: 0 };
+const NO_GEOMETRY: Geometry = { batch: 0, cin: 0, h: 0, w: 0, cout: 0, oh: 0, ow: 0, kh: 1, kw: 1, stride: 1, pad: 0 };
 
 function launch(
   mode: 0 | 1 | 2 | 3,
   a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor,
   M: number, N: number, K: number, batches: number,
   strides: [number, number, number], g: Geometry,
-  flags: { transA?: boolean; transB?: boolean } = {},
+  flags: { transA?: boolean; transB?: boolean; flipW?: boolean } = {},
 ): void {
   const rt = getRuntime();
   const lanes = lanesFor(N);
@@ -48,12 +50,15 @@ function launch(
       TRANS_A: flags.transA ? 1 : 0,
       TRANS_B: flags.transB ? 1 : 0,
       HAS_BIAS: bias ? 1 : 0,
+      FLIP_W: flags.flipW ? 1 : 0,
+      KH: g.kh,
+      KW: g.kw,
       WG: lanes,
     },
   };
   const params = new Params().u32(M).u32(N).u32(K).u32(strides[0]).u32(strides[1]).u32(strides[2])
     .u32(g.batch).u32(g.cin).u32(g.h).u32(g.w).u32(g.cout).u32(g.oh).u32(g.ow)
-    .u32(g.kh).u32(g.kw).u32(g.stride).u32(g.pad).build();
+    .u32(g.stride).u32(g.pad).build();
   rt.dispatch(
     spec,
     [
@@ -63,7 +68,7 @@ function launch(
       { buffer: out.buffer, kind: 'write' },
     ],
     params,
-    [Math.ceil(N / (4 * lanes)), Math.ceil(M / 8), batches],
+    [Math.ceil(N / (4 * lanes)), Math.ceil(M / ROWS), batches],
   );
 }
 
@@ -134,20 +139,27 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, { strid
   return y;
 }
 
-/** dL/dx of conv2d, gathered per input pixel (no atomics). */
+/**
+ * dL/dx of conv2d. Stride 1: a convolution of dy with the weights transposed and rotated 180 degrees
+ * (padding KH-1-pad), which runs on the fast implicit-GEMM path. Other strides: a gather per input
+ * pixel over the output positions it contributed to (no atomics).
+ */
 export function conv2dBackwardData(dy: Tensor, w: Tensor, xShape: readonly number[], { stride, padding }: Conv2dGeometry): Tensor {
   const [batch, cin, h, wd] = xShape;
   const [cout, , kh, kw] = w.shape;
-  const g: Geometry = {
-    batch, cin, h, w: wd, cout,
-    oh: conv2dOutputSize(h, kh, stride, padding), ow: conv2dOutputSize(wd, kw, stride, padding),
-    kh, kw, stride, pad: padding,
-  };
-  if (dy.shape.join() !== [batch, cout, g.oh, g.ow].join()) {
-    throw new GpuError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout, g.oh, g.ow]}].`);
+  const oh = conv2dOutputSize(h, kh, stride, padding), ow = conv2dOutputSize(wd, kw, stride, padding);
+  if (dy.shape.join() !== [batch, cout, oh, ow].join()) {
+    throw new GpuError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout, oh, ow]}].`);
   }
   const dx = empty(xShape);
-  launch(2, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, 1, [0, 0, 0], g);
+  if (stride === 1 && kh === kw && padding <= kh - 1) {
+    // Convolve dy [batch, cout, oh, ow] into dx [batch, cin, h, w].
+    const g: Geometry = { batch, cin: cout, h: oh, w: ow, cout: cin, oh: h, ow: wd, kh, kw, stride: 1, pad: kh - 1 - padding };
+    launch(1, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, 1, [0, 0, 0], g, { flipW: true });
+  } else {
+    const g: Geometry = { batch, cin, h, w: wd, cout, oh, ow, kh, kw, stride, pad: padding };
+    launch(2, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, 1, [0, 0, 0], g);
+  }
   return dx;
 }
 

@@ -1,15 +1,20 @@
 // GEMM family: C[M, N] = A[M, K] @ B[K, N] (+ bias), where A, B and C are views chosen by MODE:
-//   MODE 0  matmul         A, B row-major (optionally transposed), batched over workgroup z
-//   MODE 1  conv2d forward  A = W [Co, Ci*KH*KW], B = im2col(X), C = Y, N = batch*OH*OW (implicit GEMM)
-//   MODE 2  conv2d dX       A = W^T viewed [Ci, Co*KH*KW], B = gathered dY, C = dX, N = batch*H*W
-//   MODE 3  conv2d dW       A = dY viewed [Co, batch*OH*OW], B = im2col(X)^T, C = dW, N = Ci*KH*KW
+//   MODE 0  matmul          A, B row-major (optionally transposed), batched over workgroup z
+//   MODE 1  conv2d-like     A = weights, B = im2col(input) (implicit), C = output, N = batch*OH*OW.
+//                           Forward: A = W [Co, Ci*KH*KW]. With FLIP_W it computes the input gradient
+//                           of a stride-1 conv: dX = conv(dY, W transposed and rotated 180 degrees).
+//   MODE 2  conv2d dX, any stride: gathers dY per input pixel (the general but slower path)
+//   MODE 3  conv2d dW        A = dY viewed [Co, batch*OH*OW], B = im2col(X)^T, C = dW [Co, Ci*KH*KW]
 //
-// Register blocking: a workgroup owns 8 rows x (4*WG) columns of C; each invocation owns 8 rows x 4
-// columns (eight vec4 accumulators). Nothing is staged in workgroup memory: on CPU implementations
-// (lavapipe, SwiftShader) it is the same memory, and invocations are SIMD lanes, so what costs is the
-// number of per-lane (gathered) loads. Each k step does 4 gathered B loads for 32 FMAs per lane; the
-// 8 A values are either uniform loads (same address on every lane) or, with subgroups, one load per
-// lane shared through subgroupBroadcast, which is the fastest path measured on lavapipe.
+// Register blocking for CPU-backed WebGPU (lavapipe, SwiftShader), where an invocation is one SIMD lane
+// and what costs is the number of per-lane (gathered) loads: an invocation owns 16 rows x 4 columns of C
+// (sixteen vec4 accumulators), so each k step costs 4 gathered B values and 2 gathered A values for
+// 64 FMAs. A reaches every lane through subgroupBroadcast (lane i loads rows i and 8 + i), or, without
+// subgroups, through loads whose address is uniform across lanes. Nothing goes through workgroup
+// memory: on a CPU it is the same memory, and barriers cost.
+//
+// Out-of-range rows and columns are clamped to valid addresses, computed, and never stored, so the inner
+// loops carry no bounds checks.
 
 #if SUBGROUPS
 enable subgroups;
@@ -18,17 +23,22 @@ enable subgroups;
 struct Params {
   M: u32, N: u32, K: u32,
   strideA: u32, strideB: u32, strideC: u32,   // MODE 0: per-batch element strides (0 broadcasts)
-  // MODE 1-3: convolution geometry
+  // MODE 1-3: input [batch, cin, h, w], output [batch, cout, oh, ow] of the convolution being computed
   batch: u32, cin: u32, h: u32, w: u32,
   cout: u32, oh: u32, ow: u32,
-  kh: u32, kw: u32, stride: u32, pad: u32,
+  stride: u32, pad: u32,
 }
 
 override MODE: u32 = 0;
 override TRANS_A: bool = false;   // MODE 0: A stored as [K, M]
 override TRANS_B: bool = false;   // MODE 0: B stored as [N, K]
-override HAS_BIAS: bool = false;  // MODE 0: bias[n]; MODE 1: bias[m] (per output channel)
-override WG: u32 = 64;
+override HAS_BIAS: bool = false;  // MODE 0: bias[n]; MODE 1: bias[m]
+override FLIP_W: bool = false;    // MODE 1: A[m, (c, ky, kx)] = W[c, m, KH-1-ky, KW-1-kx]
+override KH: u32 = 3;             // MODE 1-3: kernel size, constant so the tap loops unroll
+override KW: u32 = 3;
+override WG: u32 = 32;
+
+const ROWS: u32 = 16u;
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 #if VEC_B
@@ -41,199 +51,259 @@ override WG: u32 = 64;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-fn loadA(batch: u32, m: u32, k: u32) -> f32 {
-  if (m >= p.M || k >= p.K) { return 0.0; }
-  if (MODE == 0u) {
-    let base = batch * p.strideA;
-    if (TRANS_A) { return A[base + k * p.M + m]; }
-    return A[base + m * p.K + k];
-  }
-  if (MODE == 1u) { return A[m * p.K + k]; }
-  if (MODE == 2u) {
-    // A[ci, (co, r)] = W[co, ci, r] with r = kh*KW + kw
-    let kk = p.kh * p.kw;
-    let co = k / kk;
-    return A[(co * p.cin + m) * kk + (k - co * kk)];
-  }
-  // MODE 3: A[co, (b, q)] = dY[b, co, q], q = oh*OW + ow
-  let q = p.oh * p.ow;
-  let b = k / q;
-  return A[(b * p.cout + m) * q + (k - b * q)];
-}
+var<private> acc: array<vec4<f32>, 16>;
+var<private> lane: u32;
 
-// Per-column data that does not change along k, computed once per invocation.
-struct Col { ok: bool, a: i32, b: i32, c: i32 }
+// ------------------------------------------------------------------ the k step
 
-fn colInfo(n: u32) -> Col {
-  var col = Col(n < p.N, 0, 0, 0);
-  if (MODE == 0u) { col.a = i32(n); }
-  if (MODE == 1u || MODE == 2u) {
-    // n = (image, y, x) of the output (MODE 1) or of the input (MODE 2)
-    let hw = select(p.h * p.w, p.oh * p.ow, MODE == 1u);
-    let wd = select(p.w, p.ow, MODE == 1u);
-    let img = n / hw;
-    let r = n - img * hw;
-    let y = r / wd;
-    let x = r - y * wd;
-    col.a = i32(img);
-    if (MODE == 1u) {
-      col.b = i32(y * p.stride) - i32(p.pad);
-      col.c = i32(x * p.stride) - i32(p.pad);
-    } else {
-      col.b = i32(y + p.pad);
-      col.c = i32(x + p.pad);
-    }
-  }
-  if (MODE == 3u) {
-    // n = (ci, ky, kx) of the weight
-    let kk = p.kh * p.kw;
-    let ci = n / kk;
-    let r = n - ci * kk;
-    col.a = i32(ci);
-    col.b = i32(r / p.kw) - i32(p.pad);
-    col.c = i32(r % p.kw) - i32(p.pad);
-  }
-  return col;
-}
-
-// Per-k data shared by every column (uniform across invocations).
-struct Row { a: u32, b: i32, c: i32 }
-
-fn rowInfo(k: u32) -> Row {
-  if (MODE == 1u) {
-    let kk = p.kh * p.kw;
-    let ci = k / kk;
-    let r = k - ci * kk;
-    let ky = r / p.kw;
-    return Row(ci, i32(ky), i32(r - ky * p.kw));
-  }
-  if (MODE == 2u) {
-    let kk = p.kh * p.kw;
-    let co = k / kk;
-    let r = k - co * kk;
-    let ky = r / p.kw;
-    return Row(co, i32(ky), i32(r - ky * p.kw));
-  }
-  if (MODE == 3u) {
-    let q = p.oh * p.ow;
-    let img = k / q;
-    let r = k - img * q;
-    let y = r / p.ow;
-    return Row(img, i32(y * p.stride), i32((r - y * p.ow) * p.stride));
-  }
-  return Row(k, 0, 0);
-}
-
-#if VEC_B
-fn loadB4(batch: u32, k: u32, n0: u32) -> vec4<f32> {
-  if (n0 >= p.N) { return vec4<f32>(0.0); }
-  return B4[(batch * p.strideB + k * p.N + n0) / 4u];
-}
-#else
-fn loadB(batch: u32, k: u32, row: Row, col: Col) -> f32 {
-  if (!col.ok || k >= p.K) { return 0.0; }
-  if (MODE == 0u) {
-    let n = u32(col.a);
-    if (TRANS_B) { return B[batch * p.strideB + n * p.K + k]; }
-    return B[batch * p.strideB + k * p.N + n];
-  }
-  if (MODE == 1u) {
-    // X[img, ci, oy*s - pad + ky, ox*s - pad + kx]
-    let y = col.b + row.b;
-    let x = col.c + row.c;
-    if (y < 0 || x < 0 || y >= i32(p.h) || x >= i32(p.w)) { return 0.0; }
-    return B[((u32(col.a) * p.cin + row.a) * p.h + u32(y)) * p.w + u32(x)];
-  }
-  if (MODE == 2u) {
-    // dY[img, co, oy, ox] with oy*s = y + pad - ky, when that lands on the output grid
-    let ys = col.b - row.b;
-    let xs = col.c - row.c;
-    if (ys < 0 || xs < 0) { return 0.0; }
-    let s = i32(p.stride);
-    let oy = ys / s;
-    let ox = xs / s;
-    if (oy * s != ys || ox * s != xs || oy >= i32(p.oh) || ox >= i32(p.ow)) { return 0.0; }
-    return B[((u32(col.a) * p.cout + row.a) * p.oh + u32(oy)) * p.ow + u32(ox)];
-  }
-  // MODE 3: X[img, ci, oy*s - pad + ky, ox*s - pad + kx]
-  let y = row.b + col.b;
-  let x = row.c + col.c;
-  if (y < 0 || x < 0 || y >= i32(p.h) || x >= i32(p.w)) { return 0.0; }
-  return B[((row.a * p.cin + u32(col.a)) * p.h + u32(y)) * p.w + u32(x)];
+// Adds a[m0 + i] * b to row i for the 16 rows. a0 holds rows 0-7 and a1 rows 8-15, one per lane
+// (subgroups), or the rows are fetched by `aRow` with lane-uniform addresses.
+#if SUBGROUPS
+fn step(a0: f32, a1: f32, b: vec4<f32>) {
+  acc[0] += subgroupBroadcast(a0, 0u) * b;
+  acc[1] += subgroupBroadcast(a0, 1u) * b;
+  acc[2] += subgroupBroadcast(a0, 2u) * b;
+  acc[3] += subgroupBroadcast(a0, 3u) * b;
+  acc[4] += subgroupBroadcast(a0, 4u) * b;
+  acc[5] += subgroupBroadcast(a0, 5u) * b;
+  acc[6] += subgroupBroadcast(a0, 6u) * b;
+  acc[7] += subgroupBroadcast(a0, 7u) * b;
+  acc[8] += subgroupBroadcast(a1, 0u) * b;
+  acc[9] += subgroupBroadcast(a1, 1u) * b;
+  acc[10] += subgroupBroadcast(a1, 2u) * b;
+  acc[11] += subgroupBroadcast(a1, 3u) * b;
+  acc[12] += subgroupBroadcast(a1, 4u) * b;
+  acc[13] += subgroupBroadcast(a1, 5u) * b;
+  acc[14] += subgroupBroadcast(a1, 6u) * b;
+  acc[15] += subgroupBroadcast(a1, 7u) * b;
 }
 #endif
 
-fn storeC(batch: u32, m: u32, n: u32, v: f32) {
+// Element offset of A's row m (clamped into range) at reduction index k, for the current MODE.
+// In MODE 1 k is split into (c, tap); elsewhere `tap` is unused.
+fn aIndex(batch: u32, m: u32, k: u32, tap: u32) -> u32 {
+  let mc = min(m, p.M - 1u);
+  if (MODE == 0u) {
+    if (TRANS_A) { return batch * p.strideA + k * p.M + mc; }
+    return batch * p.strideA + mc * p.K + k;
+  }
+  if (MODE == 1u) {
+    if (FLIP_W) { return (k * p.M + mc) * KH * KW + (KH * KW - 1u - tap); }
+    return (mc * p.cin + k) * KH * KW + tap;
+  }
+  if (MODE == 2u) {
+    // A[ci, (co, tap)] = W[co, ci, tap]
+    return (k * p.M + mc) * KH * KW + tap;
+  }
+  // MODE 3: k = (img, q) flattened by the caller into img * cout * OHW + q
+  return k + mc * p.oh * p.ow;
+}
+
+fn accumulate(batch: u32, m0: u32, k: u32, tap: u32, b: vec4<f32>) {
+#if SUBGROUPS
+  let r = lane % 8u;
+  step(A[aIndex(batch, m0 + r, k, tap)], A[aIndex(batch, m0 + 8u + r, k, tap)], b);
+#else
+  for (var i = 0u; i < ROWS; i++) {
+    acc[i] += A[aIndex(batch, m0 + i, k, tap)] * b;
+  }
+#endif
+}
+
+// ------------------------------------------------------------------ MODE 0: matmul
+
+fn bIndex0(batch: u32, k: u32, n: u32) -> u32 {
+  if (TRANS_B) { return batch * p.strideB + n * p.K + k; }
+  return batch * p.strideB + k * p.N + n;
+}
+
+fn loadB0(batch: u32, k: u32, n0: u32) -> vec4<f32> {
+#if VEC_B
+  return B4[bIndex0(batch, k, min(n0, p.N - 4u)) / 4u];
+#else
+  let last = p.N - 1u;
+  return vec4<f32>(B[bIndex0(batch, k, min(n0, last))], B[bIndex0(batch, k, min(n0 + 1u, last))],
+                   B[bIndex0(batch, k, min(n0 + 2u, last))], B[bIndex0(batch, k, min(n0 + 3u, last))]);
+#endif
+}
+
+fn matmul(batch: u32, m0: u32, n0: u32) {
+  var k = 0u;
+  for (; k + 1u < p.K; k += 2u) {
+    let b0 = loadB0(batch, k, n0);
+    let b1 = loadB0(batch, k + 1u, n0);
+    accumulate(batch, m0, k, 0u, b0);
+    accumulate(batch, m0, k + 1u, 0u, b1);
+  }
+  if (k < p.K) { accumulate(batch, m0, k, 0u, loadB0(batch, k, n0)); }
+}
+
+#if !VEC_B
+// ------------------------------------------------------------------ MODE 1: implicit-GEMM convolution
+
+// One output column: its image offset, its top-left input corner and which of the KH*KW taps fall
+// inside the (zero-padded) input.
+struct ConvCol { base: i32, mask: u32 }
+
+fn convCol(n: u32) -> ConvCol {
+  let q = p.oh * p.ow;
+  let nc = min(n, p.N - 1u);
+  let img = nc / q;
+  let r = nc - img * q;
+  let oy = r / p.ow;
+  let ox = r - oy * p.ow;
+  let y0 = i32(oy * p.stride) - i32(p.pad);
+  let x0 = i32(ox * p.stride) - i32(p.pad);
+  var mask = 0u;
+  for (var ky = 0u; ky < KH; ky++) {
+    for (var kx = 0u; kx < KW; kx++) {
+      let y = y0 + i32(ky);
+      let x = x0 + i32(kx);
+      if (y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w)) { mask |= 1u << (ky * KW + kx); }
+    }
+  }
+  return ConvCol(i32(img * p.cin * p.h * p.w) + y0 * i32(p.w) + x0, mask);
+}
+
+fn tapValue(col: ConvCol, offset: i32, tap: u32) -> f32 {
+  let valid = (col.mask >> tap) & 1u;
+  let v = B[u32(select(0, col.base + offset, valid != 0u))];
+  return select(0.0, v, valid != 0u);
+}
+
+fn conv(m0: u32, n0: u32) {
+  let c0 = convCol(n0);
+  let c1 = convCol(n0 + 1u);
+  let c2 = convCol(n0 + 2u);
+  let c3 = convCol(n0 + 3u);
+  let plane = i32(p.h * p.w);
+  for (var c = 0u; c < p.cin; c++) {
+    for (var ky = 0u; ky < KH; ky++) {
+      for (var kx = 0u; kx < KW; kx++) {
+        let tap = ky * KW + kx;
+        let off = i32(c) * plane + i32(ky) * i32(p.w) + i32(kx);
+        let b = vec4<f32>(tapValue(c0, off, tap), tapValue(c1, off, tap), tapValue(c2, off, tap), tapValue(c3, off, tap));
+        accumulate(0u, m0, c, tap, b);
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ MODE 2: dX for any stride
+
+// dY[img, co, oy, ox] with oy*s = y + pad - ky, when that lands on the output grid.
+fn gatherDy(n: u32, co: u32, ky: u32, kx: u32) -> f32 {
+  let hw = p.h * p.w;
+  let nc = min(n, p.N - 1u);
+  let img = nc / hw;
+  let r = nc - img * hw;
+  let y = r / p.w;
+  let x = r - y * p.w;
+  let ys = i32(y + p.pad) - i32(ky);
+  let xs = i32(x + p.pad) - i32(kx);
+  let s = i32(p.stride);
+  let oy = ys / s;
+  let ox = xs / s;
+  let ok = ys >= 0 && xs >= 0 && oy * s == ys && ox * s == xs && oy < i32(p.oh) && ox < i32(p.ow);
+  let idx = select(0u, ((img * p.cout + co) * p.oh + u32(oy)) * p.ow + u32(ox), ok);
+  return select(0.0, B[idx], ok);
+}
+
+fn convDataStrided(m0: u32, n0: u32) {
+  for (var co = 0u; co < p.cout; co++) {
+    for (var ky = 0u; ky < KH; ky++) {
+      for (var kx = 0u; kx < KW; kx++) {
+        let b = vec4<f32>(gatherDy(n0, co, ky, kx), gatherDy(n0 + 1u, co, ky, kx), gatherDy(n0 + 2u, co, ky, kx), gatherDy(n0 + 3u, co, ky, kx));
+        accumulate(0u, m0, co, ky * KW + kx, b);
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ MODE 3: dW
+
+// One weight column n = (ci, ky, kx): its offset inside an image and its tap position.
+struct WCol { off: i32, ky: i32, kx: i32 }
+
+fn wCol(n: u32) -> WCol {
+  let nc = min(n, p.N - 1u);
+  let ci = nc / (KH * KW);
+  let tap = nc - ci * KH * KW;
+  let ky = i32(tap / KW) - i32(p.pad);
+  let kx = i32(tap % KW) - i32(p.pad);
+  return WCol(i32(ci * p.h * p.w) + ky * i32(p.w) + kx, ky, kx);
+}
+
+fn wValue(col: WCol, rowBase: i32, y0: i32, x0: i32) -> f32 {
+  let y = y0 + col.ky;
+  let x = x0 + col.kx;
+  let ok = y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w);
+  return select(0.0, B[u32(select(0, rowBase + col.off, ok))], ok);
+}
+
+fn convWeight(m0: u32, n0: u32) {
+  let w0 = wCol(n0);
+  let w1 = wCol(n0 + 1u);
+  let w2 = wCol(n0 + 2u);
+  let w3 = wCol(n0 + 3u);
+  let q = p.oh * p.ow;
+  for (var img = 0u; img < p.batch; img++) {
+    for (var oy = 0u; oy < p.oh; oy++) {
+      for (var ox = 0u; ox < p.ow; ox++) {
+        let y0 = i32(oy * p.stride);
+        let x0 = i32(ox * p.stride);
+        let rowBase = i32(img * p.cin * p.h * p.w) + y0 * i32(p.w) + x0;
+        let b = vec4<f32>(wValue(w0, rowBase, y0, x0), wValue(w1, rowBase, y0, x0), wValue(w2, rowBase, y0, x0), wValue(w3, rowBase, y0, x0));
+        accumulate(0u, m0, img * p.cout * q + oy * p.ow + ox, 0u, b);
+      }
+    }
+  }
+}
+#endif
+
+// ------------------------------------------------------------------ store
+
+fn store(batch: u32, m: u32, n: u32, v: f32) {
   if (m >= p.M || n >= p.N) { return; }
   if (MODE == 0u) {
     var o = v;
     if (HAS_BIAS) { o += bias[n]; }
     C[batch * p.strideC + m * p.N + n] = o;
-    return;
-  }
-  if (MODE == 1u) {
-    // C[m = co, n = (img, q)] -> Y[img, co, q]
-    let q = p.oh * p.ow;
+  } else if (MODE == 1u || MODE == 2u) {
+    // C[m = channel, n = (img, pixel)] -> out[img, channel, pixel]
+    let q = select(p.oh * p.ow, p.h * p.w, MODE == 2u);
     let img = n / q;
     var o = v;
     if (HAS_BIAS) { o += bias[m]; }
-    C[(img * p.cout + m) * q + (n - img * q)] = o;
-    return;
+    C[(img * p.M + m) * q + (n - img * q)] = o;
+  } else {
+    C[m * p.N + n] = v;
   }
-  if (MODE == 2u) {
-    let q = p.h * p.w;
-    let img = n / q;
-    C[(img * p.cin + m) * q + (n - img * q)] = v;
-    return;
-  }
-  C[m * p.N + n] = v;
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>
 #if SUBGROUPS
-        , @builtin(subgroup_invocation_id) lane: u32
+        , @builtin(subgroup_invocation_id) sgLane: u32
 #endif
         ) {
-  let batch = wg.z;
-  let m0 = wg.y * 8u;
-  let n0 = (wg.x * WG + lid.x) * 4u;
-#if !VEC_B
-  let c0 = colInfo(n0);
-  let c1 = colInfo(n0 + 1u);
-  let c2 = colInfo(n0 + 2u);
-  let c3 = colInfo(n0 + 3u);
-#endif
-  var acc: array<vec4<f32>, 8>;
-  for (var k = 0u; k < p.K; k++) {
-#if VEC_B
-    let b = loadB4(batch, k, n0);
-#else
-    let row = rowInfo(k);
-    let b = vec4<f32>(loadB(batch, k, row, c0), loadB(batch, k, row, c1), loadB(batch, k, row, c2), loadB(batch, k, row, c3));
-#endif
 #if SUBGROUPS
-    // Lane i loads row m0+i of A; every lane then reads all 8 values from registers.
-    let av = select(0.0, loadA(batch, m0 + lane, k), lane < 8u);
-    acc[0] += subgroupBroadcast(av, 0u) * b;
-    acc[1] += subgroupBroadcast(av, 1u) * b;
-    acc[2] += subgroupBroadcast(av, 2u) * b;
-    acc[3] += subgroupBroadcast(av, 3u) * b;
-    acc[4] += subgroupBroadcast(av, 4u) * b;
-    acc[5] += subgroupBroadcast(av, 5u) * b;
-    acc[6] += subgroupBroadcast(av, 6u) * b;
-    acc[7] += subgroupBroadcast(av, 7u) * b;
-#else
-    for (var i = 0u; i < 8u; i++) {
-      acc[i] += loadA(batch, m0 + i, k) * b;
-    }
+  lane = sgLane;
 #endif
-  }
-  for (var i = 0u; i < 8u; i++) {
+  let batch = wg.z;
+  let m0 = wg.y * ROWS;
+  let n0 = (wg.x * WG + lid.x) * 4u;
+  if (MODE == 0u) { matmul(batch, m0, n0); }
+#if !VEC_B
+  if (MODE == 1u) { conv(m0, n0); }
+  if (MODE == 2u) { convDataStrided(m0, n0); }
+  if (MODE == 3u) { convWeight(m0, n0); }
+#endif
+  for (var i = 0u; i < ROWS; i++) {
     let v = acc[i];
-    storeC(batch, m0 + i, n0, v.x);
-    storeC(batch, m0 + i, n0 + 1u, v.y);
-    storeC(batch, m0 + i, n0 + 2u, v.z);
-    storeC(batch, m0 + i, n0 + 3u, v.w);
+    store(batch, m0 + i, n0, v.x);
+    store(batch, m0 + i, n0 + 1u, v.y);
+    store(batch, m0 + i, n0 + 2u, v.z);
+    store(batch, m0 + i, n0 + 3u, v.w);
   }
 }
