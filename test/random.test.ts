@@ -8,7 +8,7 @@ import * as ag from '../src/tensor/autograd.js';
 import * as ew from '../src/kernels/elementwise.js';
 import { matmul } from '../src/kernels/gemm.js';
 import { sgdStep } from '../src/kernels/norm_pool_loss.js';
-import { destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
+import { destroyRuntime, fromArray, getRuntime, tidy, type Tensor } from '../src/tensor/tensor.js';
 import {
   convOut, expectClose, gpu, randArray, randInt, refBatchNorm, refConv, refCrossEntropy, refMatmul, refPool, refSgd, rng,
 } from './helpers.js';
@@ -31,9 +31,9 @@ async function readAndFree(...ts: Tensor[]): Promise<Float32Array[]> {
 }
 
 describe('random shapes vs float64 CPU', () => {
-  it(`matmul (plain, transposed, batched, bias) on ${CASES} shapes`, async () => {
-    const r = rng(1);
-    for (let i = 0; i < CASES; i++) {
+  async function checkMatmul(cases: number, seed: number) {
+    const r = rng(seed);
+    for (let i = 0; i < cases; i++) {
       const M = randInt(r, 1, 70), K = randInt(r, 1, 90), N = randInt(r, 1, 140);
       const transA = r() < 0.3, transB = r() < 0.3, withBias = r() < 0.3;
       const batch = r() < 0.2 ? randInt(r, 2, 3) : 0;
@@ -50,11 +50,11 @@ describe('random shapes vs float64 CPU', () => {
         expectClose(got.subarray(bi * M * N, (bi + 1) * M * N), ref, 1e-5, 1e-4, `matmul #${i} ${M}x${K}x${N} tA=${transA} tB=${transB} batch=${batch}`);
       }
     }
-  });
+  }
 
-  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1 and 3x3, stride 1-2, padding 0-1)`, async () => {
-    const r = rng(2);
-    for (let i = 0; i < CASES; i++) {
+  async function checkConv(cases: number, seed: number) {
+    const r = rng(seed);
+    for (let i = 0; i < cases; i++) {
       const k = r() < 0.7 ? 3 : r() < 0.5 ? 1 : 2;
       const s = { N: randInt(r, 1, 3), C: randInt(r, 1, 9), H: randInt(r, k, 11), W: randInt(r, k, 11), O: randInt(r, 1, 13), KH: k, KW: k, stride: randInt(r, 1, 2), pad: k === 1 ? 0 : randInt(r, 0, 1) };
       const [OH, OW] = convOut(s);
@@ -73,6 +73,22 @@ describe('random shapes vs float64 CPU', () => {
       expectClose(gw, ref.dw, 1e-4, 1e-4, `${what} dw`);
       expectClose(gb, ref.db, 1e-4, 1e-4, `${what} db`);
       [X, Wt, B].forEach((t) => t.dispose());
+    }
+  }
+
+  it(`matmul (plain, transposed, batched, bias) on ${CASES} shapes`, () => checkMatmul(CASES, 1));
+  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2));
+
+  // The GEMM family has a subgroup path (used when the device has subgroups) and a portable one.
+  it('the portable GEMM path (no subgroups) on 15 matmul and 15 conv shapes', async () => {
+    const rt = getRuntime();
+    const had = rt.subgroups;
+    rt.subgroups = false;
+    try {
+      await checkMatmul(15, 101);
+      await checkConv(15, 102);
+    } finally {
+      rt.subgroups = had;
     }
   });
 

@@ -53,7 +53,11 @@ export class Runtime {
   readonly device: GPUDevice;
   readonly adapterDescription: string;
   readonly isFallback: boolean;
-  readonly subgroups: boolean;
+  /**
+   * Whether kernels use subgroup operations (the device has them with >= 8 lanes). Setting it false
+   * forces the portable kernels, which tests use to cover both paths on one device.
+   */
+  subgroups: boolean;
   /** Held so the adapter (and in Node the Dawn instance behind it) outlives the device. */
   readonly adapter: GPUAdapter;
 
@@ -62,6 +66,7 @@ export class Runtime {
   private stats = { created: 0, inUse: 0, bytes: 0 };
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly codeIds = new Map<string, number>();
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -200,7 +205,10 @@ export class Runtime {
   private pipelineFor(spec: KernelSpec, kinds: BindingKind[]): GPUComputePipeline {
     const sig = kinds.join(',');
     const constKey = spec.constants ? JSON.stringify(spec.constants) : '';
-    const key = `${spec.name}|${spec.entryPoint}|${sig}|${constKey}`;
+    // Variants of one kernel family share a name but not their source, so the source is part of the key.
+    let codeId = this.codeIds.get(spec.code);
+    if (codeId === undefined) this.codeIds.set(spec.code, (codeId = this.codeIds.size));
+    const key = `${spec.name}#${codeId}|${spec.entryPoint}|${sig}|${constKey}`;
     let pipeline = this.pipelines.get(key);
     if (pipeline) return pipeline;
     let layout = this.layouts.get(sig);
