@@ -1,0 +1,197 @@
+/** Float64 CPU references and seeded random data, free of Node APIs (also bundled into the browser test page). */
+
+/** Mulberry32: small, fast, seeded. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randInt(r: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(r() * (hi - lo + 1));
+}
+
+/** Uniform values in [-1, 1) as float32. */
+export function randArray(r: () => number, n: number, scaleBy = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scaleBy;
+  return out;
+}
+
+// ------------------------------------------------------------------ float64 CPU references
+
+export function refMatmul(a: ArrayLike<number>, b: ArrayLike<number>, M: number, K: number, N: number, transA = false, transB = false): Float64Array {
+  const c = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += (transA ? a[k * M + m] : a[m * K + k]) * (transB ? b[n * K + k] : b[k * N + n]);
+      c[m * N + n] = s;
+    }
+  }
+  return c;
+}
+
+export interface ConvShape { N: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number; pad: number }
+
+export function convOut(s: ConvShape): [number, number] {
+  return [Math.floor((s.H + 2 * s.pad - s.KH) / s.stride) + 1, Math.floor((s.W + 2 * s.pad - s.KW) / s.stride) + 1];
+}
+
+/** Forward and both backward passes of conv2d in float64. */
+export function refConv(s: ConvShape, x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number> | null, dy?: ArrayLike<number>) {
+  const [OH, OW] = convOut(s);
+  const y = new Float64Array(s.N * s.O * OH * OW);
+  const dx = new Float64Array(s.N * s.C * s.H * s.W);
+  const dw = new Float64Array(s.O * s.C * s.KH * s.KW);
+  const db = new Float64Array(s.O);
+  for (let n = 0; n < s.N; n++) {
+    for (let o = 0; o < s.O; o++) {
+      for (let oy = 0; oy < OH; oy++) {
+        for (let ox = 0; ox < OW; ox++) {
+          const yi = ((n * s.O + o) * OH + oy) * OW + ox;
+          const g = dy ? dy[yi] : 0;
+          let acc = b ? b[o] : 0;
+          db[o] += g;
+          for (let c = 0; c < s.C; c++) {
+            for (let ky = 0; ky < s.KH; ky++) {
+              const iy = oy * s.stride - s.pad + ky;
+              if (iy < 0 || iy >= s.H) continue;
+              for (let kx = 0; kx < s.KW; kx++) {
+                const ix = ox * s.stride - s.pad + kx;
+                if (ix < 0 || ix >= s.W) continue;
+                const xi = ((n * s.C + c) * s.H + iy) * s.W + ix;
+                const wi = ((o * s.C + c) * s.KH + ky) * s.KW + kx;
+                acc += x[xi] * w[wi];
+                dx[xi] += g * w[wi];
+                dw[wi] += g * x[xi];
+              }
+            }
+          }
+          y[yi] = acc;
+        }
+      }
+    }
+  }
+  return { y, dx, dw, db };
+}
+
+export function refBatchNorm(x: ArrayLike<number>, shape: number[], gamma: ArrayLike<number>, beta: ArrayLike<number>,
+  runMean: ArrayLike<number>, runVar: ArrayLike<number>, dy: ArrayLike<number>, train: boolean, eps = 1e-5, momentum = 0.1) {
+  const [N, C, H, W] = shape;
+  const HW = H * W;
+  const cnt = N * HW;
+  const y = new Float64Array(x.length);
+  const dx = new Float64Array(x.length);
+  const dgamma = new Float64Array(C);
+  const dbeta = new Float64Array(C);
+  const newMean = new Float64Array(C);
+  const newVar = new Float64Array(C);
+  const idx = (n: number, c: number, i: number) => (n * C + c) * HW + i;
+  for (let c = 0; c < C; c++) {
+    let mean = runMean[c];
+    let v = runVar[c];
+    if (train) {
+      mean = 0;
+      for (let n = 0; n < N; n++) for (let i = 0; i < HW; i++) mean += x[idx(n, c, i)];
+      mean /= cnt;
+      v = 0;
+      for (let n = 0; n < N; n++) for (let i = 0; i < HW; i++) v += (x[idx(n, c, i)] - mean) ** 2;
+      v /= cnt;
+      newMean[c] = (1 - momentum) * runMean[c] + momentum * mean;
+      newVar[c] = (1 - momentum) * runVar[c] + momentum * (v * cnt) / (cnt - 1);
+    } else {
+      newMean[c] = runMean[c];
+      newVar[c] = runVar[c];
+    }
+    const invstd = 1 / Math.sqrt(v + eps);
+    for (let n = 0; n < N; n++) {
+      for (let i = 0; i < HW; i++) {
+        const k = idx(n, c, i);
+        const xhat = (x[k] - mean) * invstd;
+        y[k] = xhat * gamma[c] + beta[c];
+        dgamma[c] += dy[k] * xhat;
+        dbeta[c] += dy[k];
+      }
+    }
+    for (let n = 0; n < N; n++) {
+      for (let i = 0; i < HW; i++) {
+        const k = idx(n, c, i);
+        const xhat = (x[k] - mean) * invstd;
+        dx[k] = train
+          ? gamma[c] * invstd * (dy[k] - dbeta[c] / cnt - (xhat * dgamma[c]) / cnt)
+          : gamma[c] * invstd * dy[k];
+      }
+    }
+  }
+  return { y, dx, dgamma, dbeta, newMean, newVar };
+}
+
+export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number[], k: number, stride: number, dy: ArrayLike<number>) {
+  const [N, C, H, W] = shape;
+  const OH = Math.floor((H - k) / stride) + 1;
+  const OW = Math.floor((W - k) / stride) + 1;
+  const y = new Float64Array(N * C * OH * OW);
+  const dx = new Float64Array(x.length);
+  for (let pl = 0; pl < N * C; pl++) {
+    for (let oy = 0; oy < OH; oy++) {
+      for (let ox = 0; ox < OW; ox++) {
+        const yi = (pl * OH + oy) * OW + ox;
+        let best = -Infinity;
+        let bestIdx = -1;
+        let s = 0;
+        for (let ky = 0; ky < k; ky++) {
+          for (let kx = 0; kx < k; kx++) {
+            const xi = (pl * H + oy * stride + ky) * W + ox * stride + kx;
+            s += x[xi];
+            if (x[xi] > best) { best = x[xi]; bestIdx = xi; }
+          }
+        }
+        if (kind === 'max') {
+          y[yi] = best;
+          dx[bestIdx] += dy[yi];
+        } else {
+          y[yi] = s / (k * k);
+          for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) dx[(pl * H + oy * stride + ky) * W + ox * stride + kx] += dy[yi] / (k * k);
+        }
+      }
+    }
+  }
+  return { y, dx };
+}
+
+export function refCrossEntropy(logits: ArrayLike<number>, labels: ArrayLike<number>, B: number, C: number) {
+  let loss = 0;
+  const d = new Float64Array(B * C);
+  for (let r = 0; r < B; r++) {
+    let m = -Infinity;
+    for (let j = 0; j < C; j++) m = Math.max(m, logits[r * C + j]);
+    let s = 0;
+    for (let j = 0; j < C; j++) s += Math.exp(logits[r * C + j] - m);
+    const lse = m + Math.log(s);
+    loss += lse - logits[r * C + labels[r]];
+    for (let j = 0; j < C; j++) d[r * C + j] = (Math.exp(logits[r * C + j] - lse) - (j === labels[r] ? 1 : 0)) / B;
+  }
+  return { loss: loss / B, dlogits: d };
+}
+
+export function refSgd(p0: ArrayLike<number>, grads: ArrayLike<number>[], o: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean }) {
+  const p = Float64Array.from(p0);
+  const buf = new Float64Array(p.length);
+  grads.forEach((g, step) => {
+    for (let i = 0; i < p.length; i++) {
+      let d = g[i] + o.weightDecay * p[i];
+      if (o.momentum !== 0) {
+        buf[i] = step === 0 ? d : o.momentum * buf[i] + (1 - o.dampening) * d;
+        d = o.nesterov ? d + o.momentum * buf[i] : buf[i];
+      }
+      p[i] -= o.lr * d;
+    }
+  });
+  return p;
+}
