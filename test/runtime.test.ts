@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ag from '../src/tensor/autograd.js';
 import { adapterOptionsFor, GpuError } from '../src/tensor/device.js';
-import { poolSizeClass } from '../src/tensor/runtime.js';
+import { Params, poolSizeClass, Runtime } from '../src/tensor/runtime.js';
 import { conv2dForward, matmul } from '../src/kernels/gemm.js';
 import { SGD } from '../src/nn/optim.js';
 import { destroyRuntime, empty, fromArray, getRuntime, tidy } from '../src/tensor/tensor.js';
@@ -115,6 +115,27 @@ describe('runtime', () => {
     t.dispose();
     await expect(t.data()).rejects.toThrow(/disposed tensor/);
     expect(() => tidy(() => Promise.resolve(1))).toThrow(/synchronous/);
+  });
+
+  it('opens the fallback (-1), default (0) and low-power (1) adapters by gpu_id', async () => {
+    for (const id of [-1, 0, 1]) {
+      const rt = await Runtime.create(id);
+      const buf = rt.acquire(16);
+      rt.write(buf, new Float32Array([1, 2, 3, 4]));
+      expect(Array.from(new Float32Array(await rt.read(buf, 16)))).toEqual([1, 2, 3, 4]);
+      if (id === -1) expect(rt.isFallback).toBe(true);
+      rt.destroy();
+    }
+  });
+
+  it('reports a lost device as a clear exception', async () => {
+    const rt = await Runtime.create(0);
+    const buf = rt.acquire(16);
+    rt.device.destroy();
+    await rt.device.lost;
+    expect(() => rt.dispatch({ name: 'x', code: '@compute @workgroup_size(1) fn main() {}', entryPoint: 'main' }, [{ buffer: buf, kind: 'write' }], new Params().u32(1).build(), [1]))
+      .toThrow(/GPU device was lost/);
+    await expect(rt.read(buf, 16)).rejects.toThrow(/GPU device was lost/);
   });
 
   it('surfaces WebGPU validation errors as exceptions at the next sync point', async () => {
