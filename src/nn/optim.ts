@@ -3,7 +3,7 @@ import { GpuError } from '../tensor/device.js';
 import { noGrad } from '../tensor/autograd.js';
 import { fill } from '../kernels/elementwise.js';
 import { sgdStep } from '../kernels/norm_pool_loss.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { fromArray, type Tensor } from '../tensor/tensor.js';
 
 export interface SgdOptions {
   lr: number;
@@ -58,14 +58,17 @@ export class SGD {
     }
   }
 
-  /** Momentum buffers by parameter index (for checkpoints). */
-  state(): Map<number, Tensor> {
-    const out = new Map<number, Tensor>();
-    this.params.forEach((p, i) => {
-      const b = this.buffers.get(p);
-      if (b) out.set(i, b);
-    });
-    return out;
+  /** The momentum buffer of a parameter, if it has taken a step. */
+  momentumOf(param: Tensor): Tensor | undefined {
+    return this.buffers.get(param);
+  }
+
+  /** Restores a parameter's momentum buffer (resuming from a checkpoint). */
+  setMomentum(param: Tensor, values: Float32Array): void {
+    if (!this.params.includes(param)) throw new GpuError('SGD.setMomentum: not one of this optimiser\'s parameters.');
+    if (values.length !== param.size) throw new GpuError(`SGD.setMomentum: ${values.length} values for a parameter of ${param.size}.`);
+    this.buffers.get(param)?.dispose();
+    this.buffers.set(param, fromArray(values, param.shape).keep());
   }
 
   dispose(): void {

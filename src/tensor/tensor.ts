@@ -150,6 +150,14 @@ export function fromArray(values: ArrayLike<number>, shape: Shape): Tensor {
   return t;
 }
 
+/** Overwrites a tensor's contents in place (same buffer, so references such as an optimiser's stay valid). */
+export function assign(t: Tensor, values: ArrayLike<number>): void {
+  if (values.length !== t.size) {
+    throw new GpuError(`assign: ${values.length} values for a tensor of shape [${t.shape.join(', ')}] (${t.size} elements).`);
+  }
+  if (t.size > 0) getRuntime().write(t.buffer, values instanceof Float32Array ? values : Float32Array.from(values));
+}
+
 /**
  * Runs `fn` in a scope: every tensor created inside and not returned (directly, or inside an array or
  * plain object) or kept is disposed when it returns or throws.

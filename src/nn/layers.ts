@@ -1,0 +1,116 @@
+/** The layers the CIFAR-10 models use, with PyTorch's parameter names and default initialisation. */
+import * as ag from '../tensor/autograd.js';
+import { GpuError } from '../tensor/device.js';
+import { fromArray, type Tensor } from '../tensor/tensor.js';
+import { uniformFanIn } from './init.js';
+import { Module } from './module.js';
+
+export class Conv2d extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  constructor(
+    readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number,
+    readonly stride = 1, readonly padding = 0, bias = true,
+  ) {
+    super();
+    const fanIn = inChannels * kernelSize * kernelSize;
+    this.weight = this.addParam('weight', fromArray(uniformFanIn(outChannels * fanIn, fanIn), [outChannels, inChannels, kernelSize, kernelSize]));
+    this.bias = bias ? this.addParam('bias', fromArray(uniformFanIn(outChannels, fanIn), [outChannels])) : null;
+  }
+  forward(x: Tensor): Tensor {
+    return ag.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
+  }
+}
+
+export class BatchNorm2d extends Module {
+  weight: Tensor;
+  bias: Tensor;
+  running_mean: Tensor;
+  running_var: Tensor;
+  constructor(readonly numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+    super();
+    this.weight = this.addParam('weight', fromArray(new Float32Array(numFeatures).fill(1), [numFeatures]));
+    this.bias = this.addParam('bias', fromArray(new Float32Array(numFeatures), [numFeatures]));
+    this.running_mean = this.addBuffer('running_mean', fromArray(new Float32Array(numFeatures), [numFeatures]));
+    this.running_var = this.addBuffer('running_var', fromArray(new Float32Array(numFeatures).fill(1), [numFeatures]));
+  }
+  /** PyTorch's num_batches_tracked (kept on the CPU; saved as int64). */
+  numBatchesTracked = 0;
+  forward(x: Tensor): Tensor {
+    if (this.training) this.numBatchesTracked++;
+    return ag.batchNorm2d(
+      x,
+      { gamma: this.weight, beta: this.bias, runningMean: this.running_mean, runningVar: this.running_var },
+      { training: this.training, eps: this.eps, momentum: this.momentum },
+    );
+  }
+}
+
+export class Linear extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true) {
+    super();
+    this.weight = this.addParam('weight', fromArray(uniformFanIn(outFeatures * inFeatures, inFeatures), [outFeatures, inFeatures]));
+    this.bias = bias ? this.addParam('bias', fromArray(uniformFanIn(outFeatures, inFeatures), [outFeatures])) : null;
+  }
+  forward(x: Tensor): Tensor {
+    return ag.linear(x.rank === 2 ? x : ag.flatten(x), this.weight, this.bias);
+  }
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return ag.relu(x);
+  }
+}
+
+export class MaxPool2d extends Module {
+  constructor(readonly kernelSize: number, readonly stride = kernelSize) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return ag.maxPool2d(x, { kernel: this.kernelSize, stride: this.stride });
+  }
+}
+
+export class AvgPool2d extends Module {
+  constructor(readonly kernelSize: number, readonly stride = kernelSize) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    // A 1x1 window with stride 1 is the identity (VGG's trailing AvgPool2d(1, 1)): skip the copy.
+    if (this.kernelSize === 1 && this.stride === 1) return x;
+    return ag.avgPool2d(x, { kernel: this.kernelSize, stride: this.stride });
+  }
+}
+
+export class Flatten extends Module {
+  forward(x: Tensor): Tensor {
+    return ag.flatten(x);
+  }
+}
+
+/** Children named "0", "1", ... as torch.nn.Sequential. */
+export class Sequential extends Module {
+  readonly layers: Module[];
+  constructor(...layers: Module[]) {
+    super();
+    this.layers = layers;
+    layers.forEach((m, i) => this.addChild(String(i), m));
+  }
+  forward(x: Tensor): Tensor {
+    if (!this.layers.length) return x;
+    let h = x;
+    for (const m of this.layers) h = m.call(h);
+    return h;
+  }
+  get length(): number {
+    return this.layers.length;
+  }
+  at(i: number): Module {
+    const m = this.layers[i];
+    if (!m) throw new GpuError(`Sequential ${this.path}: no layer ${i}.`);
+    return m;
+  }
+}
