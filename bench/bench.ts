@@ -5,11 +5,14 @@
  * Timing: after a warm-up call (pipeline compilation), `reps` calls are recorded back to back and the
  * clock stops when the GPU reports the work done (ours: queue.onSubmittedWorkDone; tfjs: reading back
  * the last result, which waits for its queue). The minimum over `trials` of the mean per call is kept.
+ * Then (bench/models.ts) training and eval images/s of both models, beside PyTorch CPU when present.
+ * Flags: --quick (fewer sizes), --only=kernels|models, --no-tfjs, --gpu_id=N.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { conv2dForward, conv2dBackwardData, conv2dBackwardWeight, matmul } from '../src/kernels/gemm.js';
 import { getGpu } from '../src/tensor/device.js';
 import { fromArray, getRuntime, initRuntime, tidy } from '../src/tensor/tensor.js';
+import { benchModels, type ModelRow } from './models.js';
 
 interface Row { op: string; shape: string; gflop: number; oursMs: number; tfjsMs: number | null }
 
@@ -17,6 +20,11 @@ const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split
 const quick = args.has('quick');
 const gpuId = Number(args.get('gpu_id') ?? 0);
 const trials = quick ? 2 : 3;
+const only = args.get('only');
+if (only && only !== 'kernels' && only !== 'models') {
+  console.error(`--only must be kernels or models, got "${only}"`);
+  process.exit(2);
+}
 
 function rand(n: number): Float32Array {
   const a = new Float32Array(n);
@@ -62,12 +70,12 @@ async function loadTfjs(): Promise<null | { tf: typeof import('@tensorflow/tfjs-
 
 async function main() {
   const rt = await initRuntime(gpuId);
-  const tfjs = args.has('no-tfjs') ? null : await loadTfjs();
+  const tfjs = args.has('no-tfjs') || only === 'models' ? null : await loadTfjs();
   const tf = tfjs?.tf;
   console.log(`adapter: ${rt.adapterDescription}${rt.subgroups ? ' (subgroups)' : ''}`);
   const rows: Row[] = [];
 
-  const matmulSizes = quick ? [256, 512] : [256, 512, 1024];
+  const matmulSizes = only === 'models' ? [] : quick ? [256, 512] : [256, 512, 1024];
   for (const n of matmulSizes) {
     const a = rand(n * n), b = rand(n * n);
     const A = fromArray(a, [n, n]).keep(), B = fromArray(b, [n, n]).keep();
@@ -86,7 +94,9 @@ async function main() {
   }
 
   // VGG11-BN / ResNet18 CIFAR-10 layer shapes (3x3, pad 1), batch 16.
-  const convShapes = quick
+  const convShapes = only === 'models'
+    ? []
+    : quick
     ? [[16, 64, 32, 32, 64], [16, 256, 8, 8, 256]]
     : [[16, 64, 32, 32, 64], [16, 128, 16, 16, 128], [16, 256, 8, 8, 256], [16, 512, 4, 4, 512]];
   for (const [N, C, H, W, O] of convShapes) {
@@ -127,10 +137,19 @@ async function main() {
     const theirs = r.tfjsMs === null ? null : r.gflop / (r.tfjsMs / 1e3);
     return { ...r, oursGflops: ours, tfjsGflops: theirs, ratio: theirs === null ? null : ours / theirs };
   });
-  console.log('\n| op | shape | ours ms | ours GFLOP/s | tfjs-webgpu ms | tfjs GFLOP/s | ratio |');
-  console.log('|---|---|---:|---:|---:|---:|---:|');
+  if (table.length) console.log('\n| op | shape | ours ms | ours GFLOP/s | tfjs-webgpu ms | tfjs GFLOP/s | ratio |');
+  if (table.length) console.log('|---|---|---:|---:|---:|---:|---:|');
   for (const r of table) {
     console.log(`| ${r.op} | ${r.shape} | ${fmt(r.oursMs, 1)} | ${fmt(r.oursGflops)} | ${fmt(r.tfjsMs, 1)} | ${fmt(r.tfjsGflops)} | ${fmt(r.ratio)}x |`);
+  }
+  let models: ModelRow[] = [];
+  if (only !== 'kernels') {
+    models = await benchModels(quick, (l) => console.log(l));
+    console.log('\n| model | train img/s (batch) | eval img/s (batch) | latency ms (batch 1) | PyTorch CPU train img/s | PyTorch CPU eval img/s |');
+    console.log('|---|---:|---:|---:|---:|---:|');
+    for (const m of models) {
+      console.log(`| ${m.model} | ${m.trainImagesPerS.toFixed(1)} (${m.trainBatch}) | ${m.evalImagesPerS.toFixed(1)} (${m.evalBatch}) | ${m.latencyMs.toFixed(1)} | ${fmt(m.torchTrainImagesPerS, 1)} | ${fmt(m.torchEvalImagesPerS, 1)} |`);
+    }
   }
   const out = {
     date: new Date().toISOString(),
@@ -138,6 +157,7 @@ async function main() {
     subgroups: getRuntime().subgroups,
     node: process.version,
     rows: table,
+    models,
   };
   mkdirSync('bench/results', { recursive: true });
   const file = `bench/results/${out.adapter.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 60)}.json`;
