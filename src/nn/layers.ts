@@ -9,7 +9,8 @@ export class Conv2d extends Module {
   weight: Tensor;
   bias: Tensor | null;
   constructor(
-    readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number,
+    // Channel counts change when a pruner shrinks the layer.
+    public inChannels: number, public outChannels: number, readonly kernelSize: number,
     readonly stride = 1, readonly padding = 0, bias = true,
   ) {
     super();
@@ -27,7 +28,7 @@ export class BatchNorm2d extends Module {
   bias: Tensor;
   running_mean: Tensor;
   running_var: Tensor;
-  constructor(readonly numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+  constructor(public numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
     super();
     this.weight = this.addParam('weight', fromArray(new Float32Array(numFeatures).fill(1), [numFeatures]));
     this.bias = this.addParam('bias', fromArray(new Float32Array(numFeatures), [numFeatures]));
@@ -49,7 +50,7 @@ export class BatchNorm2d extends Module {
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true) {
+  constructor(public inFeatures: number, public outFeatures: number, bias = true) {
     super();
     this.weight = this.addParam('weight', fromArray(uniformFanIn(outFeatures * inFeatures, inFeatures), [outFeatures, inFeatures]));
     this.bias = bias ? this.addParam('bias', fromArray(uniformFanIn(outFeatures, inFeatures), [outFeatures])) : null;

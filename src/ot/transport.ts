@@ -1,0 +1,131 @@
+/**
+ * Intra-Fusion's optimal-transport map (spec section 4, the reference's optimal_transport.py):
+ *   features X (n x D) -> rows normalised by their L2 norm -> cost C_ij = ||X_i - X_{K_j}||_p (n x k,
+ *   K = kept channels in ascending order) -> marginals (uniform, or importance-proportional) -> plan T
+ *   (exact EMD, or entropic Sinkhorn) -> M = T^T with each source column divided by its sum, so
+ *   M[j, i] = T_ij / a_i. Fused neurons are weighted sums: each row of M sums to n/k for uniform masses.
+ */
+import { emd, OtError } from './emd.js';
+import { sinkhornBatch, type SinkhornOptions } from './sinkhorn.js';
+
+export type Probability = 'uniform' | 'importance';
+export type OtSolver = 'emd' | 'sinkhorn';
+
+export interface OptimalTransportOptions {
+  /** Order of the cost's L_p distance (reference: 1). */
+  p?: number;
+  targetProbability?: Probability;
+  sourceProbability?: Probability;
+  /** Only 'most_important' (the kept channels) is supported; the reference's experiments use it. */
+  target?: 'most_important';
+  solver?: OtSolver;
+  /** Entropic regulariser for Sinkhorn (default 0.05). */
+  reg?: number;
+  sinkhorn?: SinkhornOptions;
+}
+
+export interface OtProblem {
+  X: Float64Array;
+  D: number;
+  keptIdx: number[];
+  importance: ArrayLike<number>;
+}
+
+export interface OtMap {
+  /** k x n, row-major: fused neuron j = sum_i M[j, i] * neuron i. */
+  M: Float64Array;
+  plan: Float64Array;
+  cost: Float64Array;
+  /** Sinkhorn only: iterations run and whether the marginal tolerance was met. */
+  iterations?: number;
+  converged?: boolean;
+}
+
+export class OptimalTransport {
+  readonly p: number;
+  readonly targetProbability: Probability;
+  readonly sourceProbability: Probability;
+  readonly target: 'most_important';
+  readonly solver: OtSolver;
+  readonly reg: number;
+  readonly sinkhornOptions: SinkhornOptions;
+
+  constructor(o: OptimalTransportOptions = {}) {
+    this.p = o.p ?? 1;
+    this.targetProbability = o.targetProbability ?? 'uniform';
+    this.sourceProbability = o.sourceProbability ?? 'uniform';
+    this.target = o.target ?? 'most_important';
+    this.solver = o.solver ?? 'emd';
+    this.reg = o.reg ?? 0.05;
+    this.sinkhornOptions = o.sinkhorn ?? {};
+    if (!(this.p >= 1)) throw new OtError(`OptimalTransport: p must be >= 1, got ${this.p}.`);
+    for (const [name, v] of [['targetProbability', this.targetProbability], ['sourceProbability', this.sourceProbability]] as const) {
+      if (v !== 'uniform' && v !== 'importance') throw new OtError(`OptimalTransport: ${name} must be "uniform" or "importance", got "${v}".`);
+    }
+    if (this.target !== 'most_important') {
+      throw new OtError(`OptimalTransport: target "${this.target}" is not supported; use "most_important" (the reference's cluster_centroid is unused in its experiments).`);
+    }
+    if (this.solver !== 'emd' && this.solver !== 'sinkhorn') throw new OtError(`OptimalTransport: solver must be "emd" or "sinkhorn", got "${this.solver}".`);
+    if (!(this.reg > 0)) throw new OtError(`OptimalTransport: reg must be positive, got ${this.reg}.`);
+  }
+
+  /** Pairwise L_p distances between L2-normalised source rows and the kept rows (n x k). */
+  costMatrix(X: Float64Array, D: number, keptIdx: number[]): Float64Array {
+    const n = X.length / D;
+    const k = keptIdx.length;
+    const Xn = new Float64Array(X.length);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += X[i * D + d] ** 2;
+      const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+      for (let d = 0; d < D; d++) Xn[i * D + d] = X[i * D + d] * inv;
+    }
+    const C = new Float64Array(n * k);
+    const p = this.p;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < k; j++) {
+        const a = i * D;
+        const b = keptIdx[j] * D;
+        let s = 0;
+        if (p === 1) for (let d = 0; d < D; d++) s += Math.abs(Xn[a + d] - Xn[b + d]);
+        else for (let d = 0; d < D; d++) s += Math.abs(Xn[a + d] - Xn[b + d]) ** p;
+        C[i * k + j] = p === 1 ? s : s ** (1 / p);
+      }
+    }
+    return C;
+  }
+
+  marginals(importance: ArrayLike<number>, keptIdx: number[]): { a: Float64Array; b: Float64Array } {
+    const n = importance.length;
+    const k = keptIdx.length;
+    const norm = (v: Float64Array) => {
+      const s = v.reduce((x, y) => x + y, 0);
+      if (!(s > 0)) throw new OtError('OptimalTransport: importance-based marginals need positive total importance.');
+      return v.map((x) => x / s);
+    };
+    const a = this.sourceProbability === 'uniform' ? new Float64Array(n).fill(1 / n) : norm(Float64Array.from(importance, (v) => Math.max(v, 0)));
+    const b = this.targetProbability === 'uniform' ? new Float64Array(k).fill(1 / k) : norm(Float64Array.from(keptIdx, (i) => Math.max(importance[i], 0)));
+    return { a, b };
+  }
+
+  /** Fusion maps for several problems; with Sinkhorn they are solved in one GPU batch. */
+  async maps(problems: OtProblem[]): Promise<OtMap[]> {
+    const prepared = problems.map((pr) => ({ ...this.marginals(pr.importance, pr.keptIdx), cost: this.costMatrix(pr.X, pr.D, pr.keptIdx), n: pr.importance.length, k: pr.keptIdx.length }));
+    let plans: { plan: Float64Array; iterations?: number; converged?: boolean }[];
+    if (this.solver === 'emd') {
+      plans = prepared.map((q) => emd(q.a, q.b, q.cost));
+    } else {
+      plans = await sinkhornBatch(prepared.map((q) => ({ a: q.a, b: q.b, cost: q.cost, reg: this.reg })), this.sinkhornOptions);
+    }
+    return prepared.map((q, idx) => {
+      const { plan } = plans[idx];
+      const M = new Float64Array(q.k * q.n);
+      for (let i = 0; i < q.n; i++) {
+        let col = 0;
+        for (let j = 0; j < q.k; j++) col += plan[i * q.k + j];
+        for (let j = 0; j < q.k; j++) M[j * q.n + i] = col > 0 ? plan[i * q.k + j] / col : 0;
+      }
+      return { M, plan, cost: q.cost, iterations: plans[idx].iterations, converged: plans[idx].converged };
+    });
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Batch-norm folding as the reference's MetaPruner does before any pruning (spec section 2): for every
+ * BN fed directly by a conv, W' = W * gamma / sqrt(var) and b' = (b - mean) * gamma / sqrt(var) + beta,
+ * with no epsilon, then the BN is reset to mean 0, var 1, gamma 1, beta 0 (so in eval mode it still
+ * multiplies by 1 / sqrt(1 + eps)).
+ */
+import { GpuError } from '../tensor/device.js';
+import { assign, fromArray, tidy } from '../tensor/tensor.js';
+import { BatchNorm2d, Conv2d } from '../nn/layers.js';
+import type { Module } from '../nn/module.js';
+
+/** Pairs (conv, bn) where the BN's input is that conv's output, found by tracing one forward pass. */
+export function convBnPairs(model: Module, imageShape: [number, number, number] = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
+  const owner = new Map(model.namedModules().filter(([, m]) => m instanceof Conv2d || m instanceof BatchNorm2d).map(([, m]) => [(m as Conv2d | BatchNorm2d).weight, m]));
+  const pairs: [Conv2d, BatchNorm2d][] = [];
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    tidy(() => {
+      const out = model.call(fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]));
+      const seen = new Set<unknown>();
+      const stack = [out];
+      while (stack.length) {
+        const t = stack.pop()!;
+        if (!t.node || seen.has(t)) continue;
+        seen.add(t);
+        if (t.node.op === 'batchNorm2d') {
+          const bn = owner.get(t.node.inputs[1]);
+          const producer = t.node.inputs[0].node;
+          const conv = producer?.op === 'conv2d' ? owner.get(producer.inputs[1]) : undefined;
+          if (bn instanceof BatchNorm2d && conv instanceof Conv2d) pairs.push([conv, bn]);
+        }
+        stack.push(...t.node.inputs);
+      }
+    });
+  } finally {
+    model.train(wasTraining);
+  }
+  return pairs;
+}
+
+/** Folds every conv-fed batch-norm into its conv, in place. Returns the number of pairs folded. */
+export async function foldBatchNorms(model: Module): Promise<number> {
+  const pairs = convBnPairs(model);
+  for (const [conv, bn] of pairs) {
+    if (!conv.bias) throw new GpuError(`foldBatchNorms: ${conv.path} has no bias to fold ${bn.path} into.`);
+    const [w, b, gamma, beta, mean, variance] = await Promise.all(
+      [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t.data()),
+    );
+    const per = w.length / conv.outChannels;
+    const w2 = new Float32Array(w.length);
+    const b2 = new Float32Array(b.length);
+    for (let c = 0; c < conv.outChannels; c++) {
+      const s = gamma[c] / Math.sqrt(variance[c]);
+      for (let i = 0; i < per; i++) w2[c * per + i] = w[c * per + i] * s;
+      b2[c] = (b[c] - mean[c]) * s + beta[c];
+    }
+    assign(conv.weight, w2);
+    assign(conv.bias, b2);
+    const C = bn.numFeatures;
+    assign(bn.running_mean, new Float32Array(C));
+    assign(bn.running_var, new Float32Array(C).fill(1));
+    assign(bn.weight, new Float32Array(C).fill(1));
+    assign(bn.bias, new Float32Array(C));
+  }
+  return pairs.length;
+}

@@ -1,0 +1,165 @@
+/**
+ * Dependency groups derived from the model's graph, as Torch-Pruning's DependencyGraph builds them
+ * (spec section 1), not hand-listed per model.
+ *
+ * One forward pass on a single image is recorded by autograd. Every activation tensor gets a channel
+ * space; batch-norm, ReLU, pooling and flatten keep their input's space, a residual add merges the spaces
+ * of its operands, and Conv2d / Linear consume one space and produce a new one. A group is one merged
+ * space: the layers producing it (out-channels pruned), its batch-norms, and the layers consuming it
+ * (in-channels pruned; a Linear after a flatten of H x W maps channel c to H*W columns).
+ *
+ * Group order follows `get_all_groups_in_order` with backward pruning: modules in reverse definition
+ * order, each root (Conv2d or Linear, not ignored) whose out-channels were not seen yet opens a group,
+ * so index 0 is the group nearest the output.
+ */
+import { GpuError } from '../tensor/device.js';
+import { isRecording } from '../tensor/autograd.js';
+import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
+import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
+import type { Module } from '../nn/module.js';
+
+export type Prunable = Conv2d | Linear;
+
+export interface Consumer {
+  layer: Prunable;
+  /** Input columns per channel: 1, or H*W when a Linear reads a flattened feature map. */
+  factor: number;
+}
+
+export interface Group {
+  index: number;
+  /** Number of channels in the group. */
+  channels: number;
+  /** Layers whose out-channels are pruned (the root first). */
+  producers: Prunable[];
+  batchNorms: BatchNorm2d[];
+  consumers: Consumer[];
+  /** Dotted module names, for reports. */
+  describe(): string;
+}
+
+export interface GraphOptions {
+  /** Layers never out-pruned. Default: every Linear with `numClasses` outputs (the classifier). */
+  ignored?: Module[];
+  numClasses?: number;
+  imageShape?: [number, number, number];
+}
+
+class UnionFind {
+  private readonly parent = new Map<number, number>();
+  find(x: number): number {
+    let p = this.parent.get(x) ?? x;
+    if (p !== x) {
+      p = this.find(p);
+      this.parent.set(x, p);
+    }
+    return p;
+  }
+  union(a: number, b: number): void {
+    const ra = this.find(a);
+    const rb = this.find(b);
+    if (ra !== rb) this.parent.set(ra, rb);
+  }
+}
+
+/** Traces the model and returns its dependency groups in the reference's order. */
+export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
+  if (!isRecording()) throw new GpuError('dependencyGroups: autograd recording is off (called inside noGrad?).');
+  const imageShape = o.imageShape ?? [3, 32, 32];
+  const numClasses = o.numClasses ?? 10;
+  const modules = model.namedModules();
+  const nameOf = new Map(modules.map(([n, m]) => [m, n]));
+  const ownerOf = new Map<Tensor, Module>();
+  for (const [, m] of modules) {
+    if (m instanceof Conv2d || m instanceof Linear || m instanceof BatchNorm2d) ownerOf.set(m.weight, m);
+  }
+  const ignored = new Set<Module>(o.ignored ?? modules.map(([, m]) => m).filter((m) => m instanceof Linear && m.outFeatures === numClasses));
+
+  // Record one forward pass (eval mode, so running statistics are untouched).
+  const wasTraining = model.training;
+  model.eval();
+  const spaces = new UnionFind();
+  const spaceOf = new Map<Tensor, number>();
+  const factorOf = new Map<Tensor, number>();
+  const producedBy = new Map<Prunable, number>();
+  const consumedBy = new Map<Prunable, { space: number; factor: number }>();
+  const bnSpace = new Map<BatchNorm2d, number>();
+  let nextSpace = 0;
+  const space = (t: Tensor): number => {
+    let s = spaceOf.get(t);
+    if (s === undefined) spaceOf.set(t, (s = nextSpace++));
+    return s;
+  };
+  let inputSpace = -1;
+  try {
+    tidy(() => {
+      const x = fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]);
+      inputSpace = space(x);
+      const out = model.call(x);
+      // Walk the recorded graph from the output, visiting each op once (iteratively).
+      const seen = new Set<Tensor>();
+      const stack: Tensor[] = [out];
+      while (stack.length) {
+        const t = stack.pop()!;
+        if (seen.has(t) || !t.node) continue;
+        seen.add(t);
+        const { op, inputs } = t.node;
+        const input = inputs[0];
+        if (op === 'conv2d' || op === 'linear') {
+          const layer = ownerOf.get(inputs[1]) as Prunable | undefined;
+          if (!layer) throw new GpuError(`dependencyGroups: a ${op} whose weight belongs to no module.`);
+          producedBy.set(layer, space(t));
+          consumedBy.set(layer, { space: space(input), factor: factorOf.get(input) ?? 1 });
+        } else if (op === 'batchNorm2d') {
+          const bn = ownerOf.get(inputs[1]) as BatchNorm2d | undefined;
+          if (!bn) throw new GpuError('dependencyGroups: a batch-norm whose weight belongs to no module.');
+          bnSpace.set(bn, space(input));
+          spaces.union(space(t), space(input));
+        } else if (op === 'add') {
+          spaces.union(space(t), space(inputs[0]));
+          spaces.union(space(t), space(inputs[1]));
+        } else if (op === 'reshape') {
+          // Flatten [N, C, H, W] -> [N, C*H*W]: channel c becomes columns c*H*W .. (c+1)*H*W - 1.
+          spaces.union(space(t), space(input));
+          if (input.rank === 4) factorOf.set(t, input.shape[2] * input.shape[3] * (factorOf.get(input) ?? 1));
+          else if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
+        } else if (op === 'relu' || op === 'maxPool2d' || op === 'avgPool2d' || op === 'scale') {
+          spaces.union(space(t), space(input));
+          if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
+        } else {
+          throw new GpuError(`dependencyGroups: the op "${op}" is not supported in a prunable model.`);
+        }
+        for (const i of inputs) if (i.node) stack.push(i);
+      }
+    });
+  } finally {
+    model.train(wasTraining);
+  }
+
+  // Groups in reverse module order, index 0 nearest the output.
+  const groups: Group[] = [];
+  const visited = new Set<number>();
+  const inputRoot = spaces.find(inputSpace);
+  for (const [, m] of [...modules].reverse()) {
+    if (!(m instanceof Conv2d || m instanceof Linear) || ignored.has(m)) continue;
+    const produced = producedBy.get(m);
+    if (produced === undefined) continue; // not on the traced path
+    const root = spaces.find(produced);
+    if (visited.has(root) || root === inputRoot) continue;
+    visited.add(root);
+    const producers = [...producedBy].filter(([, s]) => spaces.find(s) === root).map(([l]) => l);
+    if (producers.some((p) => ignored.has(p))) continue; // a group containing an ignored layer's outputs
+    producers.sort((a, b) => (a === m ? -1 : b === m ? 1 : 0));
+    const batchNorms = [...bnSpace].filter(([, s]) => spaces.find(s) === root).map(([bn]) => bn);
+    const consumers = [...consumedBy].filter(([, c]) => spaces.find(c.space) === root).map(([layer, c]) => ({ layer, factor: c.factor }));
+    const channels = m instanceof Conv2d ? m.outChannels : m.outFeatures;
+    const index = groups.length;
+    groups.push({
+      index, channels, producers, batchNorms, consumers,
+      describe: () => `group ${index} (${channels} channels): out ${producers.map((p) => nameOf.get(p)).join(', ')}` +
+        `${batchNorms.length ? `; bn ${batchNorms.map((b) => nameOf.get(b)).join(', ')}` : ''}` +
+        `; in ${consumers.map((c) => nameOf.get(c.layer)).join(', ')}`,
+    });
+  }
+  return groups;
+}
