@@ -6,13 +6,16 @@
  * clock stops when the GPU reports the work done (ours: queue.onSubmittedWorkDone; tfjs: reading back
  * the last result, which waits for its queue). The minimum over `trials` of the mean per call is kept.
  * Then (bench/models.ts) training and eval images/s of both models, beside PyTorch CPU when present.
- * Flags: --quick (fewer sizes), --only=kernels|models, --no-tfjs, --gpu_id=N.
+ * Then (bench/prune.ts) pruning time per group and solver, and EMD vs Sinkhorn accuracy.
+ * Flags: --quick (fewer sizes), --only=kernels|models|prune, --no-tfjs, --gpu_id=N,
+ * --checkpoint=FILE and --data-dir=DIR (default: ../shared when present), --eval-samples=N.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { conv2dForward, conv2dBackwardData, conv2dBackwardWeight, matmul } from '../src/kernels/gemm.js';
 import { getGpu } from '../src/tensor/device.js';
 import { fromArray, getRuntime, initRuntime, tidy } from '../src/tensor/tensor.js';
 import { benchModels, type ModelRow } from './models.js';
+import { benchPrune, defaultSharedPaths } from './prune.js';
 
 interface Row { op: string; shape: string; gflop: number; oursMs: number; tfjsMs: number | null }
 
@@ -21,8 +24,8 @@ const quick = args.has('quick');
 const gpuId = Number(args.get('gpu_id') ?? 0);
 const trials = quick ? 2 : 3;
 const only = args.get('only');
-if (only && only !== 'kernels' && only !== 'models') {
-  console.error(`--only must be kernels or models, got "${only}"`);
+if (only && !['kernels', 'models', 'prune'].includes(only)) {
+  console.error(`--only must be kernels, models or prune, got "${only}"`);
   process.exit(2);
 }
 
@@ -70,12 +73,13 @@ async function loadTfjs(): Promise<null | { tf: typeof import('@tensorflow/tfjs-
 
 async function main() {
   const rt = await initRuntime(gpuId);
-  const tfjs = args.has('no-tfjs') || only === 'models' ? null : await loadTfjs();
+  const kernelsToo = !only || only === 'kernels';
+  const tfjs = args.has('no-tfjs') || !kernelsToo ? null : await loadTfjs();
   const tf = tfjs?.tf;
   console.log(`adapter: ${rt.adapterDescription}${rt.subgroups ? ' (subgroups)' : ''}`);
   const rows: Row[] = [];
 
-  const matmulSizes = only === 'models' ? [] : quick ? [256, 512] : [256, 512, 1024];
+  const matmulSizes = !kernelsToo ? [] : quick ? [256, 512] : [256, 512, 1024];
   for (const n of matmulSizes) {
     const a = rand(n * n), b = rand(n * n);
     const A = fromArray(a, [n, n]).keep(), B = fromArray(b, [n, n]).keep();
@@ -94,7 +98,7 @@ async function main() {
   }
 
   // VGG11-BN / ResNet18 CIFAR-10 layer shapes (3x3, pad 1), batch 16.
-  const convShapes = only === 'models'
+  const convShapes = !kernelsToo
     ? []
     : quick
     ? [[16, 64, 32, 32, 64], [16, 256, 8, 8, 256]]
@@ -143,12 +147,25 @@ async function main() {
     console.log(`| ${r.op} | ${r.shape} | ${fmt(r.oursMs, 1)} | ${fmt(r.oursGflops)} | ${fmt(r.tfjsMs, 1)} | ${fmt(r.tfjsGflops)} | ${fmt(r.ratio)}x |`);
   }
   let models: ModelRow[] = [];
-  if (only !== 'kernels') {
+  if (!only || only === 'models') {
     models = await benchModels(quick, (l) => console.log(l));
     console.log('\n| model | train img/s (batch) | eval img/s (batch) | latency ms (batch 1) | PyTorch CPU train img/s | PyTorch CPU eval img/s |');
     console.log('|---|---:|---:|---:|---:|---:|');
     for (const m of models) {
       console.log(`| ${m.model} | ${m.trainImagesPerS.toFixed(1)} (${m.trainBatch}) | ${m.evalImagesPerS.toFixed(1)} (${m.evalBatch}) | ${m.latencyMs.toFixed(1)} | ${fmt(m.torchTrainImagesPerS, 1)} | ${fmt(m.torchEvalImagesPerS, 1)} |`);
+    }
+  }
+  let pruning: Awaited<ReturnType<typeof benchPrune>> | null = null;
+  if (!only || only === 'prune') {
+    const paths = { ...defaultSharedPaths(), ...(args.get('checkpoint') ? { checkpoint: args.get('checkpoint') } : {}), ...(args.get('data-dir') ? { dataDir: args.get('data-dir') } : {}) };
+    pruning = await benchPrune({ ...paths, evalLimit: Number(args.get('eval-samples') ?? (quick ? 500 : 2000)), quick }, (l) => console.log(l));
+    console.log('\n| VGG11-BN group | channels | default s | IF-EMD s | IF-Sinkhorn s |');
+    console.log('|---:|---:|---:|---:|---:|');
+    for (const r of pruning.timings) console.log(`| ${r.group} | ${r.channels} | ${r.defaultS.toFixed(2)} | ${r.emdS.toFixed(2)} | ${r.sinkhornS.toFixed(2)} |`);
+    if (pruning.accuracy.length) {
+      console.log('\n| group | sparsity | method | accuracy % | prune s |');
+      console.log('|---:|---:|---|---:|---:|');
+      for (const r of pruning.accuracy) console.log(`| ${r.group} | ${r.sparsity} | ${r.method} | ${r.accuracy.toFixed(2)} | ${r.pruneS.toFixed(2)} |`);
     }
   }
   const out = {
@@ -158,6 +175,7 @@ async function main() {
     node: process.version,
     rows: table,
     models,
+    pruning,
   };
   mkdirSync('bench/results', { recursive: true });
   const file = `bench/results/${out.adapter.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 60)}.json`;

@@ -3,7 +3,7 @@ import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
 
 const entryPoints = Object.fromEntries(
-  Object.entries({ bench: 'bench/bench.ts', index: 'src/index.ts' }).filter(([, file]) => existsSync(file)),
+  Object.entries({ run: 'src/run.ts', compare: 'src/compare.ts', bench: 'bench/bench.ts', index: 'src/index.ts' }).filter(([, file]) => existsSync(file)),
 );
 await build({
   entryPoints,
@@ -16,4 +16,5 @@ await build({
   loader: { '.wgsl': 'text' },
   external: ['webgpu', '@tensorflow/*'],
   logLevel: 'warning',
+  banner: { js: '#!/usr/bin/env node' },
 });

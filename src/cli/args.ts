@@ -1,0 +1,86 @@
+/**
+ * A small command-line parser: `--name value`, `--name=value`, lists as `--name 1 2 3` or `--name 1,2,3`,
+ * boolean switches, and underscores or dashes alike (`--group_idxs` = `--group-idxs`). Unknown flags and
+ * bad values are errors that name the flag.
+ */
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export type FlagKind = 'string' | 'number' | 'int' | 'numbers' | 'ints' | 'boolean';
+
+export interface FlagSpec {
+  kind: FlagKind;
+  help: string;
+  default?: unknown;
+  choices?: readonly string[];
+}
+
+const canonical = (name: string) => name.replace(/_/g, '-');
+
+export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], spec: T): { [K in keyof T]: unknown } & { help: boolean } {
+  const byName = new Map(Object.keys(spec).map((k) => [canonical(k), k]));
+  const out: Record<string, unknown> = {};
+  for (const [k, s] of Object.entries(spec)) out[k] = s.default;
+  out.help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-h' || arg === '--help') {
+      out.help = true;
+      continue;
+    }
+    if (!arg.startsWith('--')) throw new UsageError(`Unexpected argument "${arg}" (flags start with --; see --help).`);
+    const [rawName, inline] = arg.slice(2).split(/=(.*)/s, 2);
+    const key = byName.get(canonical(rawName));
+    if (!key) throw new UsageError(`Unknown flag --${rawName} (see --help).`);
+    const s = spec[key];
+    if (s.kind === 'boolean') {
+      out[key] = inline === undefined ? true : !/^(0|false|no)$/i.test(inline);
+      continue;
+    }
+    const values: string[] = [];
+    if (inline !== undefined) values.push(inline);
+    else {
+      while (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
+        values.push(argv[++i]);
+        if (s.kind !== 'numbers' && s.kind !== 'ints') break;
+      }
+    }
+    const parts = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length);
+    if (!parts.length) throw new UsageError(`--${rawName} needs a value.`);
+    const num = (v: string, int: boolean) => {
+      const x = Number(v);
+      if (!Number.isFinite(x) || (int && !Number.isInteger(x))) throw new UsageError(`--${rawName}: "${v}" is not ${int ? 'an integer' : 'a number'}.`);
+      return x;
+    };
+    switch (s.kind) {
+      case 'string':
+        if (parts.length > 1) throw new UsageError(`--${rawName} takes one value, got ${parts.join(', ')}.`);
+        if (s.choices && !s.choices.includes(parts[0])) throw new UsageError(`--${rawName} must be one of ${s.choices.join(', ')}; got "${parts[0]}".`);
+        out[key] = parts[0];
+        break;
+      case 'number':
+      case 'int':
+        if (parts.length > 1) throw new UsageError(`--${rawName} takes one value, got ${parts.join(', ')}.`);
+        out[key] = num(parts[0], s.kind === 'int');
+        break;
+      case 'numbers':
+      case 'ints':
+        out[key] = parts.map((v) => num(v, s.kind === 'ints'));
+        break;
+    }
+  }
+  return out as { [K in keyof T]: unknown } & { help: boolean };
+}
+
+export function usage(command: string, summary: string, spec: Record<string, FlagSpec>): string {
+  const lines = [`Usage: ${command} [flags]`, '', summary, '', 'Flags:'];
+  for (const [k, s] of Object.entries(spec)) {
+    const def = s.default === undefined ? '' : ` (default: ${Array.isArray(s.default) ? s.default.join(' ') : s.default})`;
+    const choices = s.choices ? ` [${s.choices.join('|')}]` : '';
+    lines.push(`  --${k}${choices}${s.kind === 'boolean' ? '' : ' ' + s.kind.toUpperCase()}`);
+    lines.push(`      ${s.help}${def}`);
+  }
+  return lines.join('\n');
+}
