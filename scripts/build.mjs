@@ -3,7 +3,7 @@ import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
 
 const entryPoints = Object.fromEntries(
-  Object.entries({ run: 'src/run.ts', compare: 'src/compare.ts', bench: 'bench/bench.ts', index: 'src/index.ts' }).filter(([, file]) => existsSync(file)),
+  Object.entries({ run: 'src/run.ts', compare: 'src/compare.ts', bench: 'bench/bench.ts', index: 'src/index.ts', 'demo-server': 'src/demo/server.ts' }).filter(([, file]) => existsSync(file)),
 );
 await build({
   entryPoints,
@@ -14,7 +14,7 @@ await build({
   target: 'node20',
   sourcemap: true,
   loader: { '.wgsl': 'text' },
-  external: ['webgpu', '@tensorflow/*'],
+  external: ['webgpu', '@tensorflow/*', 'esbuild'],
   logLevel: 'warning',
   banner: { js: '#!/usr/bin/env node' },
 });
