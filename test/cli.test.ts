@@ -1,6 +1,6 @@
 /** End to end: the experiment CLI and the comparison tool on the shared checkpoint and data (subsets). */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -83,14 +83,16 @@ describe('compare.js', () => {
 describe('an interrupted run', () => {
   let bundle = '';
   beforeAll(async () => {
-    bundle = join(out, 'run.mjs');
+    // Inside the repository, so the child resolves the `webgpu` package from node_modules.
+    mkdirSync('test/artifacts', { recursive: true });
+    bundle = join(process.cwd(), 'test/artifacts/run.mjs');
     await build({ entryPoints: ['src/run.ts'], outfile: bundle, bundle: true, platform: 'node', format: 'esm', loader: { '.wgsl': 'text' }, external: ['webgpu'], logLevel: 'silent' });
   });
 
   it('keeps every finished result when killed mid-way', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'if-kill-'));
     const child = spawn(process.execPath, [bundle, '--checkpoint', checkpoint(), '--data-dir', dataDir(), '--group_idxs', '1',
-      '--sparsities', '0.5', '0.6', '0.7', '--eval-samples', '100', '--out', dir, '--save-models=false'], { cwd: process.cwd(), env: { ...process.env, NODE_PATH: join(process.cwd(), 'node_modules') } });
+      '--sparsities', '0.5', '0.6', '0.7', '--eval-samples', '100', '--out', dir, '--save-models=false'], { cwd: process.cwd() });
     let stdout = '';
     const done = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     child.stdout.on('data', (d: Buffer) => {
