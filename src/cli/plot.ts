@@ -16,7 +16,7 @@ export const METHOD_LABEL: Record<string, string> = { default_pruning: 'default'
 
 /** An accuracy-vs-sparsity line chart: one colour per group, dashed default vs solid Intra-Fusion. */
 export function accuracyPlot(rows: CompareRow[]): string {
-  const W = 640, H = 420, L = 60, R = 170, T = 30, B = 50;
+  const W = 680, H = 420, L = 60, R = 210, T = 30, B = 50;
   const xs = rows.map((r) => r.sparsity);
   const ys = rows.map((r) => r.accuracy);
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 0.1);
