@@ -1,6 +1,6 @@
 /** End to end: the experiment CLI and the comparison tool on the shared checkpoint and data (subsets). */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -55,6 +55,29 @@ describe('run.js', () => {
     expect(readdirSync(join(out, 'pruned_models')).sort()).toEqual([
       'vgg11_bn_l1_g2_s0.7_default.safetensors', 'vgg11_bn_l1_g2_s0.7_intra_fusion.safetensors',
     ]);
+  }, 600_000);
+
+  it('trains a checkpoint first when there is none (--epochs) and fine-tunes the pruned models (--fine-tune-epochs)', async () => {
+    // A tiny data set in the official layout: 8 training images per batch file, 8 test images.
+    const dir = mkdtempSync(join(tmpdir(), 'if-tiny-'));
+    const record = (label: number, seed: number) => Uint8Array.from({ length: 3073 }, (_, i) => (i === 0 ? label : (i * 13 + seed * 71) % 256));
+    const batch = (offset: number) => Buffer.concat(Array.from({ length: 8 }, (_, r) => record((r + offset) % 10, r + offset * 8)));
+    for (let b = 1; b <= 5; b++) writeFileSync(join(dir, `data_batch_${b}.bin`), batch(b));
+    writeFileSync(join(dir, 'test_batch.bin'), batch(0));
+    const runOut = mkdtempSync(join(tmpdir(), 'if-train-'));
+    const ckpt = join(runOut, 'models', 'vgg11_bn.safetensors');
+    const code = await runMain([
+      '--data-dir', dir, '--checkpoint', ckpt, '--epochs', '1', '--fine-tune-epochs', '1', '--batch-size', '16',
+      '--group_idxs', '0', '--sparsities', '0.5', '--out', runOut, '--save-models=false',
+    ]);
+    expect(code).toBe(0);
+    expect(existsSync(ckpt)).toBe(true);
+    expect(readdirSync(join(runOut, 'training', 'vgg11_bn')).sort()).toEqual(['epoch-001.optim.safetensors', 'epoch-001.safetensors', 'state.json']);
+    const [r] = JSON.parse(readFileSync(join(runOut, 'logs', readdirSync(join(runOut, 'logs'))[0]), 'utf8')) as RunResult[];
+    expect(r.eval_samples).toBe(8);
+    expect(r.default_pruning.accuracy_before_fine_tuning).toBeTypeOf('number');
+    expect(r.intra_fusion.accuracy_before_fine_tuning).toBeTypeOf('number');
+    expect(r.intra_fusion.parameters).toBeLessThan(r.original_model.parameters);
   }, 600_000);
 
   it('fails clearly on bad flags and missing files', async () => {
