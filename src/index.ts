@@ -6,3 +6,18 @@ export * as autograd from './tensor/autograd.js';
 export { parseSafetensors, serializeSafetensors, SafetensorsError, type SafeTensor, type SafeTensorsFile } from './tensor/safetensors.js';
 export * as kernels from './kernels/index.js';
 export { SGD, type SgdOptions } from './nn/optim.js';
+
+// Models, data, training (Node helpers included: checkpoint files, CIFAR-10 from disk or download).
+export { Module, addForwardHook } from './nn/module.js';
+export { Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AvgPool2d, Flatten, Sequential } from './nn/layers.js';
+export { VGG, vgg11_bn } from './nn/vgg.js';
+export { ResNet, BasicBlock, resnet18 } from './nn/resnet.js';
+export { createModel, MODEL_NAMES, type ModelName } from './nn/models.js';
+export * as cifar10 from './nn/cifar10.js';
+export { loadCifar10, downloadCifar10 } from './nn/cifar10-node.js';
+export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict } from './nn/checkpoint.js';
+export { saveCheckpoint, loadCheckpoint, writeFileAtomic } from './nn/checkpoint-node.js';
+export { evaluate, complexity, inferenceSpeed } from './nn/metrics.js';
+export { train, learningRate, type TrainOptions, type EpochRecord } from './nn/trainer.js';
+// The pruner and optimal transport.
+export * from './prune/index.js';
