@@ -5,37 +5,22 @@
  * multiplies by 1 / sqrt(1 + eps)).
  */
 import { GpuError } from '../tensor/device.js';
-import { assign, fromArray, tidy } from '../tensor/tensor.js';
+import { assign } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
+import { traceOps, weightOwners } from './graph.js';
 
 /** Pairs (conv, bn) where the BN's input is that conv's output, found by tracing one forward pass. */
 export function convBnPairs(model: Module, imageShape: [number, number, number] = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
-  const owner = new Map(model.namedModules().filter(([, m]) => m instanceof Conv2d || m instanceof BatchNorm2d).map(([, m]) => [(m as Conv2d | BatchNorm2d).weight, m]));
+  const owner = weightOwners(model);
   const pairs: [Conv2d, BatchNorm2d][] = [];
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    tidy(() => {
-      const out = model.call(fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]));
-      const seen = new Set<unknown>();
-      const stack = [out];
-      while (stack.length) {
-        const t = stack.pop()!;
-        if (!t.node || seen.has(t)) continue;
-        seen.add(t);
-        if (t.node.op === 'batchNorm2d') {
-          const bn = owner.get(t.node.inputs[1]);
-          const producer = t.node.inputs[0].node;
-          const conv = producer?.op === 'conv2d' ? owner.get(producer.inputs[1]) : undefined;
-          if (bn instanceof BatchNorm2d && conv instanceof Conv2d) pairs.push([conv, bn]);
-        }
-        stack.push(...t.node.inputs);
-      }
-    });
-  } finally {
-    model.train(wasTraining);
-  }
+  traceOps(model, imageShape, (t) => {
+    if (t.node!.op !== 'batchNorm2d') return;
+    const bn = owner.get(t.node!.inputs[1]);
+    const producer = t.node!.inputs[0].node;
+    const conv = producer?.op === 'conv2d' ? owner.get(producer.inputs[1]) : undefined;
+    if (bn instanceof BatchNorm2d && conv instanceof Conv2d) pairs.push([conv, bn]);
+  });
   return pairs;
 }
 

@@ -62,22 +62,51 @@ class UnionFind {
   }
 }
 
+/** Module of each Conv2d, Linear and BatchNorm2d weight tensor (how a traced op finds its layer). */
+export function weightOwners(model: Module): Map<Tensor, Module> {
+  const owners = new Map<Tensor, Module>();
+  for (const [, m] of model.namedModules()) {
+    if (m instanceof Conv2d || m instanceof Linear || m instanceof BatchNorm2d) owners.set(m.weight, m);
+  }
+  return owners;
+}
+
+/**
+ * Records one eval-mode forward pass (running statistics untouched) on a zero image and calls `visit`
+ * once per recorded op, from the output back, while the graph is alive. `onInput` sees the input first.
+ */
+export function traceOps(model: Module, imageShape: [number, number, number], visit: (t: Tensor) => void, onInput?: (x: Tensor) => void): void {
+  if (!isRecording()) throw new GpuError('Tracing the model needs autograd recording (called inside noGrad?).');
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    tidy(() => {
+      const x = fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]);
+      onInput?.(x);
+      const seen = new Set<Tensor>();
+      const stack: Tensor[] = [model.call(x)];
+      while (stack.length) {
+        const t = stack.pop()!;
+        if (seen.has(t) || !t.node) continue;
+        seen.add(t);
+        visit(t);
+        for (const i of t.node.inputs) if (i.node) stack.push(i);
+      }
+    });
+  } finally {
+    model.train(wasTraining);
+  }
+}
+
 /** Traces the model and returns its dependency groups in the reference's order. */
 export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
-  if (!isRecording()) throw new GpuError('dependencyGroups: autograd recording is off (called inside noGrad?).');
   const imageShape = o.imageShape ?? [3, 32, 32];
   const numClasses = o.numClasses ?? 10;
   const modules = model.namedModules();
   const nameOf = new Map(modules.map(([n, m]) => [m, n]));
-  const ownerOf = new Map<Tensor, Module>();
-  for (const [, m] of modules) {
-    if (m instanceof Conv2d || m instanceof Linear || m instanceof BatchNorm2d) ownerOf.set(m.weight, m);
-  }
+  const ownerOf = weightOwners(model);
   const ignored = new Set<Module>(o.ignored ?? modules.map(([, m]) => m).filter((m) => m instanceof Linear && m.outFeatures === numClasses));
 
-  // Record one forward pass (eval mode, so running statistics are untouched).
-  const wasTraining = model.training;
-  model.eval();
   const spaces = new UnionFind();
   const spaceOf = new Map<Tensor, number>();
   const factorOf = new Map<Tensor, number>();
@@ -91,50 +120,34 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
     return s;
   };
   let inputSpace = -1;
-  try {
-    tidy(() => {
-      const x = fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]);
-      inputSpace = space(x);
-      const out = model.call(x);
-      // Walk the recorded graph from the output, visiting each op once (iteratively).
-      const seen = new Set<Tensor>();
-      const stack: Tensor[] = [out];
-      while (stack.length) {
-        const t = stack.pop()!;
-        if (seen.has(t) || !t.node) continue;
-        seen.add(t);
-        const { op, inputs } = t.node;
-        const input = inputs[0];
-        if (op === 'conv2d' || op === 'linear') {
-          const layer = ownerOf.get(inputs[1]) as Prunable | undefined;
-          if (!layer) throw new GpuError(`dependencyGroups: a ${op} whose weight belongs to no module.`);
-          producedBy.set(layer, space(t));
-          consumedBy.set(layer, { space: space(input), factor: factorOf.get(input) ?? 1 });
-        } else if (op === 'batchNorm2d') {
-          const bn = ownerOf.get(inputs[1]) as BatchNorm2d | undefined;
-          if (!bn) throw new GpuError('dependencyGroups: a batch-norm whose weight belongs to no module.');
-          bnSpace.set(bn, space(input));
-          spaces.union(space(t), space(input));
-        } else if (op === 'add') {
-          spaces.union(space(t), space(inputs[0]));
-          spaces.union(space(t), space(inputs[1]));
-        } else if (op === 'reshape') {
-          // Flatten [N, C, H, W] -> [N, C*H*W]: channel c becomes columns c*H*W .. (c+1)*H*W - 1.
-          spaces.union(space(t), space(input));
-          if (input.rank === 4) factorOf.set(t, input.shape[2] * input.shape[3] * (factorOf.get(input) ?? 1));
-          else if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
-        } else if (op === 'relu' || op === 'maxPool2d' || op === 'avgPool2d' || op === 'scale') {
-          spaces.union(space(t), space(input));
-          if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
-        } else {
-          throw new GpuError(`dependencyGroups: the op "${op}" is not supported in a prunable model.`);
-        }
-        for (const i of inputs) if (i.node) stack.push(i);
-      }
-    });
-  } finally {
-    model.train(wasTraining);
-  }
+  traceOps(model, imageShape, (t) => {
+    const { op, inputs } = t.node!;
+    const input = inputs[0];
+    if (op === 'conv2d' || op === 'linear') {
+      const layer = ownerOf.get(inputs[1]) as Prunable | undefined;
+      if (!layer) throw new GpuError(`dependencyGroups: a ${op} whose weight belongs to no module.`);
+      producedBy.set(layer, space(t));
+      consumedBy.set(layer, { space: space(input), factor: factorOf.get(input) ?? 1 });
+    } else if (op === 'batchNorm2d') {
+      const bn = ownerOf.get(inputs[1]) as BatchNorm2d | undefined;
+      if (!bn) throw new GpuError('dependencyGroups: a batch-norm whose weight belongs to no module.');
+      bnSpace.set(bn, space(input));
+      spaces.union(space(t), space(input));
+    } else if (op === 'add') {
+      spaces.union(space(t), space(inputs[0]));
+      spaces.union(space(t), space(inputs[1]));
+    } else if (op === 'reshape') {
+      // Flatten [N, C, H, W] -> [N, C*H*W]: channel c becomes columns c*H*W .. (c+1)*H*W - 1.
+      spaces.union(space(t), space(input));
+      if (input.rank === 4) factorOf.set(t, input.shape[2] * input.shape[3] * (factorOf.get(input) ?? 1));
+      else if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
+    } else if (op === 'relu' || op === 'maxPool2d' || op === 'avgPool2d' || op === 'scale') {
+      spaces.union(space(t), space(input));
+      if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
+    } else {
+      throw new GpuError(`dependencyGroups: the op "${op}" is not supported in a prunable model.`);
+    }
+  }, (x) => (inputSpace = space(x)));
 
   // Groups in reverse module order, index 0 nearest the output.
   const groups: Group[] = [];

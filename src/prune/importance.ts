@@ -141,23 +141,29 @@ export function lampScores(v: ArrayLike<number>, referencePermutation = false): 
   return out;
 }
 
+/** The first `batches` (reference: 5) shuffled, augmented training batches of `batchSize` (reference: 128). */
+function* trainingBatches(data: ImportanceData, o: ImportanceOptions): Generator<{ x: Tensor; y: Float32Array; count: number }> {
+  const random = o.random ?? Math.random;
+  let drawn = 0;
+  for (const idx of batchIndices(order(data.train.count, true, random), o.batchSize ?? 128)) {
+    if (drawn++ >= (o.batches ?? 5)) return;
+    const { x, y } = makeBatch(data.train, idx, { normalization: data.normalization, augment: true, random });
+    yield { x: fromArray(x, [idx.length, 3, 32, 32]), y, count: idx.length };
+  }
+}
+
 async function taylorGradients(model: Module, group: Group, o: ImportanceOptions): Promise<Map<Prunable, Float32Array>> {
   if (!o.data) throw new GpuError('The taylor criterion needs training data (gradients over training batches).');
-  const { train, normalization } = o.data;
-  const random = o.random ?? Math.random;
-  const batchSize = o.batchSize ?? 128;
   const wasTraining = model.training;
   model.eval(); // the reference traces in eval mode; gradients still flow through BN with running stats
   const layers = [...group.producers, ...group.consumers.map((c) => c.layer)];
   const params = model.parameters();
   ag.zeroGrad(params);
   try {
-    let b = 0;
-    for (const idx of batchIndices(order(train.count, true, random), batchSize)) {
-      if (b++ >= (o.batches ?? 5)) break;
-      const { x, y } = makeBatch(train, idx, { normalization, augment: true, random });
+    for (const { x, y, count } of trainingBatches(o.data, o)) {
       // No zero_grad between batches: gradients accumulate, as in the reference.
-      tidy(() => ag.backward(ag.crossEntropy(model.call(fromArray(x, [idx.length, 3, 32, 32])), fromArray(y, [idx.length]))));
+      tidy(() => ag.backward(ag.crossEntropy(model.call(x), fromArray(y, [count]))));
+      x.dispose();
     }
     const grads = new Map<Prunable, Float32Array>();
     for (const l of layers) grads.set(l, l.weight.grad ? await l.weight.grad.data() : new Float32Array(l.weight.size));
@@ -248,8 +254,6 @@ async function chipImportance(model: Module, group: Group, o: ImportanceOptions)
   if (!o.data) throw new GpuError('The chip criterion needs training data (feature maps of training batches).');
   const convs = group.producers.filter((p): p is Conv2d => p instanceof Conv2d);
   if (!convs.length) throw new GpuError('chip: the group has no convolution whose feature maps could be scored.');
-  const { train, normalization } = o.data;
-  const random = o.random ?? Math.random;
   const n = group.channels;
   const perLayer = convs.map(() => new Float64Array(n));
   const captured: { layer: number; t: Tensor }[] = [];
@@ -261,15 +265,14 @@ async function chipImportance(model: Module, group: Group, o: ImportanceOptions)
   model.eval();
   let batches = 0;
   try {
-    for (const idx of batchIndices(order(train.count, true, random), o.batchSize ?? 128)) {
-      if (batches >= (o.batches ?? 5)) break;
+    for (const { x } of trainingBatches(o.data, o)) {
       batches++;
-      const { x } = makeBatch(train, idx, { normalization, augment: true, random });
       captured.length = 0;
       const maps = ag.noGrad(() => tidy(() => {
-        model.call(fromArray(x, [idx.length, 3, 32, 32]));
+        model.call(x);
         return captured.map((c) => c.t);
       }));
+      x.dispose();
       const layersOfMaps = captured.map((c) => c.layer);
       for (let m = 0; m < maps.length; m++) {
         const [N, C, H, W] = maps[m].shape;
