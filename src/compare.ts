@@ -8,9 +8,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { accuracyPlot, METHOD_LABEL, type CompareRow } from './cli/plot.js';
 import { writeFileAtomic } from './nn/checkpoint-node.js';
-import { loadStateDict, resizeToStateDict } from './nn/checkpoint.js';
+import { modelFromStateDict } from './nn/checkpoint.js';
 import { complexity, inferenceSpeed } from './nn/metrics.js';
-import { createModel } from './nn/models.js';
 import { parseSafetensors } from './tensor/safetensors.js';
 import { destroyRuntime, initRuntime } from './tensor/tensor.js';
 
@@ -37,9 +36,7 @@ export async function compare(dir: string, o: { latency: boolean; gpuId: number 
       process.stderr.write(`skipping ${f}: not a pruned checkpoint from run.js (no model/method metadata)\n`);
       continue;
     }
-    const model = createModel(meta.model);
-    resizeToStateDict(model, file);
-    loadStateDict(model, file, path);
+    const model = modelFromStateDict(meta.model, file, path);
     const c = complexity(model);
     const latencyMs = o.latency ? (await inferenceSpeed(model, { batchSize: 8, reps: 3 })).latencyMs : null;
     model.dispose();

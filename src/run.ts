@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { ProgressBar } from './cli/progress.js';
-import { loadStateDict, resizeToStateDict } from './nn/checkpoint.js';
+import { modelFromStateDict } from './nn/checkpoint.js';
 import { saveCheckpoint, writeFileAtomic } from './nn/checkpoint-node.js';
 import { CIFAR10_STATS, IMAGENET_STATS, parseNormalization, subset, type Cifar10Split, type Normalization } from './nn/cifar10.js';
 import { DataError } from './nn/cifar10.js';
@@ -133,14 +133,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
   normalization = parseNormalization(file.metadata.normalize_mean, file.metadata.normalize_std) ?? normalization;
-  const fresh = () => {
-    const m = createModel(modelName);
-    resizeToStateDict(m, file);
-    loadStateDict(m, file, checkpointPath);
-    return m;
-  };
+  const fresh = () => modelFromStateDict(modelName, file, checkpointPath);
 
-  const groupCount = dependencyGroups(fresh()).length;
+  const probe = fresh();
+  const groupCount = dependencyGroups(probe).length;
+  probe.dispose();
   for (const g of groups) if (g < 0 || g >= groupCount) throw new UsageError(`--group_idxs: ${modelName} has groups 0..${groupCount - 1}, not ${g}.`);
 
   const timestamp = new Date().toISOString().replace(/[:.]/g, '-');

@@ -5,7 +5,7 @@
  * Only browser-safe engine modules are imported: the same code the Node CLI runs.
  */
 import { accuracyPlot, type CompareRow } from '../cli/plot.js';
-import { loadStateDict, resizeToStateDict } from '../nn/checkpoint.js';
+import { modelFromStateDict } from '../nn/checkpoint.js';
 import { IMAGENET_STATS, parseCifarBatches, parseNormalization, subset, type Cifar10Split } from '../nn/cifar10.js';
 import { complexity, evaluate, inferenceSpeed } from '../nn/metrics.js';
 import { createModel } from '../nn/models.js';
@@ -26,10 +26,7 @@ interface Measured { accuracy: number; parameters: number; flops: number; latenc
 
 function buildModel(): ReturnType<typeof createModel> {
   if (!checkpoint) throw new Error('Load a checkpoint first.');
-  const m = createModel($<HTMLSelectElement>('model').value);
-  resizeToStateDict(m, checkpoint.file);
-  loadStateDict(m, checkpoint.file, checkpoint.name);
-  return m;
+  return modelFromStateDict($<HTMLSelectElement>('model').value, checkpoint.file, checkpoint.name);
 }
 
 function normalization() {

@@ -8,6 +8,7 @@ import { parseSafetensors, serializeSafetensors, type SafeTensorsFile, type Tens
 import { assign } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Linear } from './layers.js';
 import { fromArray } from '../tensor/tensor.js';
+import { createModel } from './models.js';
 import type { Module } from './module.js';
 
 /** Serialises a model's parameters and buffers (read back from the GPU). */
@@ -84,4 +85,12 @@ export function resizeToStateDict(model: Module, file: SafeTensorsFile): void {
       for (const name of ['weight', 'bias', 'running_mean', 'running_var'] as const) m.replaceTensor(name, fromArray(new Float32Array(c), [c]));
     }
   }
+}
+
+/** Builds the named architecture at the (possibly pruned) shapes of a state dict and loads it. */
+export function modelFromStateDict(name: string, file: SafeTensorsFile, source: string): Module {
+  const model = createModel(name);
+  resizeToStateDict(model, file);
+  loadStateDict(model, file, source);
+  return model;
 }
