@@ -24,7 +24,9 @@ export async function benchPrune(o: { checkpoint?: string; dataDir?: string; eva
   };
   const reg = 0.05;
   const timings: PruneTimingRow[] = [];
-  const groupCount = dependencyGroups(createModel('vgg11_bn')).length;
+  const probe = createModel('vgg11_bn');
+  const groupCount = dependencyGroups(probe).length;
+  probe.dispose();
   for (let g = 0; g < groupCount; g++) {
     const row: PruneTimingRow = { group: g, channels: 0, defaultS: 0, emdS: 0, sinkhornS: 0 };
     for (const [key, ot] of [['defaultS', null], ['emdS', new OptimalTransport()], ['sinkhornS', new OptimalTransport({ solver: 'sinkhorn', reg })]] as const) {

@@ -86,11 +86,12 @@ export function poolOutputShape(x: Tensor, { kernel, stride }: PoolGeometry): nu
   return [N, C, Math.floor((H - kernel) / stride) + 1, Math.floor((W - kernel) / stride) + 1];
 }
 
-function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, outShape: readonly number[], g: PoolGeometry, forward: boolean): Tensor {
+/** Forward (dy null): out is the pooled shape. Backward: out is x's shape, gathered from dy. */
+function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, g: PoolGeometry): Tensor {
   const rt = getRuntime();
   const [N, C, H, W] = x.shape;
-  const oShape = forward ? outShape : poolOutputShape(x, g);
-  const out = empty(outShape);
+  const pooled = poolOutputShape(x, g);
+  const out = empty(dy ? x.shape : pooled);
   rt.dispatch(
     { name: 'pool', code: poolSource, entryPoint: entry },
     [
@@ -98,16 +99,16 @@ function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, outShape: rea
       { buffer: dy?.buffer ?? rt.dummy(0), kind: 'read' },
       { buffer: out.buffer, kind: 'write' },
     ],
-    new Params().u32(N * C).u32(H).u32(W).u32(oShape[2]).u32(oShape[3]).u32(g.kernel).u32(g.stride).build(),
+    new Params().u32(N * C).u32(H).u32(W).u32(pooled[2]).u32(pooled[3]).u32(g.kernel).u32(g.stride).build(),
     grid1d(out.size),
   );
   return out;
 }
 
-export const maxPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('max_forward', x, null, poolOutputShape(x, g), g, true);
-export const maxPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('max_backward', x, dy, x.shape, g, false);
-export const avgPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('avg_forward', x, null, poolOutputShape(x, g), g, true);
-export const avgPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('avg_backward', x, dy, x.shape, g, false);
+export const maxPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('max_forward', x, null, g);
+export const maxPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('max_backward', x, dy, g);
+export const avgPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('avg_forward', x, null, g);
+export const avgPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('avg_backward', x, dy, g);
 
 // ------------------------------------------------------------------ cross-entropy
 
