@@ -1,4 +1,5 @@
 /** Public API of the engine. */
+export { IntraFusionError, ArgumentError, UnsupportedError, DataError } from './errors.js';
 export { GpuError, requestDevice, adapterOptionsFor, type DeviceInfo } from './tensor/device.js';
 export { Runtime, Params, grid1d, poolSizeClass, type KernelSpec, type PoolStats } from './tensor/runtime.js';
 export { Tensor, initRuntime, getRuntime, destroyRuntime, empty, fromArray, tidy, sizeOf, type Shape } from './tensor/tensor.js';

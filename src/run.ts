@@ -9,12 +9,12 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { ProgressBar } from './cli/progress.js';
 import { modelFromStateDict } from './nn/checkpoint.js';
 import { saveCheckpoint, writeFileAtomic } from './nn/checkpoint-node.js';
 import { CIFAR10_STATS, IMAGENET_STATS, parseNormalization, subset, type Cifar10Split, type Normalization } from './nn/cifar10.js';
-import { DataError } from './nn/cifar10.js';
 import { loadCifar10 } from './nn/cifar10-node.js';
 import { complexity, evaluate, inferenceSpeed } from './nn/metrics.js';
 import { createModel, MODEL_NAMES } from './nn/models.js';
@@ -205,14 +205,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-const isMain = process.argv[1] && /run\.(js|ts|mjs)$/.test(process.argv[1]);
-if (isMain) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      const known = e instanceof UsageError || e instanceof DataError || e.name === 'GpuError' || e.name === 'SafetensorsError' || e.name === 'OtError';
-      process.stderr.write(`error: ${known ? e.message : e.stack ?? e.message}\n`);
-      process.exit(e instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+if (process.argv[1] && /run\.(js|ts|mjs)$/.test(process.argv[1])) runMain(main);

@@ -4,7 +4,9 @@
  * bad values are errors that name the flag.
  */
 
-export class UsageError extends Error {
+import { IntraFusionError } from '../errors.js';
+
+export class UsageError extends IntraFusionError {
   override name = 'UsageError';
 }
 

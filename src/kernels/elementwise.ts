@@ -1,5 +1,5 @@
 /** Launchers for elementwise.wgsl and reduce.wgsl. */
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import { grid1d, Params } from '../tensor/runtime.js';
 import { empty, getRuntime, type Shape, type Tensor } from '../tensor/tensor.js';
 import elementwiseSource from './wgsl/elementwise.wgsl';
@@ -25,7 +25,7 @@ function run(entry: Entry, a: Tensor | null, b: Tensor | null, outShape: Shape, 
 }
 
 function sameSize(a: Tensor, b: Tensor, op: string): void {
-  if (a.size !== b.size) throw new GpuError(`${op}: shapes [${a.shape}] and [${b.shape}] have different sizes.`);
+  if (a.size !== b.size) throw new ArgumentError(`${op}: shapes [${a.shape}] and [${b.shape}] have different sizes.`);
 }
 
 export const relu = (x: Tensor) => run('relu', x, null, x.shape);
@@ -43,7 +43,7 @@ export const broadcastScalar = (s: Tensor, shape: Shape, alpha = 1) => run('broa
 
 function reduce(entry: 'sum_axis' | 'sum_prod_axis', x: Tensor, y: Tensor | null, outer: number, C: number, inner: number, alpha: number): Tensor {
   // The view may cover a prefix of x (cross-entropy sums the first row of its saved [2, B] buffer).
-  if (outer * C * inner > x.size) throw new GpuError(`reduce: a [${outer}, ${C}, ${inner}] view needs more than ${x.size} elements.`);
+  if (outer * C * inner > x.size) throw new ArgumentError(`reduce: a [${outer}, ${C}, ${inner}] view needs more than ${x.size} elements.`);
   const rt = getRuntime();
   const out = empty([C]);
   rt.dispatch(

@@ -1,5 +1,5 @@
 /** Launchers for the GEMM family (gemm.wgsl): batched matmul and the three implicit-GEMM conv passes. */
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import { Params, type KernelSpec } from '../tensor/runtime.js';
 import { empty, getRuntime, type Tensor } from '../tensor/tensor.js';
 import { preprocess } from './preprocess.js';
@@ -85,7 +85,7 @@ export interface MatmulOptions {
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (a.rank < 2 || a.rank > 3 || b.rank < 2 || b.rank > 3) {
-    throw new GpuError(`matmul: operands must be rank 2 or 3, got [${a.shape}] and [${b.shape}].`);
+    throw new ArgumentError(`matmul: operands must be rank 2 or 3, got [${a.shape}] and [${b.shape}].`);
   }
   const [ar, ac] = a.shape.slice(-2);
   const [br, bc] = b.shape.slice(-2);
@@ -93,15 +93,15 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const K = opts.transA ? ar : ac;
   const Kb = opts.transB ? bc : br;
   const N = opts.transB ? br : bc;
-  if (K !== Kb) throw new GpuError(`matmul: inner dimensions differ (${K} vs ${Kb}) for [${a.shape}] and [${b.shape}].`);
+  if (K !== Kb) throw new ArgumentError(`matmul: inner dimensions differ (${K} vs ${Kb}) for [${a.shape}] and [${b.shape}].`);
   const batchA = a.rank === 3 ? a.shape[0] : 1;
   const batchB = b.rank === 3 ? b.shape[0] : 1;
   if (batchA !== batchB && batchA !== 1 && batchB !== 1) {
-    throw new GpuError(`matmul: batch sizes ${batchA} and ${batchB} do not broadcast.`);
+    throw new ArgumentError(`matmul: batch sizes ${batchA} and ${batchB} do not broadcast.`);
   }
   const batches = Math.max(batchA, batchB);
   const bias = opts.bias ?? null;
-  if (bias && bias.size !== N) throw new GpuError(`matmul: bias has ${bias.size} elements, expected ${N}.`);
+  if (bias && bias.size !== N) throw new ArgumentError(`matmul: bias has ${bias.size} elements, expected ${N}.`);
   const out = empty(a.rank === 3 || b.rank === 3 ? [batches, M, N] : [M, N]);
   launch(0, a, b, bias, out, M, N, K, batches, [batchA > 1 ? M * K : 0, batchB > 1 ? K * N : 0, M * N], NO_GEOMETRY, opts);
   return out;
@@ -117,23 +117,23 @@ export function conv2dOutputSize(size: number, k: number, stride: number, pad: n
 }
 
 function convGeometry(x: Tensor, w: Tensor, stride: number, pad: number): Geometry {
-  if (x.rank !== 4 || w.rank !== 4) throw new GpuError(`conv2d: x and w must be NCHW / OIHW, got [${x.shape}] and [${w.shape}].`);
+  if (x.rank !== 4 || w.rank !== 4) throw new ArgumentError(`conv2d: x and w must be NCHW / OIHW, got [${x.shape}] and [${w.shape}].`);
   const [batch, cin, h, wd] = x.shape;
   const [cout, wcin, kh, kw] = w.shape;
-  if (wcin !== cin) throw new GpuError(`conv2d: input has ${cin} channels but the weight expects ${wcin}.`);
+  if (wcin !== cin) throw new ArgumentError(`conv2d: input has ${cin} channels but the weight expects ${wcin}.`);
   if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(pad) && pad >= 0)) {
-    throw new GpuError(`conv2d: stride must be a positive integer and padding a non-negative integer (got ${stride}, ${pad}).`);
+    throw new ArgumentError(`conv2d: stride must be a positive integer and padding a non-negative integer (got ${stride}, ${pad}).`);
   }
   const oh = conv2dOutputSize(h, kh, stride, pad);
   const ow = conv2dOutputSize(wd, kw, stride, pad);
-  if (oh < 1 || ow < 1) throw new GpuError(`conv2d: a ${kh}x${kw} kernel does not fit a ${h}x${wd} input with padding ${pad}.`);
+  if (oh < 1 || ow < 1) throw new ArgumentError(`conv2d: a ${kh}x${kw} kernel does not fit a ${h}x${wd} input with padding ${pad}.`);
   return { batch, cin, h, w: wd, cout, oh, ow, kh, kw, stride, pad };
 }
 
 /** y = conv2d(x, w) + b, NCHW, square stride and padding, no dilation or groups. */
 export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, { stride, padding }: Conv2dGeometry): Tensor {
   const g = convGeometry(x, w, stride, padding);
-  if (bias && bias.size !== g.cout) throw new GpuError(`conv2d: bias has ${bias.size} elements, expected ${g.cout}.`);
+  if (bias && bias.size !== g.cout) throw new ArgumentError(`conv2d: bias has ${bias.size} elements, expected ${g.cout}.`);
   const y = empty([g.batch, g.cout, g.oh, g.ow]);
   launch(1, w, x, bias, y, g.cout, g.batch * g.oh * g.ow, g.cin * g.kh * g.kw, 1, [0, 0, 0], g);
   return y;
@@ -149,7 +149,7 @@ export function conv2dBackwardData(dy: Tensor, w: Tensor, xShape: readonly numbe
   const [cout, , kh, kw] = w.shape;
   const oh = conv2dOutputSize(h, kh, stride, padding), ow = conv2dOutputSize(wd, kw, stride, padding);
   if (dy.shape.join() !== [batch, cout, oh, ow].join()) {
-    throw new GpuError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout, oh, ow]}].`);
+    throw new ArgumentError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout, oh, ow]}].`);
   }
   const dx = empty(xShape);
   if (stride === 1 && kh === kw && padding <= kh - 1) {

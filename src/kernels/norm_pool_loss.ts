@@ -1,5 +1,5 @@
 /** Launchers for batchnorm.wgsl, pool.wgsl, cross_entropy.wgsl and sgd.wgsl. */
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import { grid1d, Params } from '../tensor/runtime.js';
 import { empty, getRuntime, type Tensor } from '../tensor/tensor.js';
 import batchnormSource from './wgsl/batchnorm.wgsl';
@@ -45,12 +45,12 @@ function bnDispatch(entry: string, x: Tensor, eps: number, momentum: number, tra
  * In training mode the running statistics are updated in place (momentum as in PyTorch).
  */
 export function batchNormForward(x: Tensor, s: BatchNormState, train: boolean, eps = 1e-5, momentum = 0.1): { y: Tensor; stats: Tensor } {
-  if (x.rank !== 4) throw new GpuError(`batchNorm2d: expected NCHW input, got [${x.shape}].`);
+  if (x.rank !== 4) throw new ArgumentError(`batchNorm2d: expected NCHW input, got [${x.shape}].`);
   const C = x.shape[1];
   for (const [name, t] of Object.entries(s) as [string, Tensor][]) {
-    if (t.size !== C) throw new GpuError(`batchNorm2d: ${name} has ${t.size} elements, expected ${C}.`);
+    if (t.size !== C) throw new ArgumentError(`batchNorm2d: ${name} has ${t.size} elements, expected ${C}.`);
   }
-  if (train && x.size / C < 2) throw new GpuError('batchNorm2d: training needs more than one value per channel.');
+  if (train && x.size / C < 2) throw new ArgumentError('batchNorm2d: training needs more than one value per channel.');
   const stats = empty([2, C]);
   bnDispatch('stats_main', x, eps, momentum, train, [C], { x, stats, chanA: s.runningMean, chanB: s.runningVar });
   const y = empty(x.shape);
@@ -77,12 +77,12 @@ export interface PoolGeometry {
 }
 
 export function poolOutputShape(x: Tensor, { kernel, stride }: PoolGeometry): number[] {
-  if (x.rank !== 4) throw new GpuError(`pool2d: expected NCHW input, got [${x.shape}].`);
+  if (x.rank !== 4) throw new ArgumentError(`pool2d: expected NCHW input, got [${x.shape}].`);
   if (!(Number.isInteger(kernel) && kernel >= 1 && Number.isInteger(stride) && stride >= 1)) {
-    throw new GpuError(`pool2d: kernel and stride must be positive integers (got ${kernel}, ${stride}).`);
+    throw new ArgumentError(`pool2d: kernel and stride must be positive integers (got ${kernel}, ${stride}).`);
   }
   const [N, C, H, W] = x.shape;
-  if (kernel > H || kernel > W) throw new GpuError(`pool2d: a ${kernel}x${kernel} window does not fit a ${H}x${W} input.`);
+  if (kernel > H || kernel > W) throw new ArgumentError(`pool2d: a ${kernel}x${kernel} window does not fit a ${H}x${W} input.`);
   return [N, C, Math.floor((H - kernel) / stride) + 1, Math.floor((W - kernel) / stride) + 1];
 }
 
@@ -114,9 +114,9 @@ export const avgPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolD
 
 /** Mean softmax cross-entropy. Returns per-row losses and log-sum-exps as `saved` ([2, B]). */
 export function crossEntropyForward(logits: Tensor, labels: Tensor): Tensor {
-  if (logits.rank !== 2) throw new GpuError(`crossEntropy: logits must be [batch, classes], got [${logits.shape}].`);
+  if (logits.rank !== 2) throw new ArgumentError(`crossEntropy: logits must be [batch, classes], got [${logits.shape}].`);
   const [B, C] = logits.shape;
-  if (labels.size !== B) throw new GpuError(`crossEntropy: ${labels.size} labels for ${B} rows.`);
+  if (labels.size !== B) throw new ArgumentError(`crossEntropy: ${labels.size} labels for ${B} rows.`);
   const rt = getRuntime();
   const saved = empty([2, B]);
   rt.dispatch(
@@ -168,7 +168,7 @@ export interface SgdStepOptions {
 /** In-place SGD update of `param` (and its momentum buffer `buf`, same size). */
 export function sgdStep(param: Tensor, grad: Tensor, buf: Tensor, o: SgdStepOptions): void {
   if (param.size !== grad.size || param.size !== buf.size) {
-    throw new GpuError(`sgd: parameter [${param.shape}], gradient [${grad.shape}] and momentum buffer [${buf.shape}] differ in size.`);
+    throw new ArgumentError(`sgd: parameter [${param.shape}], gradient [${grad.shape}] and momentum buffer [${buf.shape}] differ in size.`);
   }
   getRuntime().dispatch(
     { name: 'sgd', code: sgdSource, entryPoint: 'step' },

@@ -1,7 +1,7 @@
 /** Checkpoint files in Node: atomic writes (temporary file + rename) and loading with clear errors. */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { GpuError } from '../tensor/device.js';
+import { DataError } from '../errors.js';
 import { loadSafetensorsBytes, modelToSafetensors, type LoadOptions } from './checkpoint.js';
 import type { Module } from './module.js';
 
@@ -24,6 +24,6 @@ export async function saveCheckpoint(model: Module, path: string, metadata: Reco
 
 /** Loads a safetensors checkpoint into `model`; returns the file's metadata. */
 export function loadCheckpoint(model: Module, path: string, options?: LoadOptions): Record<string, string> {
-  if (!existsSync(path)) throw new GpuError(`Checkpoint not found: ${path}`);
+  if (!existsSync(path)) throw new DataError(`Checkpoint not found: ${path}`);
   return loadSafetensorsBytes(model, readFileSync(path), path, options);
 }

@@ -3,7 +3,7 @@
  * `features.1.num_batches_tracked` as int64), so files move between this engine and PyTorch both ways.
  * Byte-level functions here work in browsers too; `checkpoint-node.ts` adds files and atomic writes.
  */
-import { GpuError } from '../tensor/device.js';
+import { DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensorsFile, type TensorToWrite } from '../tensor/safetensors.js';
 import { assign } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Linear } from './layers.js';
@@ -46,7 +46,7 @@ export function loadStateDict(model: Module, file: SafeTensorsFile, source: stri
   }
   if (problems.length) {
     const shown = problems.slice(0, 12).join('; ');
-    throw new GpuError(`${source} does not fit this model (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${shown}${problems.length > 12 ? '; ...' : ''}`);
+    throw new DataError(`${source} does not fit this model (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${shown}${problems.length > 12 ? '; ...' : ''}`);
   }
   for (const [name, t] of expected) assign(t, file.tensors.get(name)!.values);
   for (const [prefix, bn] of bns) {

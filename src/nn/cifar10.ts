@@ -4,9 +4,9 @@
  * (a 128-image batch takes a few milliseconds), in Node and in browsers.
  */
 
-export class DataError extends Error {
-  override name = 'DataError';
-}
+import { DataError } from '../errors.js';
+
+export { DataError };
 
 export const RECORD_BYTES = 3073;
 export const IMAGE_BYTES = 3072;

@@ -1,6 +1,6 @@
 /** The layers the CIFAR-10 models use, with PyTorch's parameter names and default initialisation. */
 import * as ag from '../tensor/autograd.js';
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import { fromArray, type Tensor } from '../tensor/tensor.js';
 import { uniformFanIn } from './init.js';
 import { Module } from './module.js';
@@ -111,7 +111,7 @@ export class Sequential extends Module {
   }
   at(i: number): Module {
     const m = this.layers[i];
-    if (!m) throw new GpuError(`Sequential ${this.path}: no layer ${i}.`);
+    if (!m) throw new ArgumentError(`Sequential ${this.path}: no layer ${i}.`);
     return m;
   }
 }

@@ -1,5 +1,5 @@
 /** Model registry by the CLI's --model-name. */
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import type { Module } from './module.js';
 import { resnet18 } from './resnet.js';
 import { vgg11_bn } from './vgg.js';
@@ -10,5 +10,5 @@ export type ModelName = (typeof MODEL_NAMES)[number];
 export function createModel(name: string, numClasses = 10): Module {
   if (name === 'vgg11_bn') return vgg11_bn(numClasses);
   if (name === 'resnet18') return resnet18(numClasses);
-  throw new GpuError(`Unknown model "${name}"; choose one of: ${MODEL_NAMES.join(', ')}.`);
+  throw new ArgumentError(`Unknown model "${name}"; choose one of: ${MODEL_NAMES.join(', ')}.`);
 }

@@ -4,7 +4,7 @@
  * Modules call their children through `call(child, x)`, which runs the registered forward hooks.
  * Hooks see every module's input and output: FLOP counting, CHIP feature maps and graph tracing use them.
  */
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export type ForwardHook = (module: Module, input: Tensor, output: Tensor, name: string) => void;
@@ -57,7 +57,7 @@ export abstract class Module {
   /** Replaces a parameter or buffer by a new tensor (pruning); the old one is disposed. */
   replaceTensor(name: string, t: Tensor): void {
     const map = this.paramMap.has(name) ? this.paramMap : this.bufferMap.has(name) ? this.bufferMap : null;
-    if (!map) throw new GpuError(`${this.path || 'model'}: no tensor named ${name}.`);
+    if (!map) throw new ArgumentError(`${this.path || 'model'}: no tensor named ${name}.`);
     const old = map.get(name)!;
     t.keep().requiresGrad = map === this.paramMap;
     map.set(name, t);

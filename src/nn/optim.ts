@@ -1,5 +1,5 @@
 /** SGD with momentum, Nesterov momentum, dampening and weight decay (torch.optim.SGD semantics). */
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import { noGrad } from '../tensor/autograd.js';
 import { fill } from '../kernels/elementwise.js';
 import { sgdStep } from '../kernels/norm_pool_loss.js';
@@ -23,15 +23,15 @@ export class SGD {
   private readonly buffers = new Map<Tensor, Tensor>();
 
   constructor(readonly params: Tensor[], o: SgdOptions) {
-    if (!(o.lr > 0)) throw new GpuError(`SGD: lr must be positive, got ${o.lr}.`);
+    if (!(o.lr > 0)) throw new ArgumentError(`SGD: lr must be positive, got ${o.lr}.`);
     this.lr = o.lr;
     this.momentum = o.momentum ?? 0;
     this.dampening = o.dampening ?? 0;
     this.weightDecay = o.weightDecay ?? 0;
     this.nesterov = o.nesterov ?? false;
-    if (this.momentum < 0 || this.weightDecay < 0) throw new GpuError('SGD: momentum and weight decay must be non-negative.');
+    if (this.momentum < 0 || this.weightDecay < 0) throw new ArgumentError('SGD: momentum and weight decay must be non-negative.');
     if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) {
-      throw new GpuError('SGD: Nesterov momentum requires a momentum and zero dampening.');
+      throw new ArgumentError('SGD: Nesterov momentum requires a momentum and zero dampening.');
     }
   }
 
@@ -65,8 +65,8 @@ export class SGD {
 
   /** Restores a parameter's momentum buffer (resuming from a checkpoint). */
   setMomentum(param: Tensor, values: Float32Array): void {
-    if (!this.params.includes(param)) throw new GpuError('SGD.setMomentum: not one of this optimiser\'s parameters.');
-    if (values.length !== param.size) throw new GpuError(`SGD.setMomentum: ${values.length} values for a parameter of ${param.size}.`);
+    if (!this.params.includes(param)) throw new ArgumentError('SGD.setMomentum: not one of this optimiser\'s parameters.');
+    if (values.length !== param.size) throw new ArgumentError(`SGD.setMomentum: ${values.length} values for a parameter of ${param.size}.`);
     this.buffers.get(param)?.dispose();
     this.buffers.set(param, fromArray(values, param.shape).keep());
   }

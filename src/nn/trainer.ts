@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ew from '../kernels/elementwise.js';
 import * as ag from '../tensor/autograd.js';
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError, DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from '../tensor/safetensors.js';
 import { fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
 import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from './checkpoint-node.js';
@@ -91,13 +91,13 @@ export function learningRate(o: TrainOptions, epoch: number, step: number, steps
       return t < warm ? cos(start, o.lr, t / warm) : cos(o.lr, end, (t - warm) / (1 - warm));
     }
     default:
-      throw new GpuError(`Unknown schedule "${o.schedule}"; choose one of ${SCHEDULES.join(', ')}.`);
+      throw new ArgumentError(`Unknown schedule "${o.schedule}"; choose one of ${SCHEDULES.join(', ')}.`);
   }
 }
 
 function validate(o: TrainOptions): void {
   const bad = (what: string) => {
-    throw new GpuError(`train: ${what}`);
+    throw new ArgumentError(`train: ${what}`);
   };
   if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) bad(`epochs must be a positive integer, got ${o.epochs}.`);
   if (!(o.lr > 0)) bad(`lr must be positive, got ${o.lr}.`);
@@ -143,7 +143,7 @@ function restore(model: Module, opt: SGD, dir: string): SavedState | null {
   const state = JSON.parse(readFileSync(file, 'utf8')) as SavedState;
   loadCheckpoint(model, join(dir, state.model));
   const optimFile = join(dir, state.optimizer);
-  if (!existsSync(optimFile)) throw new GpuError(`Cannot resume: ${optimFile} (named in ${file}) is missing.`);
+  if (!existsSync(optimFile)) throw new DataError(`Cannot resume: ${optimFile} (named in ${file}) is missing.`);
   const momentum = parseSafetensors(readFileSync(optimFile), optimFile).tensors;
   for (const [name, p] of model.namedParameters()) {
     const m = momentum.get(name);

@@ -12,7 +12,9 @@
  * solver's (POT's network simplex included); with ties it returns one optimal plan.
  */
 
-export class OtError extends Error {
+import { IntraFusionError } from '../errors.js';
+
+export class OtError extends IntraFusionError {
   override name = 'OtError';
 }
 

@@ -4,7 +4,7 @@
  * with no epsilon, then the BN is reset to mean 0, var 1, gamma 1, beta 0 (so in eval mode it still
  * multiplies by 1 / sqrt(1 + eps)).
  */
-import { GpuError } from '../tensor/device.js';
+import { UnsupportedError } from '../errors.js';
 import { assign } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
@@ -28,7 +28,7 @@ export function convBnPairs(model: Module, imageShape: [number, number, number] 
 export async function foldBatchNorms(model: Module): Promise<number> {
   const pairs = convBnPairs(model);
   for (const [conv, bn] of pairs) {
-    if (!conv.bias) throw new GpuError(`foldBatchNorms: ${conv.path} has no bias to fold ${bn.path} into.`);
+    if (!conv.bias) throw new UnsupportedError(`foldBatchNorms: ${conv.path} has no bias to fold ${bn.path} into.`);
     const [w, b, gamma, beta, mean, variance] = await Promise.all(
       [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t.data()),
     );

@@ -12,7 +12,7 @@
  * order, each root (Conv2d or Linear, not ignored) whose out-channels were not seen yet opens a group,
  * so index 0 is the group nearest the output.
  */
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError, UnsupportedError } from '../errors.js';
 import { isRecording } from '../tensor/autograd.js';
 import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
@@ -76,7 +76,7 @@ export function weightOwners(model: Module): Map<Tensor, Module> {
  * once per recorded op, from the output back, while the graph is alive. `onInput` sees the input first.
  */
 export function traceOps(model: Module, imageShape: [number, number, number], visit: (t: Tensor) => void, onInput?: (x: Tensor) => void): void {
-  if (!isRecording()) throw new GpuError('Tracing the model needs autograd recording (called inside noGrad?).');
+  if (!isRecording()) throw new ArgumentError('Tracing the model needs autograd recording (called inside noGrad?).');
   const wasTraining = model.training;
   model.eval();
   try {
@@ -125,12 +125,12 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
     const input = inputs[0];
     if (op === 'conv2d' || op === 'linear') {
       const layer = ownerOf.get(inputs[1]) as Prunable | undefined;
-      if (!layer) throw new GpuError(`dependencyGroups: a ${op} whose weight belongs to no module.`);
+      if (!layer) throw new UnsupportedError(`dependencyGroups: a ${op} whose weight belongs to no module.`);
       producedBy.set(layer, space(t));
       consumedBy.set(layer, { space: space(input), factor: factorOf.get(input) ?? 1 });
     } else if (op === 'batchNorm2d') {
       const bn = ownerOf.get(inputs[1]) as BatchNorm2d | undefined;
-      if (!bn) throw new GpuError('dependencyGroups: a batch-norm whose weight belongs to no module.');
+      if (!bn) throw new UnsupportedError('dependencyGroups: a batch-norm whose weight belongs to no module.');
       bnSpace.set(bn, space(input));
       spaces.union(space(t), space(input));
     } else if (op === 'add') {
@@ -145,7 +145,7 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
       spaces.union(space(t), space(input));
       if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
     } else {
-      throw new GpuError(`dependencyGroups: the op "${op}" is not supported in a prunable model.`);
+      throw new UnsupportedError(`dependencyGroups: the op "${op}" is not supported in a prunable model.`);
     }
   }, (x) => (inputSpace = space(x)));
 

@@ -13,7 +13,7 @@
  *   random  uniform random scores
  */
 import * as ag from '../tensor/autograd.js';
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError, UnsupportedError } from '../errors.js';
 import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
 import { batchIndices, makeBatch, order, type Cifar10Split, type Normalization } from '../nn/cifar10.js';
 import { Conv2d } from '../nn/layers.js';
@@ -40,7 +40,7 @@ export interface ImportanceOptions {
 
 export function assertCriterion(name: string): Criterion {
   if (!(CRITERIA as readonly string[]).includes(name)) {
-    throw new GpuError(`Unknown importance criterion "${name}"; choose one of: ${CRITERIA.join(', ')}.`);
+    throw new ArgumentError(`Unknown importance criterion "${name}"; choose one of: ${CRITERIA.join(', ')}.`);
   }
   return name as Criterion;
 }
@@ -115,7 +115,7 @@ async function sliceScores(group: Group, element: (layer: Prunable) => Promise<(
 function reduceAndNormalise(vectors: Float64Array[], n: number): Float64Array {
   const out = new Float64Array(n);
   const used = vectors.filter((v) => v.length === n);
-  if (!used.length) throw new GpuError('importance: the group has no layer slices.');
+  if (!used.length) throw new UnsupportedError('importance: the group has no layer slices.');
   for (const v of used) for (let c = 0; c < n; c++) out[c] += v[c] / used.length;
   const mean = out.reduce((a, b) => a + b, 0) / n;
   if (mean > 0) for (let c = 0; c < n; c++) out[c] /= mean;
@@ -153,7 +153,7 @@ function* trainingBatches(data: ImportanceData, o: ImportanceOptions): Generator
 }
 
 async function taylorGradients(model: Module, group: Group, o: ImportanceOptions): Promise<Map<Prunable, Float32Array>> {
-  if (!o.data) throw new GpuError('The taylor criterion needs training data (gradients over training batches).');
+  if (!o.data) throw new ArgumentError('The taylor criterion needs training data (gradients over training batches).');
   const wasTraining = model.training;
   model.eval(); // the reference traces in eval mode; gradients still flow through BN with running stats
   const layers = [...group.producers, ...group.consumers.map((c) => c.layer)];
@@ -251,9 +251,9 @@ export function chipScores(A: Float32Array, C: number, HW: number): Float64Array
 }
 
 async function chipImportance(model: Module, group: Group, o: ImportanceOptions): Promise<Float64Array> {
-  if (!o.data) throw new GpuError('The chip criterion needs training data (feature maps of training batches).');
+  if (!o.data) throw new ArgumentError('The chip criterion needs training data (feature maps of training batches).');
   const convs = group.producers.filter((p): p is Conv2d => p instanceof Conv2d);
-  if (!convs.length) throw new GpuError('chip: the group has no convolution whose feature maps could be scored.');
+  if (!convs.length) throw new UnsupportedError('chip: the group has no convolution whose feature maps could be scored.');
   const n = group.channels;
   const perLayer = convs.map(() => new Float64Array(n));
   const captured: { layer: number; t: Tensor }[] = [];

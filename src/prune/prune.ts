@@ -13,7 +13,7 @@
  * The model is changed in place; reload or rebuild it to prune again from the original weights.
  */
 import { matmul } from '../kernels/gemm.js';
-import { GpuError } from '../tensor/device.js';
+import { ArgumentError } from '../errors.js';
 import { fromArray, Tensor, tidy } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
@@ -58,11 +58,11 @@ export function keptCount(n: number, sparsity: number): number {
 
 function validate(o: PruneOptions, groupCount: number): number[] {
   assertCriterion(o.importanceCriteria);
-  if (!(o.sparsity >= 0 && o.sparsity < 1)) throw new GpuError(`prune: sparsity must be in [0, 1), got ${o.sparsity}.`);
+  if (!(o.sparsity >= 0 && o.sparsity < 1)) throw new ArgumentError(`prune: sparsity must be in [0, 1), got ${o.sparsity}.`);
   const idxs = o.groupIdxs ?? Array.from({ length: groupCount }, (_, i) => i);
   for (const g of idxs) {
     if (!Number.isInteger(g) || g < 0 || g >= groupCount) {
-      throw new GpuError(`prune: group index ${g} does not exist; this model has groups 0..${groupCount - 1}.`);
+      throw new ArgumentError(`prune: group index ${g} does not exist; this model has groups 0..${groupCount - 1}.`);
     }
   }
   return idxs;
@@ -140,7 +140,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     const group = groups[g];
     const n = group.channels;
     const k = keptCount(n, o.sparsity);
-    if (k < 1) throw new GpuError(`prune: sparsity ${o.sparsity} leaves no channel of group ${g} (${n} channels).`);
+    if (k < 1) throw new ArgumentError(`prune: sparsity ${o.sparsity} leaves no channel of group ${g} (${n} channels).`);
     const t0 = performance.now();
     const importance = await groupImportance(model, group, criterion, o);
     const { pruned, keptIdx } = splitByImportance(importance, k);

@@ -14,7 +14,7 @@ import {
   avgPoolBackward, avgPoolForward, batchNormBackward, batchNormForward, crossEntropyBackward,
   crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
 } from '../kernels/norm_pool_loss.js';
-import { GpuError } from './device.js';
+import { ArgumentError } from '../errors.js';
 import { Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
@@ -46,7 +46,7 @@ function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['b
 // ------------------------------------------------------------------ ops
 
 export function add(a: Tensor, b: Tensor): Tensor {
-  if (a.shape.join() !== b.shape.join()) throw new GpuError(`add: shapes [${a.shape}] and [${b.shape}] differ.`);
+  if (a.shape.join() !== b.shape.join()) throw new ArgumentError(`add: shapes [${a.shape}] and [${b.shape}] differ.`);
   return record(ew.add(a, b), 'add', [a, b], (g) => [g, g]);
 }
 
@@ -77,7 +77,7 @@ export function mean(x: Tensor): Tensor {
 }
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.rank !== 2 || b.rank !== 2) throw new GpuError('matmul (autograd): rank-2 operands only.');
+  if (a.rank !== 2 || b.rank !== 2) throw new ArgumentError('matmul (autograd): rank-2 operands only.');
   return record(gemm(a, b), 'matmul', [a, b], (g) => [
     needsGrad(a) ? gemm(g, b, { transB: true }) : null,
     needsGrad(b) ? gemm(a, g, { transA: true }) : null,
@@ -86,7 +86,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 /** y = x @ w^T + b with w stored [out, in], as torch.nn.Linear. */
 export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
-  if (x.rank !== 2) throw new GpuError(`linear: input must be [batch, features], got [${x.shape}].`);
+  if (x.rank !== 2) throw new ArgumentError(`linear: input must be [batch, features], got [${x.shape}].`);
   const y = gemm(x, w, { transB: true, bias: b });
   const [rows, outF] = y.shape;
   return record(y, 'linear', b ? [x, w, b] : [x, w], (g) => [
@@ -169,8 +169,8 @@ function topoOrder(root: Tensor): Tensor[] {
  * gradients are freed before returning. The graph's nodes are released afterwards.
  */
 export function backward(root: Tensor, gradRoot?: Tensor): void {
-  if (!needsGrad(root)) throw new GpuError('backward: the tensor does not depend on any tensor that requires a gradient.');
-  if (!gradRoot && root.size !== 1) throw new GpuError(`backward: root has shape [${root.shape}]; pass gradRoot for non-scalar outputs.`);
+  if (!needsGrad(root)) throw new ArgumentError('backward: the tensor does not depend on any tensor that requires a gradient.');
+  if (!gradRoot && root.size !== 1) throw new ArgumentError(`backward: root has shape [${root.shape}]; pass gradRoot for non-scalar outputs.`);
   tidy(() => {
     const grads = new Map<Tensor, Tensor>();
     grads.set(root, gradRoot ?? ew.fill(root.shape, 1));

@@ -8,9 +8,9 @@
  * WebGPU exposes no adapter enumeration, so these are the only choices it can honour.
  */
 
-export class GpuError extends Error {
-  override name = 'GpuError';
-}
+import { GpuError } from '../errors.js';
+
+export { GpuError };
 
 export interface DeviceInfo {
   device: GPUDevice;

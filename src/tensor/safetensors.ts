@@ -21,7 +21,9 @@ export interface SafeTensorsFile {
 
 const BYTES: Record<DType, number> = { F32: 4, F64: 8, F16: 2, I64: 8, I32: 4, U8: 1, BOOL: 1 };
 
-export class SafetensorsError extends Error {
+import { IntraFusionError } from '../errors.js';
+
+export class SafetensorsError extends IntraFusionError {
   override name = 'SafetensorsError';
 }
 

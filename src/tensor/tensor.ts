@@ -6,6 +6,7 @@
  * Parameters and other long-lived tensors are created kept and freed with `dispose()`.
  */
 import { GpuError } from './device.js';
+import { ArgumentError } from '../errors.js';
 import { Runtime } from './runtime.js';
 
 let runtime: Runtime | null = null;
@@ -40,7 +41,7 @@ export type Shape = readonly number[];
 export function sizeOf(shape: Shape): number {
   let n = 1;
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new GpuError(`Invalid shape [${shape.join(', ')}]: dimensions must be non-negative integers.`);
+    if (!Number.isInteger(d) || d < 0) throw new ArgumentError(`Invalid shape [${shape.join(', ')}]: dimensions must be non-negative integers.`);
     n *= d;
   }
   return n;
@@ -69,7 +70,7 @@ export class Tensor {
     this.shape = Object.freeze([...shape]);
     this.size = sizeOf(shape);
     if (buffer instanceof Tensor) {
-      if (buffer.size !== this.size) throw new GpuError(`Cannot view [${buffer.shape}] as [${shape}]: sizes differ.`);
+      if (buffer.size !== this.size) throw new ArgumentError(`Cannot view [${buffer.shape}] as [${shape}]: sizes differ.`);
       this.storage = buffer.liveStorage();
       this.storage.refs++;
     } else {
@@ -79,7 +80,7 @@ export class Tensor {
   }
 
   private liveStorage(): Storage {
-    if (!this.storage) throw new GpuError(`Use of a disposed tensor of shape [${this.shape.join(', ')}].`);
+    if (!this.storage) throw new ArgumentError(`Use of a disposed tensor of shape [${this.shape.join(', ')}].`);
     return this.storage;
   }
 
@@ -142,7 +143,7 @@ export function empty(shape: Shape): Tensor {
 export function fromArray(values: ArrayLike<number>, shape: Shape): Tensor {
   const n = sizeOf(shape);
   if (values.length !== n) {
-    throw new GpuError(`fromArray: ${values.length} values do not fill shape [${shape.join(', ')}] (${n} elements).`);
+    throw new ArgumentError(`fromArray: ${values.length} values do not fill shape [${shape.join(', ')}] (${n} elements).`);
   }
   const t = empty(shape);
   const data = values instanceof Float32Array ? values : Float32Array.from(values);
@@ -153,7 +154,7 @@ export function fromArray(values: ArrayLike<number>, shape: Shape): Tensor {
 /** Overwrites a tensor's contents in place (same buffer, so references such as an optimiser's stay valid). */
 export function assign(t: Tensor, values: ArrayLike<number>): void {
   if (values.length !== t.size) {
-    throw new GpuError(`assign: ${values.length} values for a tensor of shape [${t.shape.join(', ')}] (${t.size} elements).`);
+    throw new ArgumentError(`assign: ${values.length} values for a tensor of shape [${t.shape.join(', ')}] (${t.size} elements).`);
   }
   if (t.size > 0) getRuntime().write(t.buffer, values instanceof Float32Array ? values : Float32Array.from(values));
 }
@@ -168,7 +169,7 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-    if (result instanceof Promise) throw new GpuError('tidy() takes a synchronous function; await outside the scope.');
+    if (result instanceof Promise) throw new ArgumentError('tidy() takes a synchronous function; await outside the scope.');
   } catch (e) {
     for (const t of scope) t.dispose();
     throw e;
@@ -199,5 +200,5 @@ function collectTensors(value: unknown, out: Set<Tensor>, depth = 0): void {
 }
 
 export function assertShape(t: Tensor, rank: number, what: string): void {
-  if (t.rank !== rank) throw new GpuError(`${what}: expected a rank-${rank} tensor, got shape [${t.shape.join(', ')}].`);
+  if (t.rank !== rank) throw new ArgumentError(`${what}: expected a rank-${rank} tensor, got shape [${t.shape.join(', ')}].`);
 }
