@@ -10,7 +10,7 @@ export { SGD, type SgdOptions } from './nn/optim.js';
 
 // Models, data, training (Node helpers included: checkpoint files, CIFAR-10 from disk or download).
 export { Module, addForwardHook } from './nn/module.js';
-export { Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AvgPool2d, Flatten, Sequential } from './nn/layers.js';
+export { Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential } from './nn/layers.js';
 export { VGG, vgg11_bn } from './nn/vgg.js';
 export { ResNet, BasicBlock, resnet18 } from './nn/resnet.js';
 export { createModel, MODEL_NAMES, type ModelName } from './nn/models.js';

@@ -110,6 +110,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 export interface Conv2dGeometry {
   stride: number;
   padding: number;
+  /** Channel groups (1: dense; in = out = groups: depthwise). Default 1. */
+  groups?: number;
 }
 
 export function conv2dOutputSize(size: number, k: number, stride: number, pad: number): number {

@@ -74,6 +74,8 @@ export function batchNormBackward(x: Tensor, dy: Tensor, gamma: Tensor, stats: T
 export interface PoolGeometry {
   kernel: number;
   stride: number;
+  /** Implicit padding on each side (max-pool: -inf, as PyTorch). Default 0. */
+  padding?: number;
 }
 
 export function poolOutputShape(x: Tensor, { kernel, stride }: PoolGeometry): number[] {

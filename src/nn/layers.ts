@@ -12,14 +12,19 @@ export class Conv2d extends Module {
     // Channel counts change when a pruner shrinks the layer.
     public inChannels: number, public outChannels: number, readonly kernelSize: number,
     readonly stride = 1, readonly padding = 0, bias = true,
+    /** Channel groups: weight [out, in / groups, k, k]; in = out = groups is a depthwise conv. */
+    readonly groups = 1,
   ) {
     super();
-    const fanIn = inChannels * kernelSize * kernelSize;
-    this.weight = this.addParam('weight', fromArray(uniformFanIn(outChannels * fanIn, fanIn), [outChannels, inChannels, kernelSize, kernelSize]));
+    if (!(Number.isInteger(groups) && groups >= 1 && inChannels % groups === 0 && outChannels % groups === 0)) {
+      throw new ArgumentError(`Conv2d: groups ${groups} must divide in-channels ${inChannels} and out-channels ${outChannels}.`);
+    }
+    const fanIn = (inChannels / groups) * kernelSize * kernelSize;
+    this.weight = this.addParam('weight', fromArray(uniformFanIn(outChannels * fanIn, fanIn), [outChannels, inChannels / groups, kernelSize, kernelSize]));
     this.bias = bias ? this.addParam('bias', fromArray(uniformFanIn(outChannels, fanIn), [outChannels])) : null;
   }
   forward(x: Tensor): Tensor {
-    return ag.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
+    return ag.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups });
   }
 }
 
@@ -67,11 +72,23 @@ export class ReLU extends Module {
 }
 
 export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: number, readonly stride = kernelSize) {
+  constructor(readonly kernelSize: number, readonly stride = kernelSize, readonly padding = 0) {
     super();
   }
   forward(x: Tensor): Tensor {
-    return ag.maxPool2d(x, { kernel: this.kernelSize, stride: this.stride });
+    return ag.maxPool2d(x, { kernel: this.kernelSize, stride: this.stride, padding: this.padding });
+  }
+}
+
+/** torch.nn.AdaptiveAvgPool2d: averages each channel into an outputSize grid (1: global average pooling). */
+export class AdaptiveAvgPool2d extends Module {
+  readonly outputSize: [number, number];
+  constructor(outputSize: number | [number, number]) {
+    super();
+    this.outputSize = typeof outputSize === 'number' ? [outputSize, outputSize] : outputSize;
+  }
+  forward(x: Tensor): Tensor {
+    return ag.adaptiveAvgPool2d(x, this.outputSize);
   }
 }
 
