@@ -6,8 +6,8 @@
 import { DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensorsFile, type TensorToWrite } from '../tensor/safetensors.js';
 import { assign } from '../tensor/tensor.js';
-import { BatchNorm2d, Conv2d, Linear } from './layers.js';
-import { fromArray } from '../tensor/tensor.js';
+import { layerKind } from '../prune/registry.js';
+import { BatchNorm2d } from './layers.js';
 import { createModel } from './models.js';
 import type { Module } from './module.js';
 
@@ -67,23 +67,7 @@ export function loadSafetensorsBytes(model: Module, bytes: ArrayBuffer | Uint8Ar
  */
 export function resizeToStateDict(model: Module, file: SafeTensorsFile): void {
   for (const [prefix, m] of model.namedModules()) {
-    const w = file.tensors.get(`${prefix}.weight`);
-    if (!w) continue;
-    if (m instanceof Conv2d && w.shape.length === 4 && (w.shape[0] !== m.outChannels || w.shape[1] !== m.inChannels)) {
-      m.outChannels = w.shape[0];
-      m.inChannels = w.shape[1];
-      m.replaceTensor('weight', fromArray(new Float32Array(w.values.length), w.shape));
-      if (m.bias) m.replaceTensor('bias', fromArray(new Float32Array(w.shape[0]), [w.shape[0]]));
-    } else if (m instanceof Linear && w.shape.length === 2 && (w.shape[0] !== m.outFeatures || w.shape[1] !== m.inFeatures)) {
-      m.outFeatures = w.shape[0];
-      m.inFeatures = w.shape[1];
-      m.replaceTensor('weight', fromArray(new Float32Array(w.values.length), w.shape));
-      if (m.bias) m.replaceTensor('bias', fromArray(new Float32Array(w.shape[0]), [w.shape[0]]));
-    } else if (m instanceof BatchNorm2d && w.shape.length === 1 && w.shape[0] !== m.numFeatures) {
-      const c = w.shape[0];
-      m.numFeatures = c;
-      for (const name of ['weight', 'bias', 'running_mean', 'running_var'] as const) m.replaceTensor(name, fromArray(new Float32Array(c), [c]));
-    }
+    layerKind(m)?.resize(m, (tensor) => file.tensors.get(prefix ? `${prefix}.${tensor}` : tensor)?.shape);
   }
 }
 

@@ -12,8 +12,8 @@ export class Conv2d extends Module {
     // Channel counts change when a pruner shrinks the layer.
     public inChannels: number, public outChannels: number, readonly kernelSize: number,
     readonly stride = 1, readonly padding = 0, bias = true,
-    /** Channel groups: weight [out, in / groups, k, k]; in = out = groups is a depthwise conv. */
-    readonly groups = 1,
+    /** Channel groups: weight [out, in / groups, k, k]; in = out = groups is a depthwise conv (pruning changes all three). */
+    public groups = 1,
   ) {
     super();
     if (!(Number.isInteger(groups) && groups >= 1 && inChannels % groups === 0 && outChannels % groups === 0)) {
@@ -22,6 +22,11 @@ export class Conv2d extends Module {
     const fanIn = (inChannels / groups) * kernelSize * kernelSize;
     this.weight = this.addParam('weight', fromArray(uniformFanIn(outChannels * fanIn, fanIn), [outChannels, inChannels / groups, kernelSize, kernelSize]));
     this.bias = bias ? this.addParam('bias', fromArray(uniformFanIn(outChannels, fanIn), [outChannels])) : null;
+  }
+  /** Gives a bias-free conv a zero bias (BN folding needs one); state_dict order stays weight, bias. */
+  ensureBias(): Tensor {
+    this.bias ??= this.addParam('bias', fromArray(new Float32Array(this.outChannels), [this.outChannels]));
+    return this.bias;
   }
   forward(x: Tensor): Tensor {
     return ag.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups });

@@ -8,7 +8,7 @@
 import { noGrad } from '../tensor/autograd.js';
 import { fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
 import { batchIndices, makeBatch, order, type Cifar10Split, type Normalization } from './cifar10.js';
-import { Conv2d, Linear } from './layers.js';
+import { layerKind } from '../prune/registry.js';
 import { addForwardHook, type Module } from './module.js';
 
 export interface EvalResult {
@@ -92,16 +92,11 @@ export interface Complexity {
   flops: number;
 }
 
-/** Parameter count and FLOPs (2 x MACs, see above) for one image of shape [3, 32, 32]. */
+/** Parameter count and FLOPs (2 x MACs, see above; MACs per layer kind from the pruner's registry) for one input. */
 export function complexity(model: Module, imageShape: [number, number, number] = [3, 32, 32]): Complexity {
   let macs = 0;
   const remove = addForwardHook((m, _input, output) => {
-    if (m instanceof Conv2d) {
-      const [, , oh, ow] = output.shape;
-      macs += m.outChannels * oh * ow * m.inChannels * m.kernelSize * m.kernelSize;
-    } else if (m instanceof Linear) {
-      macs += m.inFeatures * m.outFeatures;
-    }
+    macs += layerKind(m)?.macs(m, output.shape) ?? 0;
   });
   const wasTraining = model.training;
   model.eval();
@@ -123,10 +118,11 @@ export interface Speed {
 }
 
 /** Measures inference latency (batch 1) and throughput (larger batches) on random inputs. */
-export async function inferenceSpeed(model: Module, { batchSize = 128, reps = 5 }: { batchSize?: number; reps?: number } = {}): Promise<Speed> {
+export async function inferenceSpeed(model: Module, { batchSize = 128, reps = 5, inputShape = [3, 32, 32] }: { batchSize?: number; reps?: number; inputShape?: [number, number, number] } = {}): Promise<Speed> {
   const wasTraining = model.training;
   model.eval();
-  const run = (n: number) => noGrad(() => tidy(() => model.call(fromArray(new Float32Array(n * 3072).map(() => Math.random()), [n, 3, 32, 32]))));
+  const per = inputShape.reduce((a, b) => a * b);
+  const run = (n: number) => noGrad(() => tidy(() => model.call(fromArray(new Float32Array(n * per).map(() => Math.random()), [n, ...inputShape]))));
   const time = async (n: number, times: number) => {
     const samples: number[] = [];
     const warm = run(n);

@@ -2,19 +2,18 @@
  * Batch-norm folding as the reference's MetaPruner does before any pruning (spec section 2): for every
  * BN fed directly by a conv, W' = W * gamma / sqrt(var) and b' = (b - mean) * gamma / sqrt(var) + beta,
  * with no epsilon, then the BN is reset to mean 0, var 1, gamma 1, beta 0 (so in eval mode it still
- * multiplies by 1 / sqrt(1 + eps)).
+ * multiplies by 1 / sqrt(1 + eps)). A conv without bias (torchvision style) gets one: b = 0 before folding.
  */
-import { UnsupportedError } from '../errors.js';
 import { assign } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
-import { traceOps, weightOwners } from './graph.js';
+import { traceOps, weightOwners, type ExampleInput } from './graph.js';
 
 /** Pairs (conv, bn) where the BN's input is that conv's output, found by tracing one forward pass. */
-export function convBnPairs(model: Module, imageShape: [number, number, number] = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
+export function convBnPairs(model: Module, exampleInput: ExampleInput = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
   const owner = weightOwners(model);
   const pairs: [Conv2d, BatchNorm2d][] = [];
-  traceOps(model, imageShape, (t) => {
+  traceOps(model, exampleInput, (t) => {
     if (t.node!.op !== 'batchNorm2d') return;
     const bn = owner.get(t.node!.inputs[1]);
     const producer = t.node!.inputs[0].node;
@@ -25,12 +24,12 @@ export function convBnPairs(model: Module, imageShape: [number, number, number] 
 }
 
 /** Folds every conv-fed batch-norm into its conv, in place. Returns the number of pairs folded. */
-export async function foldBatchNorms(model: Module): Promise<number> {
-  const pairs = convBnPairs(model);
+export async function foldBatchNorms(model: Module, exampleInput: ExampleInput = [3, 32, 32]): Promise<number> {
+  const pairs = convBnPairs(model, exampleInput);
   for (const [conv, bn] of pairs) {
-    if (!conv.bias) throw new UnsupportedError(`foldBatchNorms: ${conv.path} has no bias to fold ${bn.path} into.`);
+    const bias = conv.ensureBias();
     const [w, b, gamma, beta, mean, variance] = await Promise.all(
-      [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t.data()),
+      [conv.weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t.data()),
     );
     const per = w.length / conv.outChannels;
     const w2 = new Float32Array(w.length);
@@ -41,7 +40,7 @@ export async function foldBatchNorms(model: Module): Promise<number> {
       b2[c] = (b[c] - mean[c]) * s + beta[c];
     }
     assign(conv.weight, w2);
-    assign(conv.bias, b2);
+    assign(bias, b2);
     const C = bn.numFeatures;
     assign(bn.running_mean, new Float32Array(C));
     assign(bn.running_var, new Float32Array(C).fill(1));

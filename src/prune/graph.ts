@@ -2,23 +2,25 @@
  * Dependency groups derived from the model's graph, as Torch-Pruning's DependencyGraph builds them
  * (spec section 1), not hand-listed per model.
  *
- * One forward pass on a single image is recorded by autograd. Every activation tensor gets a channel
- * space; batch-norm, ReLU, pooling and flatten keep their input's space, a residual add merges the spaces
- * of its operands, and Conv2d / Linear consume one space and produce a new one. A group is one merged
- * space: the layers producing it (out-channels pruned), its batch-norms, and the layers consuming it
- * (in-channels pruned; a Linear after a flatten of H x W maps channel c to H*W columns).
+ * One forward pass on an example input is recorded by autograd. Every activation tensor gets a channel
+ * space; the op table (registry.ts) says how each op's output space relates to its inputs' (preserve,
+ * merge, flatten, or the layer kind's rule: Conv2d / Linear consume one space and produce a new one,
+ * batch-norm and depthwise convs keep it). A group is one merged space: the layers producing it
+ * (out-channels pruned), its batch-norms, and the layers consuming it (in-channels pruned; a Linear after
+ * a flatten of H x W maps channel c to H*W columns).
  *
  * Group order follows `get_all_groups_in_order` with backward pruning: modules in reverse definition
- * order, each root (Conv2d or Linear, not ignored) whose out-channels were not seen yet opens a group,
- * so index 0 is the group nearest the output.
+ * order, each producer (not ignored) whose out-channels were not seen yet opens a group, so index 0 is
+ * the group nearest the output. The model's input space and, by default, its output space (the
+ * classifier's outputs) are never groups.
  */
 import { ArgumentError, UnsupportedError } from '../errors.js';
 import { isRecording } from '../tensor/autograd.js';
 import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
-import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
-import type { Module } from '../nn/module.js';
+import { addForwardHook, type Module } from '../nn/module.js';
+import { layerKind, OP_FLOWS, type LayerKind } from './registry.js';
 
-export type Prunable = Conv2d | Linear;
+export type Prunable = Module & { weight: Tensor };
 
 export interface Consumer {
   layer: Prunable;
@@ -30,19 +32,36 @@ export interface Group {
   index: number;
   /** Number of channels in the group. */
   channels: number;
-  /** Layers whose out-channels are pruned (the root first). */
+  /** 'weight' layers whose out-channels are pruned (the root first; a depthwise conv is one of them). */
   producers: Prunable[];
-  batchNorms: BatchNorm2d[];
+  /** 'norm' layers (BatchNorm2d) that follow the kept channels. */
+  batchNorms: Prunable[];
+  /** Layers whose in-channels are pruned. */
   consumers: Consumer[];
   /** Dotted module names, for reports. */
   describe(): string;
 }
 
+export type ExampleInput = [number, number, number];
+
 export interface GraphOptions {
-  /** Layers never out-pruned. Default: every Linear with `numClasses` outputs (the classifier). */
+  /**
+   * Layers never out-pruned (a group holding one of their outputs is not a group). Default: the layers
+   * whose outputs are the model output (the classifier, found structurally, whatever its width).
+   */
   ignored?: Module[];
-  numClasses?: number;
-  imageShape?: [number, number, number];
+  /** One sample's shape [channels, height, width] (default [3, 32, 32]). */
+  exampleInput?: ExampleInput;
+  /** @deprecated alias of exampleInput. */
+  imageShape?: ExampleInput;
+}
+
+export function exampleShape(o: { exampleInput?: ExampleInput; imageShape?: ExampleInput }): ExampleInput {
+  const shape = o.exampleInput ?? o.imageShape ?? [3, 32, 32];
+  if (shape.length !== 3 || !shape.every((v) => Number.isInteger(v) && v > 0)) {
+    throw new ArgumentError(`exampleInput must be [channels, height, width] of positive integers, got [${shape}].`);
+  }
+  return shape;
 }
 
 class UnionFind {
@@ -62,110 +81,152 @@ class UnionFind {
   }
 }
 
-/** Module of each Conv2d, Linear and BatchNorm2d weight tensor (how a traced op finds its layer). */
+/** The innermost module owning each parameter tensor (how a traced op finds its layer). */
 export function weightOwners(model: Module): Map<Tensor, Module> {
   const owners = new Map<Tensor, Module>();
-  for (const [, m] of model.namedModules()) {
-    if (m instanceof Conv2d || m instanceof Linear || m instanceof BatchNorm2d) owners.set(m.weight, m);
-  }
+  // namedModules() lists parents before children and a module's parameters include its children's:
+  // later (deeper) modules overwrite.
+  for (const [, m] of model.namedModules()) for (const [, t] of m.namedParameters()) owners.set(t, m);
   return owners;
 }
 
 /**
- * Records one eval-mode forward pass (running statistics untouched) on a zero image and calls `visit`
- * once per recorded op, from the output back, while the graph is alive. `onInput` sees the input first.
+ * Records one eval-mode forward pass (running statistics untouched) on a zero input and calls `visit`
+ * once per recorded op, from the output back, while the graph is alive, with the path of the innermost
+ * module whose output the tensor is (for error messages). `onInput` sees the input first.
  */
-export function traceOps(model: Module, imageShape: [number, number, number], visit: (t: Tensor) => void, onInput?: (x: Tensor) => void): void {
+export function traceOps(
+  model: Module, exampleInput: ExampleInput, visit: (t: Tensor, modulePath: string | undefined) => void,
+  onInput?: (x: Tensor) => void, onOutput?: (y: Tensor) => void,
+): void {
   if (!isRecording()) throw new ArgumentError('Tracing the model needs autograd recording (called inside noGrad?).');
   const wasTraining = model.training;
   model.eval();
+  const outputOf = new Map<Tensor, string>();
+  // Hooks run innermost first (a child's call returns before its parent's), so the first path sticks.
+  const remove = addForwardHook((_m, _x, y, path) => {
+    if (!outputOf.has(y)) outputOf.set(y, path || '(model)');
+  });
   try {
     tidy(() => {
-      const x = fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]);
+      const x = fromArray(new Float32Array(exampleInput.reduce((a, b) => a * b)), [1, ...exampleInput]);
       onInput?.(x);
+      const y = model.call(x);
+      onOutput?.(y);
       const seen = new Set<Tensor>();
-      const stack: Tensor[] = [model.call(x)];
+      const stack: Tensor[] = [y];
       while (stack.length) {
         const t = stack.pop()!;
         if (seen.has(t) || !t.node) continue;
         seen.add(t);
-        visit(t);
+        visit(t, outputOf.get(t));
         for (const i of t.node.inputs) if (i.node) stack.push(i);
       }
     });
   } finally {
+    remove();
     model.train(wasTraining);
   }
 }
 
+/** The registered layer running a traced layer op (its weight is inputs[1]), with its kind. */
+export function layerOfOp(t: Tensor, owners: Map<Tensor, Module>, where: string | undefined): { layer: Prunable; kind: LayerKind } {
+  const { op, inputs } = t.node!;
+  const owner = inputs[1] ? owners.get(inputs[1]) : undefined;
+  const kind = owner && layerKind(owner);
+  if (!owner || !kind) {
+    const who = owner ? `module ${owner.path || '(model)'} (${owner.constructor.name})` : `a ${op} whose weight belongs to no module${where ? ` (inside ${where})` : ''}`;
+    throw new UnsupportedError(`Pruning graph: ${who} runs ${op} but is not a registered layer kind (Conv2d, Linear, BatchNorm2d).`);
+  }
+  return { layer: owner as Prunable, kind };
+}
+
 /** Traces the model and returns its dependency groups in the reference's order. */
 export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
-  const imageShape = o.imageShape ?? [3, 32, 32];
-  const numClasses = o.numClasses ?? 10;
+  const shape = exampleShape(o);
   const modules = model.namedModules();
   const nameOf = new Map(modules.map(([n, m]) => [m, n]));
   const ownerOf = weightOwners(model);
-  const ignored = new Set<Module>(o.ignored ?? modules.map(([, m]) => m).filter((m) => m instanceof Linear && m.outFeatures === numClasses));
 
   const spaces = new UnionFind();
   const spaceOf = new Map<Tensor, number>();
   const factorOf = new Map<Tensor, number>();
   const producedBy = new Map<Prunable, number>();
   const consumedBy = new Map<Prunable, { space: number; factor: number }>();
-  const bnSpace = new Map<BatchNorm2d, number>();
+  const normSpace = new Map<Prunable, number>();
   let nextSpace = 0;
   const space = (t: Tensor): number => {
     let s = spaceOf.get(t);
     if (s === undefined) spaceOf.set(t, (s = nextSpace++));
     return s;
   };
+  const keepFactor = (from: Tensor, to: Tensor) => {
+    if (factorOf.has(from)) factorOf.set(to, factorOf.get(from)!);
+  };
   let inputSpace = -1;
-  traceOps(model, imageShape, (t) => {
+  let outputSpace = -1;
+  traceOps(model, shape, (t, where) => {
     const { op, inputs } = t.node!;
     const input = inputs[0];
-    if (op === 'conv2d' || op === 'linear') {
-      const layer = ownerOf.get(inputs[1]) as Prunable | undefined;
-      if (!layer) throw new UnsupportedError(`dependencyGroups: a ${op} whose weight belongs to no module.`);
-      producedBy.set(layer, space(t));
-      consumedBy.set(layer, { space: space(input), factor: factorOf.get(input) ?? 1 });
-    } else if (op === 'batchNorm2d') {
-      const bn = ownerOf.get(inputs[1]) as BatchNorm2d | undefined;
-      if (!bn) throw new UnsupportedError('dependencyGroups: a batch-norm whose weight belongs to no module.');
-      bnSpace.set(bn, space(input));
-      spaces.union(space(t), space(input));
-    } else if (op === 'add') {
-      spaces.union(space(t), space(inputs[0]));
-      spaces.union(space(t), space(inputs[1]));
-    } else if (op === 'reshape') {
-      // Flatten [N, C, H, W] -> [N, C*H*W]: channel c becomes columns c*H*W .. (c+1)*H*W - 1.
-      spaces.union(space(t), space(input));
-      if (input.rank === 4) factorOf.set(t, input.shape[2] * input.shape[3] * (factorOf.get(input) ?? 1));
-      else if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
-    } else if (op === 'relu' || op === 'maxPool2d' || op === 'avgPool2d' || op === 'scale') {
-      spaces.union(space(t), space(input));
-      if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
-    } else {
-      throw new UnsupportedError(`dependencyGroups: the op "${op}" is not supported in a prunable model.`);
+    const flow = OP_FLOWS[op];
+    const at = where ? ` in ${where}` : '';
+    switch (flow) {
+      case 'layer': {
+        const { layer, kind } = layerOfOp(t, ownerOf, where);
+        if (kind.flow(layer) === 'same') {
+          spaces.union(space(t), space(input));
+          keepFactor(input, t);
+          if (kind.role === 'norm') normSpace.set(layer, space(input));
+          else producedBy.set(layer, space(t));
+        } else {
+          producedBy.set(layer, space(t));
+          consumedBy.set(layer, { space: space(input), factor: factorOf.get(input) ?? 1 });
+        }
+        break;
+      }
+      case 'preserve':
+        spaces.union(space(t), space(input));
+        keepFactor(input, t);
+        break;
+      case 'merge':
+        for (const i of inputs) spaces.union(space(t), space(i));
+        keepFactor(input, t);
+        break;
+      case 'flatten':
+        spaces.union(space(t), space(input));
+        if (input.rank === 4 && t.rank === 2) {
+          // Channel c of [N, C, H, W] becomes columns c*H*W .. (c+1)*H*W - 1.
+          factorOf.set(t, input.shape[2] * input.shape[3] * (factorOf.get(input) ?? 1));
+        } else if (input.shape.join() === t.shape.join() || (input.rank === 2 && t.rank === 2)) {
+          keepFactor(input, t);
+        } else {
+          throw new UnsupportedError(`Pruning graph: reshape [${input.shape}] -> [${t.shape}]${at} has no channel rule (only flatten of [N, C, H, W]).`);
+        }
+        break;
+      default:
+        throw new UnsupportedError(`Pruning graph: the op "${op}"${at} has no channel rule; supported ops: ${Object.keys(OP_FLOWS).join(', ')}.`);
     }
-  }, (x) => (inputSpace = space(x)));
+  }, (x) => (inputSpace = space(x)), (y) => (outputSpace = space(y)));
 
-  // Groups in reverse module order, index 0 nearest the output.
+  // By default the layers producing the model output (the classifier) keep their outputs.
+  const outputRoot = o.ignored ? -1 : spaces.find(outputSpace);
+  const ignored = new Set<Module>(o.ignored ?? []);
   const groups: Group[] = [];
   const visited = new Set<number>();
   const inputRoot = spaces.find(inputSpace);
+  // Groups in reverse module order, index 0 nearest the output.
   for (const [, m] of [...modules].reverse()) {
-    if (!(m instanceof Conv2d || m instanceof Linear) || ignored.has(m)) continue;
-    const produced = producedBy.get(m);
-    if (produced === undefined) continue; // not on the traced path
+    const produced = producedBy.get(m as Prunable);
+    if (produced === undefined || ignored.has(m)) continue; // not a traced weight layer, or protected
     const root = spaces.find(produced);
-    if (visited.has(root) || root === inputRoot) continue;
+    if (visited.has(root) || root === inputRoot || root === outputRoot) continue;
     visited.add(root);
     const producers = [...producedBy].filter(([, s]) => spaces.find(s) === root).map(([l]) => l);
     if (producers.some((p) => ignored.has(p))) continue; // a group containing an ignored layer's outputs
     producers.sort((a, b) => (a === m ? -1 : b === m ? 1 : 0));
-    const batchNorms = [...bnSpace].filter(([, s]) => spaces.find(s) === root).map(([bn]) => bn);
+    const batchNorms = [...normSpace].filter(([, s]) => spaces.find(s) === root).map(([bn]) => bn);
     const consumers = [...consumedBy].filter(([, c]) => spaces.find(c.space) === root).map(([layer, c]) => ({ layer, factor: c.factor }));
-    const channels = m instanceof Conv2d ? m.outChannels : m.outFeatures;
+    const channels = layerKind(m)!.outChannels(m);
     const index = groups.length;
     groups.push({
       index, channels, producers, batchNorms, consumers,

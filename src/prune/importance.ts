@@ -18,7 +18,8 @@ import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
 import { batchIndices, makeBatch, order, type Cifar10Split, type Normalization } from '../nn/cifar10.js';
 import { Conv2d } from '../nn/layers.js';
 import { addForwardHook, type Module } from '../nn/module.js';
-import type { Group, Prunable } from './graph.js';
+import type { ExampleInput, Group, Prunable } from './graph.js';
+import { layerKind, type ChannelAxis } from './registry.js';
 
 export const CRITERIA = ['l1', 'l2', 'taylor', 'lamp', 'chip', 'random'] as const;
 export type Criterion = (typeof CRITERIA)[number];
@@ -36,6 +37,8 @@ export interface ImportanceOptions {
   batchSize?: number;
   random?: () => number;
   lampReferencePermutation?: boolean;
+  /** The model's input shape; taylor and chip draw CIFAR-10 batches, so it must be [3, 32, 32] for them. */
+  exampleInput?: ExampleInput;
 }
 
 export function assertCriterion(name: string): Criterion {
@@ -45,24 +48,22 @@ export function assertCriterion(name: string): Criterion {
   return name as Criterion;
 }
 
-function outRows(layer: Prunable): number {
-  return layer instanceof Conv2d ? layer.outChannels : layer.outFeatures;
+/** The weight axes a group's channel slices come from: producers' out-rows, then consumers' in-columns. */
+function groupAxes(group: Group): { layer: Prunable; axis: ChannelAxis }[] {
+  const axes: { layer: Prunable; axis: ChannelAxis }[] = [];
+  for (const layer of group.producers) axes.push({ layer, axis: layerKind(layer)!.outAxes(layer)[0] });
+  for (const { layer, factor } of group.consumers) {
+    const axis = layerKind(layer)!.inAxis(layer, factor);
+    if (axis) axes.push({ layer, axis });
+  }
+  return axes;
 }
 
-/** Calls f(value, index) over the out-row slice of channel c. */
-function forRow(layer: Prunable, w: Float32Array, c: number, f: (v: number, i: number) => void): void {
-  const per = w.length / outRows(layer);
-  for (let i = 0; i < per; i++) f(w[c * per + i], c * per + i);
-}
-
-/** Calls f(value, index) over the in-column slice of channel c (factor columns per channel). */
-function forColumn(layer: Prunable, w: Float32Array, c: number, factor: number, f: (v: number, i: number) => void): void {
-  const rows = outRows(layer);
-  const perRow = w.length / rows;
-  const inner = layer instanceof Conv2d ? layer.kernelSize * layer.kernelSize : factor;
-  for (let o = 0; o < rows; o++) {
-    const base = o * perRow + c * inner;
-    for (let t = 0; t < inner; t++) f(w[base + t], base + t);
+/** Calls f(flat index) over channel c's slice of a tensor viewed as [rows, n, inner]. */
+function forSlice({ rows, n, inner }: ChannelAxis, c: number, f: (i: number) => void): void {
+  for (let r = 0; r < rows; r++) {
+    const base = (r * n + c) * inner;
+    for (let t = 0; t < inner; t++) f(base + t);
   }
 }
 
@@ -72,19 +73,12 @@ function forColumn(layer: Prunable, w: Float32Array, c: number, factor: number, 
  */
 export async function groupFeatures(group: Group): Promise<{ X: Float64Array; D: number }> {
   const n = group.channels;
-  const parts: { layer: Prunable; w: Float32Array; factor: number | null }[] = [];
-  for (const layer of group.producers) parts.push({ layer, w: await layer.weight.data(), factor: null });
-  for (const { layer, factor } of group.consumers) parts.push({ layer, w: await layer.weight.data(), factor });
-  const width = parts.map(({ layer, w, factor }) => (factor === null ? w.length / outRows(layer) : w.length / n));
-  const D = width.reduce((a, b) => a + b, 0);
+  const parts = await Promise.all(groupAxes(group).map(async ({ layer, axis }) => ({ axis, w: await layer.weight.data() })));
+  const D = parts.reduce((d, { axis }) => d + axis.rows * axis.inner, 0);
   const X = new Float64Array(n * D);
   for (let c = 0; c < n; c++) {
     let at = c * D;
-    parts.forEach(({ layer, w, factor }) => {
-      const put = (v: number) => (X[at++] = v);
-      if (factor === null) forRow(layer, w, c, put);
-      else forColumn(layer, w, c, factor, put);
-    });
+    for (const { axis, w } of parts) forSlice(axis, c, (i) => (X[at++] = w[i]));
   }
   return { X, D };
 }
@@ -93,20 +87,12 @@ export async function groupFeatures(group: Group): Promise<{ X: Float64Array; D:
 async function sliceScores(group: Group, element: (layer: Prunable) => Promise<(v: number, i: number) => number>, reduce: 'sum' | 'l2'): Promise<Float64Array[]> {
   const n = group.channels;
   const vectors: Float64Array[] = [];
-  const finish = (s: Float64Array) => (reduce === 'l2' ? s.map(Math.sqrt) : s);
-  for (const layer of group.producers) {
+  for (const { layer, axis } of groupAxes(group)) {
     const w = await layer.weight.data();
     const f = await element(layer);
     const s = new Float64Array(n);
-    for (let c = 0; c < n; c++) forRow(layer, w, c, (v, i) => (s[c] += f(v, i)));
-    vectors.push(finish(s));
-  }
-  for (const { layer, factor } of group.consumers) {
-    const w = await layer.weight.data();
-    const f = await element(layer);
-    const s = new Float64Array(n);
-    for (let c = 0; c < n; c++) forColumn(layer, w, c, factor, (v, i) => (s[c] += f(v, i)));
-    vectors.push(finish(s));
+    for (let c = 0; c < n; c++) forSlice(axis, c, (i) => (s[c] += f(w[i], i)));
+    vectors.push(reduce === 'l2' ? s.map(Math.sqrt) : s);
   }
   return vectors;
 }
@@ -143,6 +129,10 @@ export function lampScores(v: ArrayLike<number>, referencePermutation = false): 
 
 /** The first `batches` (reference: 5) shuffled, augmented training batches of `batchSize` (reference: 128). */
 function* trainingBatches(data: ImportanceData, o: ImportanceOptions): Generator<{ x: Tensor; y: Float32Array; count: number }> {
+  const shape = o.exampleInput ?? [3, 32, 32];
+  if (shape.join() !== '3,32,32') {
+    throw new ArgumentError(`taylor and chip draw CIFAR-10 batches (3x32x32 images), but the model's exampleInput is [${shape}].`);
+  }
   const random = o.random ?? Math.random;
   let drawn = 0;
   for (const idx of batchIndices(order(data.train.count, true, random), o.batchSize ?? 128)) {

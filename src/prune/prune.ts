@@ -3,42 +3,68 @@
  * `MetaPruner(model, importance, pruning_ratio, optimal_transport, dimensionality_preserving).step(group_idxs)`:
  *
  *   1. fold every batch-norm into its conv (always, for default pruning and Intra-Fusion alike);
- *   2. for each requested group, in order and on the weights earlier groups already changed:
- *      keep k = floor(n * (1 - sparsity)) channels, prune the n - k least important;
+ *   2. per group: importance, then keep the k most important of its n channels;
  *   3. build the k x n map M: a 0/1 selection of the kept channels (default pruning), or the
- *      optimal-transport fusion map (Intra-Fusion, when `optimalTransport` is given);
- *   4. apply M to every layer of the group: producers W' = M W and b' = M b, consumers W'[:, j] =
+ *      optimal-transport fusion map (Intra-Fusion, `fusion: 'ot'` or an `optimalTransport` given);
+ *   4. apply M through the layer registry: producers W' = M W and b' = M b, consumers W'[:, j] =
  *      sum_i M[j, i] W[:, i], batch-norms index-selected (they are the identity after folding).
+ *
+ * Modes:
+ *   - sequential (`groupIdxs` given, no `global`, one step): the reference's order: each group is scored
+ *     and pruned on the weights earlier groups already changed, one OT problem at a time;
+ *   - whole-network (no `groupIdxs`), per-group ratios (`sparsity` as a map), `global` ranking and
+ *     `iterativeSteps`: per step, every group is scored on the same weights, all OT problems are solved
+ *     in ONE `optimalTransport.maps` call (Sinkhorn: one GPU batch), then all maps are applied (a map acts
+ *     on a layer's rows or columns, so maps of different groups commute).
+ * Kept counts: k = floor(n0 (1 - s)) of the original width n0 at the step's sparsity s (iterative: linear
+ * schedule s * t / steps), rounded up to a multiple of `roundTo` (at most n).
  *
  * The model is changed in place; reload or rebuild it to prune again from the original weights.
  */
-import { matmul } from '../kernels/gemm.js';
 import { ArgumentError } from '../errors.js';
-import { fromArray, Tensor, tidy } from '../tensor/tensor.js';
-import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
+import { fromArray } from '../tensor/tensor.js';
 import type { Module } from '../nn/module.js';
-import type { OptimalTransport } from '../ot/transport.js';
+import { OptimalTransport, type OtProblem } from '../ot/transport.js';
 import { foldBatchNorms } from './fold.js';
-import { dependencyGroups, type Group } from './graph.js';
+import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './graph.js';
+import { layerKind, type ChannelMap } from './registry.js';
 import { assertCriterion, groupFeatures, groupImportance, splitByImportance, type Criterion, type ImportanceOptions } from './importance.js';
+
+export type Fusion = 'none' | 'ot';
 
 export interface PruneOptions extends ImportanceOptions {
   importanceCriteria: Criterion | string;
-  /** Fraction of each group's channels to remove, in [0, 1). */
-  sparsity: number;
-  /** Groups to prune (index 0 nearest the output); default: every group, one after another. */
+  /** Fraction of channels to remove, in [0, 1): one for every group, or per group index (those groups only). */
+  sparsity: number | Record<number, number>;
+  /** Groups to prune (index 0 nearest the output), one after another; default: all (or the map's keys) at once. */
   groupIdxs?: number[];
-  /** Intra-Fusion when given; default pruning otherwise. */
+  /** Default: 'ot' when `optimalTransport` is given, else 'none' (default pruning). */
+  fusion?: Fusion;
+  /** The OT settings for Intra-Fusion (default settings when `fusion: 'ot'` and none given). */
   optimalTransport?: OptimalTransport | null;
   /** Keep layer shapes: zero pruned rows/columns (default) or place fused rows at the kept indices (IF). */
   dimensionalityPreserving?: boolean;
   /** Fold batch-norms first (default true, as the reference always does). */
   foldBatchNorm?: boolean;
+  /** One sample's input shape [c, h, w] (default [3, 32, 32]). */
+  exampleInput?: ExampleInput;
+  /** Layers whose outputs are never pruned; default: the layers producing the model output (the classifier). */
+  ignoredLayers?: Module[];
+  /** Rank channels of all pruned groups together (mean-normalised importance); `sparsity` must be a number. */
+  global?: boolean;
+  /** With `global`: no group loses more than this fraction of its original channels (default 0.9). */
+  maxGroupSparsity?: number;
+  /** Prune in this many steps (linear schedule, importance recomputed each step); default 1. */
+  iterativeSteps?: number;
+  /** Kept channels per group rounded up to a multiple of this (Torch-Pruning's round_to); default 1. */
+  roundTo?: number;
   onProgress?: (message: string) => void;
 }
 
 export interface PrunedGroup {
   index: number;
+  /** Iterative step (1-based; 1 outside iterative mode). */
+  step: number;
   description: string;
   channels: number;
   kept: number;
@@ -56,115 +82,190 @@ export function keptCount(n: number, sparsity: number): number {
   return Math.floor(n * (1 - sparsity));
 }
 
-function validate(o: PruneOptions, groupCount: number): number[] {
+/** k rounded up to a multiple of roundTo, at most n. */
+export function roundKept(k: number, n: number, roundTo: number): number {
+  return Math.min(n, Math.ceil(k / roundTo) * roundTo);
+}
+
+const validSparsity = (s: number) => s >= 0 && s < 1;
+
+interface Plan {
+  idxs: number[];
+  /** Sparsity per pruned group. */
+  sparsityOf: Map<number, number>;
+  sequential: boolean;
+  steps: number;
+  roundTo: number;
+}
+
+function plan(o: PruneOptions, groupCount: number): Plan {
   assertCriterion(o.importanceCriteria);
-  if (!(o.sparsity >= 0 && o.sparsity < 1)) throw new ArgumentError(`prune: sparsity must be in [0, 1), got ${o.sparsity}.`);
-  const idxs = o.groupIdxs ?? Array.from({ length: groupCount }, (_, i) => i);
-  for (const g of idxs) {
+  const sparsityOf = new Map<number, number>();
+  let idxs: number[];
+  if (typeof o.sparsity === 'number') {
+    if (!validSparsity(o.sparsity)) throw new ArgumentError(`prune: sparsity must be in [0, 1), got ${o.sparsity}.`);
+    idxs = o.groupIdxs ?? Array.from({ length: groupCount }, (_, i) => i);
+    for (const g of idxs) sparsityOf.set(g, o.sparsity);
+  } else {
+    if (o.global) throw new ArgumentError('prune: global ranking takes one sparsity for the whole network, not a map per group.');
+    for (const [g, s] of Object.entries(o.sparsity)) {
+      if (!validSparsity(s)) throw new ArgumentError(`prune: sparsity of group ${g} must be in [0, 1), got ${s}.`);
+      sparsityOf.set(Number(g), s);
+    }
+    idxs = o.groupIdxs ?? [...sparsityOf.keys()];
+    for (const g of idxs) if (!sparsityOf.has(g)) throw new ArgumentError(`prune: group ${g} is in groupIdxs but has no sparsity in the map.`);
+  }
+  for (const g of [...idxs, ...sparsityOf.keys()]) {
     if (!Number.isInteger(g) || g < 0 || g >= groupCount) {
       throw new ArgumentError(`prune: group index ${g} does not exist; this model has groups 0..${groupCount - 1}.`);
     }
   }
-  return idxs;
+  const steps = o.iterativeSteps ?? 1;
+  const roundTo = o.roundTo ?? 1;
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new ArgumentError(`prune: iterativeSteps must be a positive integer, got ${steps}.`);
+  if (!(Number.isInteger(roundTo) && roundTo >= 1)) throw new ArgumentError(`prune: roundTo must be a positive integer, got ${roundTo}.`);
+  const maxS = o.maxGroupSparsity ?? 0.9;
+  if (!(maxS > 0 && maxS < 1)) throw new ArgumentError(`prune: maxGroupSparsity must be in (0, 1), got ${maxS}.`);
+  return { idxs, sparsityOf, sequential: o.groupIdxs !== undefined && !o.global && steps === 1, steps, roundTo };
+}
+
+/** Applies a producer map (to out-channels and norms) and a consumer map (to in-channels) to every layer of a group. */
+function applyMaps(group: Group, producerMap: Float64Array, consumerMap: Float64Array, keptIdx: number[], dimensionalityPreserving: boolean): void {
+  const n = group.channels;
+  const k = keptIdx.length;
+  // In dimensionality-preserving mode each map is n x n: its k rows at the kept indices, zeros elsewhere.
+  const rowsOut = dimensionalityPreserving ? n : k;
+  const upload = (map: Float64Array) => {
+    const full = new Float32Array(rowsOut * n);
+    for (let j = 0; j < k; j++) full.set(map.subarray(j * n, (j + 1) * n), (dimensionalityPreserving ? keptIdx[j] : j) * n);
+    return fromArray(full, [rowsOut, n]).keep();
+  };
+  const P = upload(producerMap);
+  const C = consumerMap === producerMap ? P : upload(consumerMap);
+  try {
+    const out: ChannelMap = { M: P, rowsOut, keptIdx, dimensionalityPreserving };
+    for (const layer of [...group.producers, ...group.batchNorms]) layerKind(layer)!.applyOut(layer, out);
+    for (const { layer, factor } of group.consumers) layerKind(layer)!.applyIn(layer, { ...out, M: C }, factor);
+  } finally {
+    P.dispose();
+    if (C !== P) C.dispose();
+  }
+}
+
+/** The 0/1 selection map of the kept channels (k x n). */
+function selectionMap(n: number, keptIdx: number[]): Float64Array {
+  const map = new Float64Array(keptIdx.length * n);
+  keptIdx.forEach((i, j) => (map[j * n + i] = 1));
+  return map;
 }
 
 /**
- * M applied along the middle axis of t viewed as [rows, n, inner] (rows = 1: plain M @ t[n, inner]),
- * on the GPU, reshaped to `newShape`. The result is kept.
+ * Kept counts under global ranking: the `total` least important channels over all groups (importance
+ * divided by its group mean) are pruned, no group going below `floor` channels.
  */
-function fuse(t: Tensor, M: Tensor, rows: number, n: number, inner: number, newShape: number[]): Tensor {
-  return tidy(() => {
-    const src = new Tensor(rows === 1 ? [n, inner] : [rows, n, inner], t);
-    return new Tensor(newShape, matmul(M, src)).keep();
+function globalKept(importances: Float64Array[], current: number[], floors: number[], total: number): number[] {
+  const candidates: { g: number; v: number }[] = [];
+  importances.forEach((imp, g) => {
+    const mean = imp.reduce((a, b) => a + b, 0) / imp.length;
+    for (const v of imp) candidates.push({ g, v: mean > 0 ? v / mean : v });
   });
-}
-
-async function applyMap(group: Group, map: Float64Array, keptIdx: number[], dimPreserving: boolean): Promise<void> {
-  const n = group.channels;
-  const k = keptIdx.length;
-  // In dimensionality-preserving mode the map is n x n: the k rows at the kept indices, zeros elsewhere.
-  const rowsOut = dimPreserving ? n : k;
-  const full = new Float32Array(rowsOut * n);
-  for (let j = 0; j < k; j++) {
-    const row = dimPreserving ? keptIdx[j] : j;
-    for (let i = 0; i < n; i++) full[row * n + i] = map[j * n + i];
-  }
-  const M = fromArray(full, [rowsOut, n]).keep();
-  try {
-    for (const layer of group.producers) {
-      const w = layer.weight;
-      const inner = w.size / n;
-      layer.replaceTensor('weight', fuse(w, M, 1, n, inner, [rowsOut, ...w.shape.slice(1)]));
-      if (layer.bias) layer.replaceTensor('bias', fuse(layer.bias, M, 1, n, 1, [rowsOut]));
-      if (layer instanceof Conv2d) layer.outChannels = rowsOut;
-      else layer.outFeatures = rowsOut;
+  candidates.sort((a, b) => a.v - b.v || a.g - b.g);
+  const kept = [...current];
+  let left = total;
+  for (const { g } of candidates) {
+    if (left <= 0) break;
+    if (kept[g] > floors[g]) {
+      kept[g]--;
+      left--;
     }
-    for (const { layer, factor } of group.consumers) {
-      const w = layer.weight;
-      const rows = w.shape[0];
-      const inner = layer instanceof Conv2d ? layer.kernelSize * layer.kernelSize : factor;
-      const shape = layer instanceof Conv2d ? [rows, rowsOut, layer.kernelSize, layer.kernelSize] : [rows, rowsOut * factor];
-      layer.replaceTensor('weight', fuse(w, M, rows, n, inner, shape));
-      if (layer instanceof Conv2d) layer.inChannels = rowsOut;
-      else if (layer instanceof Linear) layer.inFeatures = rowsOut * factor;
-    }
-    if (!dimPreserving) {
-      for (const bn of group.batchNorms) await selectBatchNorm(bn, keptIdx);
-    }
-  } finally {
-    M.dispose();
   }
-}
-
-async function selectBatchNorm(bn: BatchNorm2d, keptIdx: number[]): Promise<void> {
-  for (const name of ['weight', 'bias', 'running_mean', 'running_var'] as const) {
-    const values = await bn[name].data();
-    bn.replaceTensor(name, fromArray(Float32Array.from(keptIdx, (i) => values[i]), [keptIdx.length]));
-  }
-  bn.numFeatures = keptIdx.length;
+  return kept;
 }
 
 /** Prunes (or, with optimal transport, fuses) the requested groups of `model` in place. */
 export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup[]> {
   const criterion = assertCriterion(o.importanceCriteria);
   const progress = o.onProgress ?? (() => {});
-  let groups = dependencyGroups(model);
-  const idxs = validate(o, groups.length);
+  const exampleInput = exampleShape(o);
+  const graph = { exampleInput, ignored: o.ignoredLayers };
+  const fusion: Fusion = o.fusion ?? (o.optimalTransport ? 'ot' : 'none');
+  if (fusion !== 'none' && fusion !== 'ot') throw new ArgumentError(`prune: fusion must be "none" or "ot", got "${fusion as string}".`);
+  const ot = fusion === 'ot' ? o.optimalTransport ?? new OptimalTransport() : null;
+  const dimPreserving = o.dimensionalityPreserving ?? false;
+  const importanceOptions = { ...o, exampleInput };
+  const original = dependencyGroups(model, graph);
+  const p = plan(o, original.length);
   if (o.foldBatchNorm ?? true) {
-    const folded = await foldBatchNorms(model);
+    const folded = await foldBatchNorms(model, exampleInput);
     progress(`folded ${folded} batch-norms`);
   }
   const report: PrunedGroup[] = [];
-  for (const g of idxs) {
-    groups = dependencyGroups(model); // channel counts change as earlier groups are pruned
-    const group = groups[g];
-    const n = group.channels;
-    const k = keptCount(n, o.sparsity);
-    if (k < 1) throw new ArgumentError(`prune: sparsity ${o.sparsity} leaves no channel of group ${g} (${n} channels).`);
+
+  /** Scores, maps and applies one batch of groups, all from the current weights. */
+  const score = async (groups: Group[], batch: number[]) => {
     const t0 = performance.now();
-    const importance = await groupImportance(model, group, criterion, o);
-    const { pruned, keptIdx } = splitByImportance(importance, k);
+    const importance = new Map<number, Float64Array>();
+    for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, importanceOptions));
+    return { importance, seconds: (performance.now() - t0) / 1e3 };
+  };
+  const pruneBatch = async (step: number, groups: Group[], scores: { importance: Map<number, Float64Array>; seconds: number }, keptOf: (g: number, n: number) => number) => {
     const t1 = performance.now();
-    let map: Float64Array;
-    let transport: PrunedGroup['transport'];
-    if (o.optimalTransport) {
-      const { X, D } = await groupFeatures(group);
-      const [m] = await o.optimalTransport.maps([{ X, D, keptIdx, importance }]);
-      map = m.M;
-      transport = { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged };
+    const chosen = [...scores.importance].map(([g, importance]) => {
+      const n = groups[g].channels;
+      const k = keptOf(g, n);
+      if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${n} channels).`);
+      return { g, group: groups[g], importance, n, k, ...splitByImportance(importance, k) };
+    });
+    const maps: { map: Float64Array; transport?: PrunedGroup['transport'] }[] = [];
+    if (ot) {
+      const problems: OtProblem[] = [];
+      for (const c of chosen) problems.push({ ...(await groupFeatures(c.group)), keptIdx: c.keptIdx, importance: c.importance });
+      for (const m of await ot.maps(problems)) maps.push({ map: m.M, transport: { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged } });
     } else {
-      map = new Float64Array(k * n);
-      keptIdx.forEach((i, j) => (map[j * n + i] = 1));
+      for (const c of chosen) maps.push({ map: selectionMap(c.n, c.keptIdx) });
     }
     const t2 = performance.now();
-    await applyMap(group, map, keptIdx, o.dimensionalityPreserving ?? false);
-    const t3 = performance.now();
-    const description = group.describe();
-    progress(`${o.optimalTransport ? 'fused' : 'pruned'} ${description}: kept ${k} of ${n}`);
-    report.push({
-      index: g, description, channels: n, kept: k, keptIdx, prunedIdx: pruned, importance, map, transport,
-      seconds: { importance: (t1 - t0) / 1e3, transport: (t2 - t1) / 1e3, apply: (t3 - t2) / 1e3 },
+    chosen.forEach((c, i) => {
+      const a0 = performance.now();
+      applyMaps(c.group, maps[i].map, maps[i].map, c.keptIdx, dimPreserving);
+      const description = c.group.describe();
+      progress(`${ot ? 'fused' : 'pruned'} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
+      report.push({
+        index: c.g, step, description, channels: c.n, kept: c.k, keptIdx: c.keptIdx, prunedIdx: c.pruned, importance: c.importance,
+        map: maps[i].map, transport: maps[i].transport,
+        // Scoring and transport are shared by the batch: each group reports its share.
+        seconds: { importance: scores.seconds / chosen.length, transport: (t2 - t1) / 1e3 / chosen.length, apply: (performance.now() - a0) / 1e3 },
+      });
     });
+  };
+
+  if (p.sequential) {
+    for (const g of p.idxs) {
+      const groups = dependencyGroups(model, graph); // channel counts change as earlier groups are pruned
+      await pruneBatch(1, groups, await score(groups, [g]), (_, n) => roundKept(keptCount(n, p.sparsityOf.get(g)!), n, p.roundTo));
+    }
+    return report;
+  }
+  const n0 = original.map((g) => g.channels);
+  const maxS = o.maxGroupSparsity ?? 0.9;
+  for (let step = 1; step <= p.steps; step++) {
+    const groups = dependencyGroups(model, graph);
+    const fraction = step / p.steps;
+    const scores = await score(groups, p.idxs);
+    let keptOf: (g: number, n: number) => number;
+    if (o.global) {
+      const s = (o.sparsity as number) * fraction;
+      const current = p.idxs.map((g) => groups[g].channels);
+      const floors = p.idxs.map((g) => Math.max(1, Math.ceil(n0[g] * (1 - maxS))));
+      const total = p.idxs.reduce((t, g) => t + n0[g], 0);
+      const alreadyPruned = p.idxs.reduce((t, g, i) => t + n0[g] - current[i], 0);
+      const kept = globalKept(p.idxs.map((g) => scores.importance.get(g)!), current, floors, total - keptCount(total, s) - alreadyPruned);
+      const keptByGroup = new Map(p.idxs.map((g, i) => [g, roundKept(kept[i], current[i], p.roundTo)]));
+      keptOf = (g) => keptByGroup.get(g)!;
+    } else {
+      keptOf = (g, n) => Math.min(n, roundKept(keptCount(n0[g], p.sparsityOf.get(g)! * fraction), n0[g], p.roundTo));
+    }
+    await pruneBatch(step, groups, scores, keptOf);
   }
   return report;
 }

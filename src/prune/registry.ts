@@ -1,0 +1,227 @@
+/**
+ * What the pruner knows about layers and ops, in one place: supporting a new layer kind or autograd op is
+ * a change in this file only.
+ *
+ * Layer kinds (keyed by class; subclasses inherit their base's kind) say:
+ *   - how their op relates channels: 'new' (consume the input's channel space, produce a new one: Conv2d,
+ *     Linear) or 'same' (output channel c is input channel c: BatchNorm2d, depthwise Conv2d);
+ *   - their role in a group: 'weight' layers are scored and fused, 'norm' layers are channel-wise state
+ *     that follows the kept channels;
+ *   - their channel axes: each tensor viewed as [rows, n, inner] so channel c owns t[:, c, :] (the out-axis
+ *     of a weight has rows = 1; the in-axis of a conv has rows = out, inner = kh * kw; of a Linear after a
+ *     flatten, inner = the H*W columns of one channel). Importance slices, OT features and map application
+ *     all read these views;
+ *   - how they are resized to a checkpoint's shapes, and their multiply-accumulates.
+ *
+ * The op table says per recorded autograd op how channels flow from inputs to output.
+ */
+import { UnsupportedError } from '../errors.js';
+import { matmul } from '../kernels/gemm.js';
+import { fromArray, Tensor, tidy } from '../tensor/tensor.js';
+import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
+import type { Module } from '../nn/module.js';
+
+/** A tensor of a layer viewed as [rows, n, inner] along one channel axis; `shape(k)` is its shape with k channels. */
+export interface ChannelAxis {
+  tensor: string;
+  rows: number;
+  n: number;
+  inner: number;
+  shape(k: number): number[];
+}
+
+/** A k x n channel map on the GPU (rowsOut = k, or n in dimensionality-preserving mode) and the kept channels. */
+export interface ChannelMap {
+  M: Tensor;
+  rowsOut: number;
+  keptIdx: number[];
+  dimensionalityPreserving: boolean;
+}
+
+export interface LayerKind<L extends Module = Module> {
+  name: string;
+  role: 'weight' | 'norm';
+  /** Throws UnsupportedError (naming the layer) for configurations outside the supported set. */
+  flow(layer: L): 'new' | 'same';
+  outChannels(layer: L): number;
+  /** Tensors indexed by out-channel; the first is the weight (importance slices and OT features). */
+  outAxes(layer: L): ChannelAxis[];
+  /** The weight's in-channel axis, `factor` columns per channel; null when in-channels are the out-channels. */
+  inAxis(layer: L, factor: number): ChannelAxis | null;
+  /** Applies the map to the out-channels (W' = M W) and updates the layer's width. */
+  applyOut(layer: L, map: ChannelMap): void;
+  /** Applies the map to the in-channels (W'[:, j] = sum_i M[j, i] W[:, i]) and updates the layer's width. */
+  applyIn(layer: L, map: ChannelMap, factor: number): void;
+  /** Resizes a freshly built layer to a checkpoint's shapes (values are loaded afterwards). */
+  resize(layer: L, shapeOf: (tensor: string) => number[] | undefined): void;
+  /** Multiply-accumulates for one sample, given the layer's output shape [1, ...]. */
+  macs(layer: L, outputShape: readonly number[]): number;
+}
+
+/** M applied along the middle axis of the layer's tensor viewed as [rows, n, inner], on the GPU. */
+function mapAxis(layer: Module, axis: ChannelAxis, M: Tensor, rowsOut: number): void {
+  const t = (layer as unknown as Record<string, Tensor>)[axis.tensor];
+  const mapped = tidy(() => {
+    const src = new Tensor(axis.rows === 1 ? [axis.n, axis.inner] : [axis.rows, axis.n, axis.inner], t);
+    return new Tensor(axis.shape(rowsOut), matmul(M, src)).keep();
+  });
+  layer.replaceTensor(axis.tensor, mapped);
+}
+
+const zeros = (shape: number[]) => fromArray(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+
+const isDepthwise = (c: Conv2d) => c.groups > 1 && c.groups === c.inChannels && c.groups === c.outChannels;
+
+const conv2dKind: LayerKind<Conv2d> = {
+  name: 'Conv2d',
+  role: 'weight',
+  flow(c) {
+    if (c.groups === 1) return 'new';
+    if (isDepthwise(c)) return 'same';
+    throw new UnsupportedError(`${c.path || 'Conv2d'}: grouped convolution with ${c.groups} groups over ${c.inChannels} -> ${c.outChannels} channels cannot be pruned (only groups = 1 or depthwise).`);
+  },
+  outChannels: (c) => c.outChannels,
+  outAxes(c) {
+    const rest = c.weight.shape.slice(1);
+    const axes: ChannelAxis[] = [{ tensor: 'weight', rows: 1, n: c.outChannels, inner: c.weight.size / c.outChannels, shape: (k) => [k, ...rest] }];
+    if (c.bias) axes.push({ tensor: 'bias', rows: 1, n: c.outChannels, inner: 1, shape: (k) => [k] });
+    return axes;
+  },
+  inAxis(c) {
+    if (conv2dKind.flow(c) === 'same') return null; // depthwise: the in-channel is the out-channel
+    const [out, , kh, kw] = c.weight.shape;
+    return { tensor: 'weight', rows: out, n: c.inChannels, inner: kh * kw, shape: (k) => [out, k, kh, kw] };
+  },
+  applyOut(c, m) {
+    const depthwise = conv2dKind.flow(c) === 'same';
+    for (const axis of conv2dKind.outAxes(c)) mapAxis(c, axis, m.M, m.rowsOut);
+    c.outChannels = m.rowsOut;
+    if (depthwise) {
+      c.inChannels = m.rowsOut;
+      c.groups = m.rowsOut;
+    }
+  },
+  applyIn(c, m) {
+    const axis = conv2dKind.inAxis(c, 1);
+    if (!axis) return;
+    mapAxis(c, axis, m.M, m.rowsOut);
+    c.inChannels = m.rowsOut;
+  },
+  resize(c, shapeOf) {
+    const w = shapeOf('weight');
+    if (!w || w.length !== 4) return;
+    const depthwise = isDepthwise(c);
+    if (shapeOf('bias') && !c.bias) c.ensureBias();
+    if (w[0] === c.outChannels && w[1] * c.groups === c.inChannels) return;
+    c.outChannels = w[0];
+    if (depthwise) c.inChannels = c.groups = w[0];
+    else c.inChannels = w[1] * c.groups;
+    c.replaceTensor('weight', zeros(w));
+    if (c.bias) c.replaceTensor('bias', zeros([w[0]]));
+  },
+  macs: (c, [, out, oh, ow]) => out * oh * ow * c.weight.size / c.outChannels,
+};
+
+const linearKind: LayerKind<Linear> = {
+  name: 'Linear',
+  role: 'weight',
+  flow: () => 'new',
+  outChannels: (l) => l.outFeatures,
+  outAxes(l) {
+    const axes: ChannelAxis[] = [{ tensor: 'weight', rows: 1, n: l.outFeatures, inner: l.inFeatures, shape: (k) => [k, l.inFeatures] }];
+    if (l.bias) axes.push({ tensor: 'bias', rows: 1, n: l.outFeatures, inner: 1, shape: (k) => [k] });
+    return axes;
+  },
+  inAxis: (l, factor) => ({ tensor: 'weight', rows: l.outFeatures, n: l.inFeatures / factor, inner: factor, shape: (k) => [l.outFeatures, k * factor] }),
+  applyOut(l, m) {
+    for (const axis of linearKind.outAxes(l)) mapAxis(l, axis, m.M, m.rowsOut);
+    l.outFeatures = m.rowsOut;
+  },
+  applyIn(l, m, factor) {
+    mapAxis(l, linearKind.inAxis(l, factor)!, m.M, m.rowsOut);
+    l.inFeatures = m.rowsOut * factor;
+  },
+  resize(l, shapeOf) {
+    const w = shapeOf('weight');
+    if (!w || w.length !== 2 || (w[0] === l.outFeatures && w[1] === l.inFeatures)) return;
+    [l.outFeatures, l.inFeatures] = w;
+    l.replaceTensor('weight', zeros(w));
+    if (l.bias) l.replaceTensor('bias', zeros([w[0]]));
+  },
+  macs: (l) => l.inFeatures * l.outFeatures,
+};
+
+const BN_TENSORS = ['weight', 'bias', 'running_mean', 'running_var'] as const;
+
+const batchNorm2dKind: LayerKind<BatchNorm2d> = {
+  name: 'BatchNorm2d',
+  role: 'norm',
+  flow: () => 'same',
+  outChannels: (b) => b.numFeatures,
+  outAxes: (b) => BN_TENSORS.map((tensor) => ({ tensor, rows: 1, n: b.numFeatures, inner: 1, shape: (k) => [k] })),
+  inAxis: () => null,
+  // Index selection, not M: after folding the BN is the identity per channel, so selecting equals any
+  // map; unfolded running statistics cannot be fused linearly. In dimensionality-preserving mode a pruned
+  // channel arrives as zeros and a folded BN keeps it zero, so the BN is left as it is.
+  applyOut(b, m) {
+    if (m.dimensionalityPreserving) return;
+    const n = b.numFeatures;
+    const k = m.keptIdx.length;
+    const values = new Float32Array(k * n);
+    m.keptIdx.forEach((i, j) => (values[j * n + i] = 1));
+    const select = fromArray(values, [k, n]);
+    try {
+      for (const axis of batchNorm2dKind.outAxes(b)) mapAxis(b, axis, select, k);
+    } finally {
+      select.dispose();
+    }
+    b.numFeatures = k;
+  },
+  applyIn: () => {},
+  resize(b, shapeOf) {
+    const w = shapeOf('weight');
+    if (!w || w.length !== 1 || w[0] === b.numFeatures) return;
+    b.numFeatures = w[0];
+    for (const name of BN_TENSORS) b.replaceTensor(name, zeros(w));
+  },
+  macs: () => 0,
+};
+
+// Most specific class first is not needed: lookup walks the prototype chain from the module's own class.
+const LAYER_KINDS = new Map<Function, LayerKind<never>>([
+  [Conv2d, conv2dKind],
+  [Linear, linearKind],
+  [BatchNorm2d, batchNorm2dKind],
+]);
+
+/** The layer kind of a module (its class or nearest registered base class), or undefined. */
+export function layerKind(m: Module): LayerKind | undefined {
+  for (let p = Object.getPrototypeOf(m); p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    const kind = LAYER_KINDS.get(p.constructor);
+    if (kind) return kind as unknown as LayerKind;
+  }
+  return undefined;
+}
+
+/**
+ * How channels flow through each recorded autograd op:
+ *   layer    the op of a registered layer (its weight is inputs[1]); the layer kind decides
+ *   preserve channel c of the output is channel c of the (first) input: elementwise ops and pooling
+ *   merge    every operand and the output share one channel space (residual add)
+ *   flatten  [N, C, H, W] -> [N, C*H*W]: channel c becomes H*W consecutive columns
+ * Ops not listed (matmul of activations, sum, mean, a concatenation) have no rule: tracing throws.
+ */
+export type OpFlow = 'layer' | 'preserve' | 'merge' | 'flatten';
+
+export const OP_FLOWS: Readonly<Record<string, OpFlow>> = {
+  conv2d: 'layer',
+  linear: 'layer',
+  batchNorm2d: 'layer',
+  relu: 'preserve',
+  scale: 'preserve',
+  maxPool2d: 'preserve',
+  avgPool2d: 'preserve',
+  adaptiveAvgPool2d: 'preserve',
+  add: 'merge',
+  reshape: 'flatten',
+};
