@@ -92,11 +92,12 @@ export function weightOwners(model: Module): Map<Tensor, Module> {
 
 /**
  * Records one eval-mode forward pass (running statistics untouched) on a zero input and calls `visit`
- * once per recorded op, from the output back, while the graph is alive, with the path of the innermost
- * module whose output the tensor is (for error messages). `onInput` sees the input first.
+ * once per recorded op, in forward order, while the graph is alive, with the path of the innermost
+ * module whose output the tensor is (for error messages) and the op's rank walking back from the output.
+ * `onInput` sees the input first.
  */
 export function traceOps(
-  model: Module, exampleInput: ExampleInput, visit: (t: Tensor, modulePath: string | undefined) => void,
+  model: Module, exampleInput: ExampleInput, visit: (t: Tensor, modulePath: string | undefined, rank: number) => void,
   onInput?: (x: Tensor) => void, onOutput?: (y: Tensor) => void,
 ): void {
   if (!isRecording()) throw new ArgumentError('Tracing the model needs autograd recording (called inside noGrad?).');
@@ -113,14 +114,32 @@ export function traceOps(
       onInput?.(x);
       const y = model.call(x);
       onOutput?.(y);
-      const seen = new Set<Tensor>();
-      const stack: Tensor[] = [y];
+      // Rank: the order a walk back from the output meets each op (reports list layers in this order).
+      const rank = new Map<Tensor, number>();
+      const back: Tensor[] = [y];
+      while (back.length) {
+        const t = back.pop()!;
+        if (rank.has(t) || !t.node) continue;
+        rank.set(t, rank.size);
+        for (const i of t.node.inputs) if (i.node) back.push(i);
+      }
+      // Visits in post-order: every op after the ops producing its inputs (a flatten's column factor is
+      // known before the Linear reading it). Iterative: deep networks would overflow recursion.
+      const seen = new Set<Tensor>([y]);
+      const stack: [Tensor, number][] = [[y, 0]];
       while (stack.length) {
-        const t = stack.pop()!;
-        if (seen.has(t) || !t.node) continue;
-        seen.add(t);
-        visit(t, outputOf.get(t));
-        for (const i of t.node.inputs) if (i.node) stack.push(i);
+        const top = stack[stack.length - 1];
+        const inputs = top[0].node?.inputs ?? [];
+        if (top[1] < inputs.length) {
+          const next = inputs[top[1]++];
+          if (next.node && !seen.has(next)) {
+            seen.add(next);
+            stack.push([next, 0]);
+          }
+        } else {
+          stack.pop();
+          if (top[0].node) visit(top[0], outputOf.get(top[0]), rank.get(top[0])!);
+        }
       }
     });
   } finally {
@@ -165,7 +184,9 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
   };
   let inputSpace = -1;
   let outputSpace = -1;
-  traceOps(model, shape, (t, where) => {
+  const rankOf = new Map<Prunable, number>();
+  const byRank = (a: Prunable, b: Prunable) => rankOf.get(a)! - rankOf.get(b)!;
+  traceOps(model, shape, (t, where, rank) => {
     const { op, inputs } = t.node!;
     const input = inputs[0];
     const flow = OP_FLOWS[op];
@@ -173,6 +194,7 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
     switch (flow) {
       case 'layer': {
         const { layer, kind } = layerOfOp(t, ownerOf, where);
+        rankOf.set(layer, rank);
         if (kind.flow(layer) === 'same') {
           spaces.union(space(t), space(input));
           keepFactor(input, t);
@@ -221,11 +243,12 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
     const root = spaces.find(produced);
     if (visited.has(root) || root === inputRoot || root === outputRoot) continue;
     visited.add(root);
-    const producers = [...producedBy].filter(([, s]) => spaces.find(s) === root).map(([l]) => l);
+    const producers = [...producedBy].filter(([, s]) => spaces.find(s) === root).map(([l]) => l).sort(byRank);
     if (producers.some((p) => ignored.has(p))) continue; // a group containing an ignored layer's outputs
     producers.sort((a, b) => (a === m ? -1 : b === m ? 1 : 0));
-    const batchNorms = [...normSpace].filter(([, s]) => spaces.find(s) === root).map(([bn]) => bn);
-    const consumers = [...consumedBy].filter(([, c]) => spaces.find(c.space) === root).map(([layer, c]) => ({ layer, factor: c.factor }));
+    const batchNorms = [...normSpace].filter(([, s]) => spaces.find(s) === root).map(([bn]) => bn).sort(byRank);
+    const consumers = [...consumedBy].filter(([, c]) => spaces.find(c.space) === root).map(([layer, c]) => ({ layer, factor: c.factor }))
+      .sort((a, b) => byRank(a.layer, b.layer));
     const channels = layerKind(m)!.outChannels(m);
     const index = groups.length;
     groups.push({

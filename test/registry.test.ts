@@ -1,0 +1,374 @@
+/**
+ * The prunable-layer registry and op table (issue 9): group tables per layer kind and op, pruned outputs
+ * equal to a dense model with the pruned channels zeroed, user-defined models, the structurally found
+ * classifier, pruning modes, and clear errors outside the supported set. Tiny models, 8x8 inputs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UnsupportedError } from '../src/errors.js';
+import { seededRandom, setInitSeed } from '../src/nn/init.js';
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential } from '../src/nn/layers.js';
+import { complexity } from '../src/nn/metrics.js';
+import { createModel } from '../src/nn/models.js';
+import { Module } from '../src/nn/module.js';
+import { VGG } from '../src/nn/vgg.js';
+import * as ag from '../src/tensor/autograd.js';
+import { assign, destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
+import { dependencyGroups, foldBatchNorms, layerKind, OptimalTransport, prune, type OtProblem, type PruneOptions, type PrunedGroup } from './prune-helpers.js';
+import { expectClose, gpu, randArray } from './helpers.js';
+
+beforeAll(gpu);
+afterAll(destroyRuntime);
+
+/** A model from named parts and a forward function: the way a user writes their own Module subclass. */
+class Net extends Module {
+  constructor(readonly parts: Record<string, Module>, private readonly f: (p: Record<string, Module>, x: Tensor) => Tensor) {
+    super();
+    for (const [name, m] of Object.entries(parts)) this.addChild(name, m);
+  }
+  forward(x: Tensor): Tensor {
+    return this.f(this.parts, x);
+  }
+}
+
+const call = (m: Module, x: Tensor) => m.call(x);
+const describeAll = (m: Module, shape: [number, number, number] = [3, 8, 8]) => dependencyGroups(m, { exampleInput: shape }).map((g) => g.describe());
+
+/** Random BN statistics, so folding and zeroing are not trivially the identity. */
+function randomiseNorms(m: Module, seed: number): void {
+  const r = seededRandom(seed);
+  for (const [, bn] of m.namedModules()) {
+    if (!(bn instanceof BatchNorm2d)) continue;
+    const c = bn.numFeatures;
+    assign(bn.weight, Float32Array.from({ length: c }, () => 0.5 + r()));
+    assign(bn.bias, randArray(r, c, 0.3));
+    assign(bn.running_mean, randArray(r, c, 0.2));
+    assign(bn.running_var, Float32Array.from({ length: c }, () => 0.5 + r()));
+  }
+}
+
+async function outputs(m: Module, shape: [number, number, number], seed = 3): Promise<Float32Array> {
+  const x = fromArray(randArray(seededRandom(seed), 2 * shape[0] * shape[1] * shape[2]), [2, ...shape]);
+  m.eval();
+  const y = await ag.noGrad(() => tidy(() => m.call(x))).dataAndDispose();
+  x.dispose();
+  return y;
+}
+
+/**
+ * The dense reference: the same model, batch-norms folded, with every pruned channel's producer rows and
+ * biases zeroed (a zero channel stays zero through folded BN, ReLU, pooling and residual adds, so the
+ * consumers see exactly the pruned model's inputs).
+ */
+async function zeroedReference(m: Module, report: PrunedGroup[], shape: [number, number, number]): Promise<void> {
+  await foldBatchNorms(m, shape);
+  const groups = dependencyGroups(m, { exampleInput: shape });
+  for (const r of report) {
+    for (const layer of groups[r.index].producers) {
+      for (const axis of layerKind(layer)!.outAxes(layer)) {
+        const t = (layer as unknown as Record<string, Tensor>)[axis.tensor];
+        const v = await t.data();
+        for (const c of r.prunedIdx) v.fill(0, c * axis.inner, (c + 1) * axis.inner);
+        assign(t, v);
+      }
+    }
+  }
+}
+
+/** Prunes one copy and checks it against a zeroed copy built from the same seed. */
+async function expectPrunedEqualsZeroed(build: () => Module, shape: [number, number, number], o: Omit<PruneOptions, 'importanceCriteria'>): Promise<PrunedGroup[]> {
+  setInitSeed(11);
+  const pruned = build();
+  randomiseNorms(pruned, 5);
+  setInitSeed(11);
+  const dense = build();
+  randomiseNorms(dense, 5);
+  const report = await prune(pruned, { importanceCriteria: 'l1', exampleInput: shape, ...o });
+  expect(report.length).toBeGreaterThan(0);
+  await zeroedReference(dense, report, shape);
+  const dimPreserving = o.dimensionalityPreserving ?? false;
+  expect(pruned.parameterCount() < dense.parameterCount()).toBe(!dimPreserving);
+  expectClose(await outputs(pruned, shape), await outputs(dense, shape), 1e-5, 1e-4, 'pruned vs zeroed dense');
+  pruned.dispose();
+  dense.dispose();
+  return report;
+}
+
+const conv = (i: number, o: number, bias = true, k = 3, stride = 1) => new Conv2d(i, o, k, stride, (k - 1) / 2, bias);
+
+/** conv-BN-ReLU-pool x2, flatten (2x2 per channel), Linear, ReLU, Linear. */
+const smallVgg = (classes = 5) => new Net({
+  features: new Sequential(conv(3, 8), new BatchNorm2d(8), new ReLU(), new MaxPool2d(2), conv(8, 12), new BatchNorm2d(12), new ReLU(), new MaxPool2d(2)),
+  fc1: new Linear(48, 16), fc2: new Linear(16, classes),
+}, (p, x) => p.fc2.call(ag.relu(p.fc1.call(ag.flatten(p.features.call(x))))));
+
+/** A bias-free ResNet-like: stem, identity block, strided block with a 1x1 shortcut, global average pool. */
+class TinyResNet extends Module {
+  stem = this.addChild('stem', conv(3, 8, false));
+  bn = this.addChild('bn', new BatchNorm2d(8));
+  a = this.addChild('a', new Sequential(conv(8, 8, false), new BatchNorm2d(8), new ReLU(), conv(8, 8, false), new BatchNorm2d(8)));
+  b = this.addChild('b', new Sequential(conv(8, 12, false, 3, 2), new BatchNorm2d(12), new ReLU(), conv(12, 12, false), new BatchNorm2d(12)));
+  shortcut = this.addChild('shortcut', new Sequential(conv(8, 12, false, 1, 2), new BatchNorm2d(12)));
+  head = this.addChild('head', new Linear(12, 4));
+  forward(x: Tensor): Tensor {
+    const h = ag.relu(this.bn.call(this.stem.call(x)));
+    const h1 = ag.relu(ag.add(this.a.call(h), h));
+    const h2 = ag.relu(ag.add(this.b.call(h1), this.shortcut.call(h1)));
+    return this.head.call(ag.flatten(ag.avgPool2d(h2, { kernel: 4, stride: 4 })));
+  }
+}
+
+describe('channel rules per layer kind and op (group tables)', () => {
+  it('Conv2d and Linear consume a space and produce a new one; BatchNorm2d keeps it; flatten gives H*W columns', () => {
+    const m = smallVgg();
+    expect(describeAll(m)).toEqual([
+      'group 0 (16 channels): out fc1; in fc2',
+      'group 1 (12 channels): out features.4; bn features.5; in fc1',
+      'group 2 (8 channels): out features.0; bn features.1; in features.4',
+    ]);
+    expect(dependencyGroups(m, { exampleInput: [3, 8, 8] })[1].consumers[0].factor).toBe(4);
+    // The flatten factor follows the input size: 16x16 inputs leave 4x4 per channel.
+    const big = new Net({ c: conv(3, 4), fc: new Linear(4 * 64, 2) }, (p, x) => p.fc.call(ag.flatten(ag.maxPool2d(p.c.call(x), { kernel: 2, stride: 2 }))));
+    expect(dependencyGroups(big, { exampleInput: [3, 16, 16] })[0].consumers[0].factor).toBe(64);
+    m.dispose();
+    big.dispose();
+  });
+
+  it('add merges its operands (residual groups); relu, avgPool2d preserve', () => {
+    const m = new TinyResNet();
+    expect(describeAll(m)).toEqual([
+      'group 0 (12 channels): out shortcut.0, b.3; bn shortcut.1, b.4; in head',
+      'group 1 (12 channels): out b.0; bn b.1; in b.3',
+      'group 2 (8 channels): out a.3, stem; bn bn, a.4; in shortcut.0, a.0, b.0',
+      'group 3 (8 channels): out a.0; bn a.1; in a.3',
+    ]);
+    m.dispose();
+  });
+
+  it('scale preserves channels; adaptive average pooling then flatten gives oh*ow columns per channel', () => {
+    const m = new Net({ c1: conv(3, 6), c2: conv(6, 5), pool: new AdaptiveAvgPool2d(2), fc: new Linear(20, 3) },
+      (p, x) => p.fc.call(ag.flatten(p.pool.call(p.c2.call(ag.scale(p.c1.call(x), 0.5))))));
+    const groups = dependencyGroups(m, { exampleInput: [3, 8, 8] });
+    expect(groups.map((g) => g.describe())).toEqual(['group 0 (5 channels): out c2; in fc', 'group 1 (6 channels): out c1; in c2']);
+    expect(groups[0].consumers[0].factor).toBe(4);
+    m.dispose();
+  });
+
+  it('a depthwise conv keeps its input space: producer and consumer sides are one group', async (ctx) => {
+    const probe = new Conv2d(2, 2, 3, 1, 1, true, 2);
+    let grouped = true;
+    try {
+      ag.noGrad(() => tidy(() => void probe.call(fromArray(new Float32Array(2 * 16), [1, 2, 4, 4]))));
+    } catch (e) {
+      if (!(e instanceof UnsupportedError)) throw e;
+      grouped = false; // grouped convolution kernels not on this branch yet
+    }
+    probe.dispose();
+    if (!grouped) ctx.skip();
+    const build = () => new Net({
+      stem: conv(3, 8, false), bn0: new BatchNorm2d(8), dw: new Conv2d(8, 8, 3, 1, 1, false, 8), bn1: new BatchNorm2d(8),
+      pw: conv(8, 6, false, 1), pool: new AdaptiveAvgPool2d(1), fc: new Linear(6, 3),
+    }, (p, x) => {
+      const h = ag.relu(p.bn1.call(p.dw.call(ag.relu(p.bn0.call(p.stem.call(x))))));
+      return p.fc.call(ag.flatten(p.pool.call(ag.relu(p.pw.call(h)))));
+    });
+    const m = build();
+    expect(describeAll(m)).toEqual(['group 0 (6 channels): out pw; in fc', 'group 1 (8 channels): out dw, stem; bn bn1, bn0; in pw']);
+    m.dispose();
+    const [r] = await expectPrunedEqualsZeroed(build, [3, 8, 8], { sparsity: 0.5, groupIdxs: [1] });
+    expect(r.kept).toBe(4);
+  });
+});
+
+describe('pruned outputs equal a dense model with the pruned channels zeroed', () => {
+  for (const dimensionalityPreserving of [false, true]) {
+    const mode = dimensionalityPreserving ? ' (dimensionality preserving)' : '';
+    it(`small VGG-like, every group at once${mode}`, async () => {
+      const report = await expectPrunedEqualsZeroed(() => smallVgg(), [3, 8, 8], { sparsity: 0.5, dimensionalityPreserving });
+      expect(report.map((r) => r.kept)).toEqual([8, 6, 4]);
+    });
+    it(`bias-free ResNet-like with residual merges and BN, groups in sequence${mode}`, async () => {
+      const report = await expectPrunedEqualsZeroed(() => new TinyResNet(), [3, 8, 8], { sparsity: 0.5, groupIdxs: [0, 2, 3], dimensionalityPreserving });
+      expect(report.map((r) => r.kept)).toEqual([6, 4, 4]);
+    });
+  }
+
+  it('a user-defined Module subclass with adaptive pooling, pruned end to end (sparsity per group)', async () => {
+    class MyNet extends Module {
+      body = this.addChild('body', new Sequential(conv(3, 8, false), new BatchNorm2d(8), new ReLU(), conv(8, 10), new ReLU()));
+      pool = this.addChild('pool', new AdaptiveAvgPool2d(2));
+      flat = this.addChild('flat', new Flatten());
+      out = this.addChild('out', new Linear(40, 7));
+      forward(x: Tensor): Tensor {
+        return this.out.call(this.flat.call(this.pool.call(this.body.call(x))));
+      }
+    }
+    const report = await expectPrunedEqualsZeroed(() => new MyNet(), [3, 8, 8], { sparsity: { 0: 0.3, 1: 0.5 } });
+    expect(report.map((r) => [r.index, r.kept])).toEqual([[0, 7], [1, 4]]);
+  });
+});
+
+describe('the protected classifier is found structurally', () => {
+  it('a 100-class model keeps 100 outputs; a 10-wide hidden Linear is still pruned', async () => {
+    const m = new Net({ c: conv(3, 8), fc1: new Linear(8 * 16, 10), fc2: new Linear(10, 100) },
+      (p, x) => p.fc2.call(ag.relu(p.fc1.call(ag.flatten(ag.maxPool2d(ag.relu(p.c.call(x)), { kernel: 2, stride: 2 }))))));
+    expect(describeAll(m)).toEqual(['group 0 (10 channels): out fc1; in fc2', 'group 1 (8 channels): out c; in fc1']);
+    await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: [3, 8, 8] });
+    expect((m.parts.fc2 as Linear).outFeatures).toBe(100);
+    expect((m.parts.fc1 as Linear).outFeatures).toBe(5);
+    expect((await outputs(m, [3, 8, 8])).length).toBe(200);
+    // Explicit ignoredLayers replace the default: ignoring nothing makes the output space a group.
+    expect(dependencyGroups(m, { exampleInput: [3, 8, 8], ignored: [] }).length).toBe(3);
+    m.dispose();
+  });
+
+  it('a 100-class VGG11-BN pruned at group 0 keeps 100 outputs', async () => {
+    const m = createModel('vgg11_bn', 100);
+    await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [0] });
+    expect((m as VGG).classifier.outFeatures).toBe(100);
+    expect((m as VGG).classifier.inFeatures).toBe(256);
+    m.dispose();
+  });
+});
+
+describe('pruning modes', () => {
+  const widths = (m: Module) => dependencyGroups(m, { exampleInput: [3, 8, 8] }).map((g) => g.channels);
+
+  it('per-group ratios, roundTo, and iterative steps on a linear schedule of the original widths', async () => {
+    const a = smallVgg();
+    await prune(a, { importanceCriteria: 'l1', sparsity: { 0: 0.5, 2: 0.25 }, exampleInput: [3, 8, 8] });
+    expect(widths(a)).toEqual([8, 12, 6]);
+    const b = smallVgg();
+    // floor(16 * 0.6) = 9 -> 12; floor(12 * 0.6) = 7 -> 8; floor(8 * 0.6) = 4.
+    await prune(b, { importanceCriteria: 'l1', sparsity: 0.4, roundTo: 4, exampleInput: [3, 8, 8] });
+    expect(widths(b)).toEqual([12, 8, 4]);
+    const c = smallVgg();
+    const report = await prune(c, { importanceCriteria: 'l2', sparsity: 0.5, iterativeSteps: 2, exampleInput: [3, 8, 8] });
+    // Step 1 at sparsity 0.25 of the original widths, step 2 at 0.5.
+    expect(report.map((r) => [r.step, r.channels, r.kept])).toEqual([[1, 16, 12], [1, 12, 9], [1, 8, 6], [2, 12, 8], [2, 9, 6], [2, 6, 4]]);
+    expect(widths(c)).toEqual([8, 6, 4]);
+    for (const m of [a, b, c]) m.dispose();
+  });
+
+  it('global ranking prunes the least important channels across groups, no group below its guard', async () => {
+    setInitSeed(21);
+    const m = smallVgg();
+    // Channels 0-3 of group 2 (features.0 -> features.4) get zero rows and columns: importance 0.
+    const features = m.parts.features as Sequential;
+    for (const [layer, zero] of [[features.at(0), (w: Float32Array) => { for (let c = 0; c < 4; c++) w.fill(0, c * 27, (c + 1) * 27); }],
+      [features.at(4), (w: Float32Array) => { for (let o = 0; o < 12; o++) w.fill(0, o * 72, o * 72 + 36); }]] as const) {
+      const w = (layer as Conv2d).weight;
+      const v = await w.data();
+      zero(v);
+      assign(w, v);
+    }
+    const report = await prune(m, { importanceCriteria: 'l1', sparsity: 0.25, global: true, maxGroupSparsity: 0.75, exampleInput: [3, 8, 8] });
+    // 36 channels in all, 9 pruned; the 4 near-dead channels of group 2 go first.
+    const pruned = report.reduce((s, r) => s + r.channels - r.kept, 0);
+    expect(pruned).toBe(9);
+    expect(report[2].prunedIdx).toEqual(expect.arrayContaining([0, 1, 2, 3]));
+    m.dispose();
+    // The guard: at 0.9 global sparsity with a 0.5 cap, every group keeps half.
+    const g = smallVgg();
+    await prune(g, { importanceCriteria: 'l1', sparsity: 0.9, global: true, maxGroupSparsity: 0.5, exampleInput: [3, 8, 8] });
+    expect(widths(g)).toEqual([8, 6, 4]);
+    g.dispose();
+  });
+
+  it('whole-network and global Intra-Fusion solve every group\'s transport problem in one call', async () => {
+    const calls: number[] = [];
+    class CountingOT extends OptimalTransport {
+      override async maps(problems: OtProblem[]) {
+        calls.push(problems.length);
+        return super.maps(problems);
+      }
+    }
+    const ot = new CountingOT();
+    for (const o of [{}, { global: true }, { iterativeSteps: 2 }]) {
+      const m = smallVgg();
+      await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, optimalTransport: ot, exampleInput: [3, 8, 8], ...o });
+      m.dispose();
+    }
+    const m = smallVgg();
+    await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, fusion: 'ot', groupIdxs: [0, 1], optimalTransport: ot, exampleInput: [3, 8, 8] });
+    m.dispose();
+    expect(calls).toEqual([3, 3, 3, 3, 1, 1]);
+  });
+
+  it('whole-network Intra-Fusion of VGG11-BN runs end to end and gives the halved VGG\'s parameter count', async () => {
+    setInitSeed(4);
+    const m = createModel('vgg11_bn');
+    await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, optimalTransport: new OptimalTransport() });
+    const halved = new VGG([32, 'M', 64, 'M', 128, 128, 'M', 256, 256, 'M', 256, 256, 'M']);
+    expect(m.parameterCount()).toBe(halved.parameterCount());
+    expect(complexity(m).macs).toBe(complexity(halved).macs);
+    const y = await outputs(m, [3, 32, 32]);
+    expect(y.length).toBe(20);
+    expect(y.every(Number.isFinite)).toBe(true);
+    m.dispose();
+    halved.dispose();
+  }, 120_000);
+
+  it('whole-network Intra-Fusion of ResNet18 runs end to end: every group halved', async () => {
+    setInitSeed(5);
+    const m = createModel('resnet18');
+    const before = dependencyGroups(m).map((g) => g.channels);
+    await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, optimalTransport: new OptimalTransport() });
+    expect(dependencyGroups(m).map((g) => g.channels)).toEqual(before.map((n) => n / 2));
+    const y = await outputs(m, [3, 32, 32]);
+    expect(y.length).toBe(20);
+    expect(y.every(Number.isFinite)).toBe(true);
+    m.dispose();
+  }, 180_000);
+});
+
+describe('outside the supported set: UnsupportedError naming the layer or op', () => {
+  it('an op without a channel rule, a layer kind not registered, a reshape that is not a flatten, a grouped conv', () => {
+    class Projection extends Module {
+      w = this.addParam('w', fromArray(randArray(seededRandom(1), 256 * 2), [256, 2]));
+      forward(x: Tensor): Tensor {
+        return ag.matmul(x, this.w);
+      }
+    }
+    const mm = new Net({ c: conv(3, 4), proj: new Projection() }, (p, x) => p.proj.call(ag.flatten(p.c.call(x))));
+    expect(() => dependencyGroups(mm, { exampleInput: [3, 8, 8] })).toThrow(UnsupportedError);
+    expect(() => dependencyGroups(mm, { exampleInput: [3, 8, 8] })).toThrow(/the op "matmul" in proj has no channel rule/);
+    mm.dispose();
+
+    class MyDense extends Module {
+      w = this.addParam('w', fromArray(randArray(seededRandom(1), 2 * 256), [2, 256]));
+      forward(x: Tensor): Tensor {
+        return ag.linear(x, this.w, null);
+      }
+    }
+    const own = new Net({ c: conv(3, 4), head: new MyDense() }, (p, x) => p.head.call(ag.flatten(p.c.call(x))));
+    expect(() => dependencyGroups(own, { exampleInput: [3, 8, 8] })).toThrow(/module head \(MyDense\) runs linear but is not a registered layer kind/);
+    own.dispose();
+
+    const seq = new Net({ c: conv(3, 4), fc: new Linear(4 * 64, 2) }, (p, x) => p.fc.call(ag.flatten(ag.reshape(p.c.call(x), [1, 4, 64, 1]))));
+    expect(() => dependencyGroups(seq, { exampleInput: [3, 8, 8] })).toThrow(/reshape \[1,4,8,8\] -> \[1,4,64,1\] has no channel rule/);
+    seq.dispose();
+
+    const grouped = new Sequential(new Conv2d(4, 8, 3, 1, 1, true, 2));
+    const layer = grouped.at(0);
+    expect(() => layerKind(layer)!.flow(layer)).toThrow(/^0: grouped convolution with 2 groups over 4 -> 8 channels cannot be pruned/);
+    grouped.dispose();
+  });
+
+  it('an op inside a named module is named with that module', () => {
+    class Mean extends Module {
+      forward(x: Tensor): Tensor {
+        return ag.mean(x);
+      }
+    }
+    const m = new Net({ c: conv(3, 4), reduce: new Mean() }, (p, x) => p.reduce.call(p.c.call(x)));
+    expect(() => dependencyGroups(m, { exampleInput: [3, 8, 8] })).toThrow(/the op "mean" in reduce has no channel rule/);
+    m.dispose();
+  });
+
+  it('taylor and chip refuse an exampleInput that CIFAR-10 batches do not fit', async () => {
+    const m = smallVgg();
+    const data = { train: { count: 1 } as never, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } as never };
+    await expect(prune(m, { importanceCriteria: 'taylor', sparsity: 0.5, exampleInput: [3, 8, 8], data })).rejects.toThrow(/exampleInput is \[3,8,8\]/);
+    m.dispose();
+  });
+});
