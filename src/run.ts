@@ -2,6 +2,8 @@
  * The experiment CLI (`node dist/run.js`, package bin `intra-fusion`), after the reference's main.py:
  * for every group and sparsity, prune a copy of the model with default pruning and with Intra-Fusion,
  * evaluate both (optionally after fine-tuning), and record parameters, FLOPs, accuracy and latency.
+ * Beyond one group per run: --whole-network and --global prune every group per sparsity, --group-sparsity
+ * gives per-group ratios in one run; --iterative-steps, --round-to and --fusion apply to all of them.
  *
  * Results go to <out>/logs/pruning_results_<timestamp>.json, rewritten atomically after every finished
  * (group, sparsity), so an interrupted run loses no finished result; pruned checkpoints go to
@@ -20,7 +22,7 @@ import { complexity, evaluate, inferenceSpeed } from './nn/metrics.js';
 import { createModel, MODEL_NAMES } from './nn/models.js';
 import type { Module } from './nn/module.js';
 import { train } from './nn/trainer.js';
-import { CRITERIA, dependencyGroups, OptimalTransport, prune } from './prune/index.js';
+import { CRITERIA, dependencyGroups, OptimalTransport, prune, type ExampleInput } from './prune/index.js';
 import { parseSafetensors } from './tensor/safetensors.js';
 import { destroyRuntime, initRuntime } from './tensor/tensor.js';
 
@@ -46,6 +48,14 @@ const FLAGS = {
   'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
   seed: { kind: 'int', help: 'Seed for taylor/chip batches and training.', default: 0 },
+  fusion: { kind: 'string', help: 'Methods to run: both (default pruning and Intra-Fusion), none (default only) or ot (Intra-Fusion only).', default: 'both', choices: ['both', 'none', 'ot'] },
+  'whole-network': { kind: 'boolean', help: 'Prune every group at once per sparsity (group_idxs ignored; results have group_idx -1).', default: false },
+  global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
+  'max-group-sparsity': { kind: 'number', help: 'With --global: the most any group may lose.', default: 0.9 },
+  'group-sparsity': { kind: 'pairs', help: 'Per-group ratios GROUP=SPARSITY,... pruned in one run (group_idxs and sparsities ignored; group_idx and sparsity -1 in the results).' },
+  'iterative-steps': { kind: 'int', help: 'Prune in N steps on a linear schedule, re-scoring each step (all groups at once).', default: 1 },
+  'round-to': { kind: 'int', help: 'Keep a multiple of this many channels per group.', default: 1 },
+  'input-shape': { kind: 'ints', help: 'The model\'s input C H W (CIFAR-10 evaluation needs 3 32 32).', default: [3, 32, 32], aliases: ['exampleInput', 'example-input'] },
 } satisfies Record<string, FlagSpec>;
 
 interface MethodResult {
@@ -63,21 +73,28 @@ export interface RunResult {
   timestamp: string;
   model_name: string;
   importance_criteria: string;
+  /** -1: every group at once (--whole-network, --global, --group-sparsity). */
   group_idx: number;
+  /** -1 with --group-sparsity (see group_sparsity). */
   sparsity: number;
+  group_sparsity?: Record<number, number>;
+  mode: 'group' | 'whole-network' | 'global' | 'per-group';
+  iterative_steps: number;
+  round_to: number;
   eval_samples: number;
   original_model: MethodResult;
+  /** Typed for the default --fusion both; --fusion none or ot leaves the other method's entry out. */
   default_pruning: MethodResult;
   intra_fusion: MethodResult;
 }
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-async function measure(model: Module, test: Cifar10Split, normalization: Normalization, batchSize: number, label: string): Promise<MethodResult> {
+async function measure(model: Module, test: Cifar10Split, normalization: Normalization, batchSize: number, label: string, inputShape: ExampleInput): Promise<MethodResult> {
   const bar = new ProgressBar(`evaluating ${label}`, test.count);
   const r = await evaluate(model, test, { normalization, batchSize, onProgress: (d) => bar.update(d) });
-  const c = complexity(model);
-  const speed = await inferenceSpeed(model, { batchSize: Math.min(batchSize, 32), reps: 3 });
+  const c = complexity(model, inputShape);
+  const speed = await inferenceSpeed(model, { batchSize: Math.min(batchSize, 32), reps: 3, inputShape });
   return {
     parameters: c.parameters, flops: c.flops, macs: c.macs,
     accuracy: Number(r.accuracy.toFixed(2)), mean_batch_accuracy: Number(r.meanBatchAccuracy.toFixed(2)),
@@ -99,6 +116,17 @@ export async function main(argv: string[]): Promise<number> {
     const v = a[flag] as number | undefined;
     if (v !== undefined && v < (flag === 'batch-size' || flag === 'eval-samples' ? 1 : 0)) throw new UsageError(`--${flag} must be ${flag === 'batch-size' || flag === 'eval-samples' ? 'positive' : 'non-negative'}, got ${v}.`);
   }
+  const inputShape = a['input-shape'] as number[];
+  if (inputShape.length !== 3 || inputShape.some((v) => v < 1)) throw new UsageError(`--input-shape takes three positive sizes C H W, got ${inputShape.join(' ')}.`);
+  if (inputShape.join() !== '3,32,32') throw new UsageError(`--input-shape ${inputShape.join(' ')}: this CLI evaluates on CIFAR-10, whose images are 3 32 32.`);
+  const exampleInput = inputShape as ExampleInput;
+  const groupSparsity = a['group-sparsity'] as Record<number, number> | undefined;
+  const global = a.global as boolean;
+  const mode: RunResult['mode'] = groupSparsity ? 'per-group' : global ? 'global' : a['whole-network'] ? 'whole-network' : 'group';
+  for (const [g, s] of Object.entries(groupSparsity ?? {})) if (!(s >= 0 && s < 1)) throw new UsageError(`--group-sparsity: ${s} for group ${g} is not in [0, 1).`);
+  for (const flag of ['iterative-steps', 'round-to'] as const) if ((a[flag] as number) < 1) throw new UsageError(`--${flag} must be positive, got ${a[flag] as number}.`);
+  const maxGroupSparsity = a['max-group-sparsity'] as number;
+  if (!(maxGroupSparsity > 0 && maxGroupSparsity < 1)) throw new UsageError(`--max-group-sparsity must be in (0, 1), got ${maxGroupSparsity}.`);
   const out = resolve(a.out as string);
   const checkpointPath = resolve((a.checkpoint as string | undefined) ?? `./models/${modelName}.safetensors`);
   const batchSize = a['batch-size'] as number;
@@ -136,16 +164,22 @@ export async function main(argv: string[]): Promise<number> {
   const fresh = () => modelFromStateDict(modelName, file, checkpointPath);
 
   const probe = fresh();
-  const groupCount = dependencyGroups(probe).length;
+  const groupCount = dependencyGroups(probe, { exampleInput }).length;
   probe.dispose();
-  for (const g of groups) if (g < 0 || g >= groupCount) throw new UsageError(`--group_idxs: ${modelName} has groups 0..${groupCount - 1}, not ${g}.`);
+  const checked = mode === 'group' ? groups : mode === 'per-group' ? Object.keys(groupSparsity!).map(Number) : [];
+  for (const g of checked) if (g < 0 || g >= groupCount) throw new UsageError(`--${mode === 'group' ? 'group_idxs' : 'group-sparsity'}: ${modelName} has groups 0..${groupCount - 1}, not ${g}.`);
+  // One cell per (group, sparsity), per sparsity for the whole network, or one for per-group ratios.
+  const cells: { g: number; s: number; sparsity: number | Record<number, number> }[] =
+    mode === 'per-group' ? [{ g: -1, s: -1, sparsity: groupSparsity! }]
+      : mode === 'group' ? groups.flatMap((g) => sparsities.map((s) => ({ g, s, sparsity: s })))
+        : sparsities.map((s) => ({ g: -1, s, sparsity: s }));
 
   const timestamp = new Date().toISOString().replace(/[:.]/g, '-');
   const resultsPath = join(out, 'logs', `pruning_results_${timestamp}.json`);
   const results: RunResult[] = [];
   log(`evaluating the original ${modelName} on ${test.count} test images`);
   const original = fresh();
-  const originalResult = await measure(original, test, normalization, batchSize, 'original');
+  const originalResult = await measure(original, test, normalization, batchSize, 'original', exampleInput);
   original.dispose();
   log(`original: ${originalResult.accuracy}% accuracy, ${originalResult.parameters} parameters, ${(originalResult.flops / 1e6).toFixed(1)} MFLOPs`);
 
@@ -155,51 +189,63 @@ export async function main(argv: string[]): Promise<number> {
   });
   const criterion = a.importance_criteria as string;
   const needsData = criterion === 'taylor' || criterion === 'chip';
-  for (const g of groups) {
-    for (const s of sparsities) {
-      const entry = { timestamp: new Date().toISOString(), model_name: modelName, importance_criteria: criterion, group_idx: g, sparsity: s, eval_samples: test.count, original_model: originalResult } as RunResult;
-      for (const [key, method] of [['default_pruning', null], ['intra_fusion', ot]] as const) {
-        const label = `${key === 'default_pruning' ? 'default' : 'Intra-Fusion'} group ${g} sparsity ${s}`;
-        const model = fresh();
-        await prune(model, {
-          importanceCriteria: criterion, sparsity: s, groupIdxs: [g], optimalTransport: method,
-          data: needsData ? { train: data.train, normalization } : undefined,
-          lampReferencePermutation: a['lamp-reference-bug'] as boolean,
-          onProgress: (m) => log(`  ${m}`),
+  const methods = ([['default_pruning', null], ['intra_fusion', ot]] as const).filter(([key]) => a.fusion === 'both' || (a.fusion === 'ot') === (key === 'intra_fusion'));
+  for (const { g, s, sparsity } of cells) {
+    const entry = {
+      timestamp: new Date().toISOString(), model_name: modelName, importance_criteria: criterion, group_idx: g, sparsity: s,
+      ...(groupSparsity ? { group_sparsity: groupSparsity } : {}), mode, iterative_steps: a['iterative-steps'] as number, round_to: a['round-to'] as number,
+      eval_samples: test.count, original_model: originalResult,
+    } as RunResult;
+    const cellName = mode === 'per-group' ? `gs${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join('-')}` : `g${g === -1 ? 'all' : g}_s${s}`;
+    const where = mode === 'per-group' ? `groups ${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join(',')}` : `${g === -1 ? `all groups (${mode})` : `group ${g}`} sparsity ${s}`;
+    for (const [key, method] of methods) {
+      const label = `${key === 'default_pruning' ? 'default' : 'Intra-Fusion'} ${where}`;
+      const model = fresh();
+      await prune(model, {
+        importanceCriteria: criterion, sparsity, groupIdxs: mode === 'group' ? [g] : undefined, optimalTransport: method,
+        global, maxGroupSparsity, iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number, exampleInput,
+        data: needsData ? { train: data.train, normalization } : undefined,
+        lampReferencePermutation: a['lamp-reference-bug'] as boolean,
+        onProgress: (m) => log(`  ${m}`),
+      });
+      let before: number | undefined;
+      const ftEpochs = a['fine-tune-epochs'] as number;
+      if (ftEpochs > 0) {
+        before = (await evaluate(model, test, { normalization, batchSize })).accuracy;
+        log(`  fine-tuning ${label} for ${ftEpochs} epochs (from ${before.toFixed(2)}%)`);
+        await train(model, data.train, {
+          epochs: ftEpochs, lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'step', stepSize: 30, gamma: 0.5, batchSize,
+          normalization, seed: (a.seed as number) + g * 1000 + Math.round(s * 100), log: (l) => log(`    ${l}`),
         });
-        let before: number | undefined;
-        const ftEpochs = a['fine-tune-epochs'] as number;
-        if (ftEpochs > 0) {
-          before = (await evaluate(model, test, { normalization, batchSize })).accuracy;
-          log(`  fine-tuning ${label} for ${ftEpochs} epochs (from ${before.toFixed(2)}%)`);
-          await train(model, data.train, {
-            epochs: ftEpochs, lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'step', stepSize: 30, gamma: 0.5, batchSize,
-            normalization, seed: (a.seed as number) + g * 1000 + Math.round(s * 100), log: (l) => log(`    ${l}`),
-          });
-        }
-        const r = await measure(model, test, normalization, batchSize, label);
-        if (before !== undefined) r.accuracy_before_fine_tuning = Number(before.toFixed(2));
-        if (a['save-models']) {
-          const name = `${modelName}_${criterion}_g${g}_s${s}_${key === 'default_pruning' ? 'default' : 'intra_fusion'}.safetensors`;
-          const path = join(out, 'pruned_models', name);
-          await saveCheckpoint(model, path, {
-            model: modelName, method: key, group_idx: String(g), sparsity: String(s), importance_criteria: criterion,
-            accuracy: String(r.accuracy), eval_samples: String(test.count), parameters: String(r.parameters), flops: String(r.flops),
-            normalize_mean: normalization.mean.join(','), normalize_std: normalization.std.join(','),
-          });
-          r.checkpoint = path;
-        }
-        entry[key] = r;
-        model.dispose();
-        log(`${label}: ${r.accuracy}% accuracy, ${r.parameters} parameters`);
       }
-      results.push(entry);
-      writeFileAtomic(resultsPath, JSON.stringify(results, null, 2));
+      const r = await measure(model, test, normalization, batchSize, label, exampleInput);
+      if (before !== undefined) r.accuracy_before_fine_tuning = Number(before.toFixed(2));
+      if (a['save-models']) {
+        const name = `${modelName}_${criterion}_${cellName}_${key === 'default_pruning' ? 'default' : 'intra_fusion'}.safetensors`;
+        const path = join(out, 'pruned_models', name);
+        await saveCheckpoint(model, path, {
+          model: modelName, method: key, group_idx: String(g), sparsity: String(s), importance_criteria: criterion,
+          ...(groupSparsity ? { group_sparsity: JSON.stringify(groupSparsity) } : {}), mode,
+          accuracy: String(r.accuracy), eval_samples: String(test.count), parameters: String(r.parameters), flops: String(r.flops),
+          normalize_mean: normalization.mean.join(','), normalize_std: normalization.std.join(','),
+        });
+        r.checkpoint = path;
+      }
+      entry[key] = r;
+      model.dispose();
+      log(`${label}: ${r.accuracy}% accuracy, ${r.parameters} parameters`);
     }
+    results.push(entry);
+    writeFileAtomic(resultsPath, JSON.stringify(results, null, 2));
   }
   log('\n| group | sparsity | default % | Intra-Fusion % | parameters |');
   log('|---:|---:|---:|---:|---:|');
-  for (const r of results) log(`| ${r.group_idx} | ${r.sparsity} | ${r.default_pruning.accuracy} | ${r.intra_fusion.accuracy} | ${r.intra_fusion.parameters} |`);
+  for (const r of results) {
+    const group = r.mode === 'per-group' ? Object.keys(r.group_sparsity!).join(',') : r.group_idx === -1 ? 'all' : r.group_idx;
+    const sparsity = r.mode === 'per-group' ? Object.values(r.group_sparsity!).join(',') : r.sparsity;
+    const [dp, intra] = [r.default_pruning as MethodResult | undefined, r.intra_fusion as MethodResult | undefined];
+    log(`| ${group} | ${sparsity} | ${dp?.accuracy ?? '-'} | ${intra?.accuracy ?? '-'} | ${(intra ?? dp)!.parameters} |`);
+  }
   log(`\nresults: ${resultsPath}`);
   destroyRuntime();
   return 0;

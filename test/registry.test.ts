@@ -15,6 +15,7 @@ import * as ag from '../src/tensor/autograd.js';
 import { assign, destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
 import { dependencyGroups, foldBatchNorms, layerKind, OptimalTransport, prune, type OtProblem, type PruneOptions, type PrunedGroup } from './prune-helpers.js';
 import { expectClose, gpu, randArray } from './helpers.js';
+import { parseArgs } from '../src/cli/args.js';
 
 beforeAll(gpu);
 afterAll(destroyRuntime);
@@ -370,5 +371,15 @@ describe('outside the supported set: UnsupportedError naming the layer or op', (
     const data = { train: { count: 1 } as never, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } as never };
     await expect(prune(m, { importanceCriteria: 'taylor', sparsity: 0.5, exampleInput: [3, 8, 8], data })).rejects.toThrow(/exampleInput is \[3,8,8\]/);
     m.dispose();
+  });
+});
+
+describe('CLI flags for the pruning modes', () => {
+  it('parses per-group ratios as GROUP=SPARSITY pairs and flags by their aliases', () => {
+    const spec = { 'group-sparsity': { kind: 'pairs', help: '' }, 'input-shape': { kind: 'ints', help: '', aliases: ['exampleInput'] } } as const;
+    expect(parseArgs(['--group-sparsity', '1=0.3,2=0.5', '--exampleInput', '3', '16', '16'], spec)).toMatchObject({ 'group-sparsity': { 1: 0.3, 2: 0.5 }, 'input-shape': [3, 16, 16] });
+    expect(parseArgs(['--group-sparsity', '1=0.3', '4=0.25'], spec)['group-sparsity']).toEqual({ 1: 0.3, 4: 0.25 });
+    expect(() => parseArgs(['--group-sparsity', '1:0.3'], spec)).toThrow(/"1:0.3" is not KEY=VALUE/);
+    expect(() => parseArgs(['--group-sparsity', 'a=0.3'], spec)).toThrow(/"a" is not an integer/);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * A small command-line parser: `--name value`, `--name=value`, lists as `--name 1 2 3` or `--name 1,2,3`,
- * boolean switches, and underscores or dashes alike (`--group_idxs` = `--group-idxs`). Unknown flags and
- * bad values are errors that name the flag.
+ * boolean switches, `key=value` pairs (`--group-sparsity 1=0.3,2=0.5`), aliases, and underscores or dashes
+ * alike (`--group_idxs` = `--group-idxs`). Unknown flags and bad values are errors that name the flag.
  */
 
 import { IntraFusionError } from '../errors.js';
@@ -10,19 +10,21 @@ export class UsageError extends IntraFusionError {
   override name = 'UsageError';
 }
 
-export type FlagKind = 'string' | 'number' | 'int' | 'numbers' | 'ints' | 'boolean';
+export type FlagKind = 'string' | 'number' | 'int' | 'numbers' | 'ints' | 'boolean' | 'pairs';
 
 export interface FlagSpec {
   kind: FlagKind;
   help: string;
   default?: unknown;
   choices?: readonly string[];
+  /** Other names of the flag. */
+  aliases?: readonly string[];
 }
 
 const canonical = (name: string) => name.replace(/_/g, '-');
 
 export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], spec: T): { [K in keyof T]: unknown } & { help: boolean } {
-  const byName = new Map(Object.keys(spec).map((k) => [canonical(k), k]));
+  const byName = new Map(Object.entries(spec).flatMap(([k, s]) => [k, ...(s.aliases ?? [])].map((n) => [canonical(n), k] as const)));
   const out: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(spec)) out[k] = s.default;
   out.help = false;
@@ -46,7 +48,7 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
     else {
       while (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
         values.push(argv[++i]);
-        if (s.kind !== 'numbers' && s.kind !== 'ints') break;
+        if (s.kind !== 'numbers' && s.kind !== 'ints' && s.kind !== 'pairs') break;
       }
     }
     const parts = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length);
@@ -71,6 +73,17 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
       case 'ints':
         out[key] = parts.map((v) => num(v, s.kind === 'ints'));
         break;
+      case 'pairs': {
+        // Integer keys to numbers: "1=0.3,2=0.5".
+        const pairs: Record<number, number> = {};
+        for (const part of parts) {
+          const [k, v, extra] = part.split('=');
+          if (v === undefined || extra !== undefined) throw new UsageError(`--${rawName}: "${part}" is not KEY=VALUE.`);
+          pairs[num(k, true)] = num(v, false);
+        }
+        out[key] = pairs;
+        break;
+      }
     }
   }
   return out as { [K in keyof T]: unknown } & { help: boolean };
@@ -79,9 +92,11 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
 export function usage(command: string, summary: string, spec: Record<string, FlagSpec>): string {
   const lines = [`Usage: ${command} [flags]`, '', summary, '', 'Flags:'];
   for (const [k, s] of Object.entries(spec)) {
-    const def = s.default === undefined ? '' : ` (default: ${Array.isArray(s.default) ? s.default.join(' ') : s.default})`;
+    const def = s.default === undefined ? '' : ` (default: ${Array.isArray(s.default) ? s.default.join(' ') : String(s.default)})`;
     const choices = s.choices ? ` [${s.choices.join('|')}]` : '';
-    lines.push(`  --${k}${choices}${s.kind === 'boolean' ? '' : ' ' + s.kind.toUpperCase()}`);
+    const aliases = s.aliases?.length ? ` (also --${s.aliases.join(', --')})` : '';
+    const value = s.kind === 'boolean' ? '' : s.kind === 'pairs' ? ' K=V,...' : ' ' + s.kind.toUpperCase();
+    lines.push(`  --${k}${choices}${value}${aliases}`);
     lines.push(`      ${s.help}${def}`);
   }
   return lines.join('\n');
