@@ -193,6 +193,19 @@ describe('pruned outputs equal a dense model with the pruned channels zeroed', (
     });
   }
 
+  it('BN folding gives bias-free convs a bias and keeps eval outputs', async () => {
+    setInitSeed(13);
+    const m = new TinyResNet();
+    randomiseNorms(m, 6);
+    const before = await outputs(m, [3, 8, 8]);
+    expect(m.stem.bias).toBeNull();
+    expect(await foldBatchNorms(m, [3, 8, 8])).toBe(6);
+    expect(m.stem.bias?.shape).toEqual([8]);
+    // Each folded BN still divides by sqrt(1 + eps) in eval mode: a few 1e-6 relative per layer.
+    expectClose(await outputs(m, [3, 8, 8]), before, 1e-5, 1e-4, 'outputs after folding');
+    m.dispose();
+  });
+
   it('a user-defined Module subclass with adaptive pooling, pruned end to end (sparsity per group)', async () => {
     class MyNet extends Module {
       body = this.addChild('body', new Sequential(conv(3, 8, false), new BatchNorm2d(8), new ReLU(), conv(8, 10), new ReLU()));
