@@ -275,11 +275,18 @@ describe('pruning modes', () => {
       zero(v);
       assign(w, v);
     }
-    const report = await prune(m, { importanceCriteria: 'l1', sparsity: 0.25, global: true, maxGroupSparsity: 0.75, exampleInput: [3, 8, 8] });
-    // 36 channels in all, 9 pruned; the 4 near-dead channels of group 2 go first.
+    const report = await prune(m, { importanceCriteria: 'lamp', sparsity: 0.25, global: true, maxGroupSparsity: 0.75, exampleInput: [3, 8, 8] });
+    // lamp scores are not mean-normalised per group, so the ranking needs the division by the group mean.
+    // 36 channels in all, 9 pruned; the 4 dead channels of group 2 go first.
     const pruned = report.reduce((s, r) => s + r.channels - r.kept, 0);
     expect(pruned).toBe(9);
     expect(report[2].prunedIdx).toEqual(expect.arrayContaining([0, 1, 2, 3]));
+    // Which groups lose the other 5: the 9 smallest of importance / group mean over all channels.
+    const lowest = report.flatMap((r) => {
+      const mean = r.importance.reduce((a, b) => a + b, 0) / r.channels;
+      return Array.from(r.importance, (v) => ({ g: r.index, v: v / mean }));
+    }).sort((a, b) => a.v - b.v).slice(0, 9);
+    expect(report.map((r) => r.kept)).toEqual(report.map((r) => r.channels - lowest.filter((x) => x.g === r.index).length));
     m.dispose();
     // The guard: at 0.9 global sparsity with a 0.5 cap, every group keeps half.
     const g = smallVgg();
