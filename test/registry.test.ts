@@ -193,6 +193,13 @@ describe('pruned outputs equal a dense model with the pruned channels zeroed', (
     });
   }
 
+  it('iterative and global modes in dimensionality-preserving mode (channels pruned in step 1 stay pruned)', async () => {
+    const iterative = await expectPrunedEqualsZeroed(() => smallVgg(), [3, 8, 8], { sparsity: 0.5, iterativeSteps: 2, dimensionalityPreserving: true });
+    expect(iterative.filter((r) => r.step === 2).map((r) => r.channels - r.kept)).toEqual([8, 6, 4]);
+    const global = await expectPrunedEqualsZeroed(() => new TinyResNet(), [3, 8, 8], { sparsity: 0.5, global: true, dimensionalityPreserving: true });
+    expect(global.reduce((t, r) => t + r.channels - r.kept, 0)).toBe(20);
+  });
+
   it('BN folding gives bias-free convs a bias and keeps eval outputs', async () => {
     setInitSeed(13);
     const m = new TinyResNet();
@@ -288,6 +295,12 @@ describe('pruning modes', () => {
     }).sort((a, b) => a.v - b.v).slice(0, 9);
     expect(report.map((r) => r.kept)).toEqual(report.map((r) => r.channels - lowest.filter((x) => x.g === r.index).length));
     m.dispose();
+    // Iterative global: step t prunes to sparsity 0.5 * t / 2 of the original 36 channels in all.
+    const it2 = smallVgg();
+    const steps = await prune(it2, { importanceCriteria: 'l1', sparsity: 0.5, global: true, iterativeSteps: 2, exampleInput: [3, 8, 8] });
+    expect([1, 2].map((t) => steps.filter((r) => r.step === t).reduce((s, r) => s + r.channels - r.kept, 0))).toEqual([9, 9]);
+    expect(widths(it2).reduce((a, b) => a + b)).toBe(18);
+    it2.dispose();
     // The guard: at 0.9 global sparsity with a 0.5 cap, every group keeps half.
     const g = smallVgg();
     await prune(g, { importanceCriteria: 'l1', sparsity: 0.9, global: true, maxGroupSparsity: 0.5, exampleInput: [3, 8, 8] });
