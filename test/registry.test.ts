@@ -16,6 +16,8 @@ import { assign, destroyRuntime, fromArray, tidy, type Tensor } from '../src/ten
 import { dependencyGroups, foldBatchNorms, layerKind, OptimalTransport, prune, type OtProblem, type PruneOptions, type PrunedGroup } from './prune-helpers.js';
 import { expectClose, gpu, randArray } from './helpers.js';
 import { parseArgs } from '../src/cli/args.js';
+import { loadStateDict, modelToSafetensors, resizeToStateDict } from '../src/nn/checkpoint.js';
+import { parseSafetensors } from '../src/tensor/safetensors.js';
 
 beforeAll(gpu);
 afterAll(destroyRuntime);
@@ -127,6 +129,8 @@ describe('channel rules per layer kind and op (group tables)', () => {
       'group 2 (8 channels): out features.0; bn features.1; in features.4',
     ]);
     expect(dependencyGroups(m, { exampleInput: [3, 8, 8] })[1].consumers[0].factor).toBe(4);
+    // MACs per layer kind: conv out*oh*ow*in*k*k (8*8*8*27, 12*4*4*72), Linear in*out (48*16, 16*5).
+    expect(complexity(m, [3, 8, 8]).macs).toBe(8 * 64 * 27 + 12 * 16 * 72 + 48 * 16 + 16 * 5);
     // The flatten factor follows the input size: 16x16 inputs leave 4x4 per channel.
     const big = new Net({ c: conv(3, 4), fc: new Linear(4 * 64, 2) }, (p, x) => p.fc.call(ag.flatten(ag.maxPool2d(p.c.call(x), { kernel: 2, stride: 2 }))));
     expect(dependencyGroups(big, { exampleInput: [3, 16, 16] })[0].consumers[0].factor).toBe(64);
@@ -198,6 +202,22 @@ describe('pruned outputs equal a dense model with the pruned channels zeroed', (
     expect(iterative.filter((r) => r.step === 2).map((r) => r.channels - r.kept)).toEqual([8, 6, 4]);
     const global = await expectPrunedEqualsZeroed(() => new TinyResNet(), [3, 8, 8], { sparsity: 0.5, global: true, dimensionalityPreserving: true });
     expect(global.reduce((t, r) => t + r.channels - r.kept, 0)).toBe(20);
+  });
+
+  it('a pruned checkpoint of a bias-free model loads into a freshly built one (registry resize)', async () => {
+    setInitSeed(17);
+    const pruned = new TinyResNet();
+    randomiseNorms(pruned, 7);
+    await prune(pruned, { importanceCriteria: 'l1', sparsity: { 0: 0.5, 1: 0.25, 2: 0.5 }, exampleInput: [3, 8, 8] });
+    const file = parseSafetensors(await modelToSafetensors(pruned));
+    const fresh = new TinyResNet();
+    resizeToStateDict(fresh, file);
+    loadStateDict(fresh, file, 'pruned TinyResNet');
+    expect(fresh.parameterCount()).toBe(pruned.parameterCount());
+    expect(fresh.b.at(0)).toMatchObject({ outChannels: 9, inChannels: 4 });
+    expectClose(await outputs(fresh, [3, 8, 8]), await outputs(pruned, [3, 8, 8]), 0, 0, 'reloaded outputs');
+    pruned.dispose();
+    fresh.dispose();
   });
 
   it('BN folding gives bias-free convs a bias and keeps eval outputs', async () => {
