@@ -402,6 +402,10 @@ describe('outside the supported set: UnsupportedError naming the layer or op', (
     expect(() => dependencyGroups(seq, { exampleInput: [3, 8, 8] })).toThrow(/reshape \[1,4,8,8\] -> \[1,4,64,1\] has no channel rule/);
     seq.dispose();
 
+    const shared = new Net({ c: conv(3, 3), fc: new Linear(3 * 64, 2) }, (p, x) => p.fc.call(ag.flatten(p.c.call(p.c.call(x)))));
+    expect(() => dependencyGroups(shared, { exampleInput: [3, 8, 8] })).toThrow(/c is called more than once per forward pass/);
+    shared.dispose();
+
     const grouped = new Sequential(new Conv2d(4, 8, 3, 1, 1, true, 2));
     const layer = grouped.at(0);
     expect(() => layerKind(layer)!.flow(layer)).toThrow(/^0: grouped convolution with 2 groups over 4 -> 8 channels cannot be pruned/);
