@@ -189,7 +189,8 @@ export async function main(argv: string[]): Promise<number> {
   });
   const criterion = a.importance_criteria as string;
   const needsData = criterion === 'taylor' || criterion === 'chip';
-  const methods = ([['default_pruning', null], ['intra_fusion', ot]] as const).filter(([key]) => a.fusion === 'both' || (a.fusion === 'ot') === (key === 'intra_fusion'));
+  // Result key and prune() fusion of each method; --fusion picks them.
+  const methods = ([['default_pruning', 'none'], ['intra_fusion', 'ot']] as const).filter(([, fusion]) => a.fusion === 'both' || a.fusion === fusion);
   for (const { g, s, sparsity } of cells) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: modelName, importance_criteria: criterion, group_idx: g, sparsity: s,
@@ -198,11 +199,11 @@ export async function main(argv: string[]): Promise<number> {
     } as RunResult;
     const cellName = mode === 'per-group' ? `gs${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join('-')}` : `g${g === -1 ? 'all' : g}_s${s}`;
     const where = mode === 'per-group' ? `groups ${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join(',')}` : `${g === -1 ? `all groups (${mode})` : `group ${g}`} sparsity ${s}`;
-    for (const [key, method] of methods) {
+    for (const [key, fusion] of methods) {
       const label = `${key === 'default_pruning' ? 'default' : 'Intra-Fusion'} ${where}`;
       const model = fresh();
       await prune(model, {
-        importanceCriteria: criterion, sparsity, groupIdxs: mode === 'group' ? [g] : undefined, optimalTransport: method,
+        importanceCriteria: criterion, sparsity, groupIdxs: mode === 'group' ? [g] : undefined, fusion, optimalTransport: ot,
         global, maxGroupSparsity, iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number, exampleInput,
         data: needsData ? { train: data.train, normalization } : undefined,
         lampReferencePermutation: a['lamp-reference-bug'] as boolean,

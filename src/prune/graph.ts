@@ -194,6 +194,7 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
     switch (flow) {
       case 'layer': {
         const { layer, kind } = layerOfOp(t, ownerOf, where);
+        if (rankOf.has(layer)) throw new UnsupportedError(`Pruning graph: ${layer.path || 'the model'} is called more than once per forward pass (shared weights cannot be pruned per call).`);
         rankOf.set(layer, rank);
         if (kind.flow(layer) === 'same') {
           spaces.union(space(t), space(input));

@@ -201,13 +201,14 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   }
   const report: PrunedGroup[] = [];
 
-  /** Scores, maps and applies one batch of groups, all from the current weights. */
+  /** Importance of each group in the batch, all from the current weights. */
   const score = async (groups: Group[], batch: number[]) => {
     const t0 = performance.now();
     const importance = new Map<number, Float64Array>();
     for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, importanceOptions));
     return { importance, seconds: (performance.now() - t0) / 1e3 };
   };
+  /** Kept channels, maps (one OT call for the whole batch) and their application, group by group. */
   const pruneBatch = async (step: number, groups: Group[], scores: { importance: Map<number, Float64Array>; seconds: number }, keptOf: (g: number, n: number) => number) => {
     const t1 = performance.now();
     const chosen = [...scores.importance].map(([g, importance]) => {
@@ -216,7 +217,9 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${n} channels).`);
       return { g, group: groups[g], importance, n, k, ...splitByImportance(importance, k) };
     });
-    const maps: { map: Float64Array; transport?: PrunedGroup['transport'] }[] = [];
+    // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges
+    // neurons by averaging (model folding) passes its own consumer map.
+    const maps: { map: Float64Array; consumerMap?: Float64Array; transport?: PrunedGroup['transport'] }[] = [];
     if (ot) {
       const problems: OtProblem[] = [];
       for (const c of chosen) problems.push({ ...(await groupFeatures(c.group)), keptIdx: c.keptIdx, importance: c.importance });
@@ -227,7 +230,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     const t2 = performance.now();
     chosen.forEach((c, i) => {
       const a0 = performance.now();
-      applyMaps(c.group, maps[i].map, maps[i].map, c.keptIdx, dimPreserving);
+      applyMaps(c.group, maps[i].map, maps[i].consumerMap ?? maps[i].map, c.keptIdx, dimPreserving);
       const description = c.group.describe();
       progress(`${ot ? 'fused' : 'pruned'} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
       report.push({
