@@ -328,6 +328,32 @@ describe('pruning modes', () => {
     g.dispose();
   });
 
+  it('Intra-Fusion applies M to producer rows and biases and to consumer columns (H*W per channel)', async () => {
+    setInitSeed(23);
+    const m = smallVgg();
+    const conv2 = (m.parts.features as Sequential).at(4) as Conv2d;
+    const fc1 = m.parts.fc1 as Linear;
+    const [w, b, v] = await Promise.all([conv2.weight.data(), conv2.bias!.data(), fc1.weight.data()]);
+    const [r] = await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [1], fusion: 'ot', foldBatchNorm: false, exampleInput: [3, 8, 8] });
+    const { map: M, channels: n, kept: k } = r;
+    // A fusion map, not a selection: each kept neuron absorbs n/k = 2 neurons' mass.
+    expect(M.reduce((a, x) => a + x, 0)).toBeCloseTo(n, 9);
+    const rows = new Float64Array(k * 72);
+    const bias = new Float64Array(k);
+    const cols = new Float64Array(16 * k * 4);
+    for (let j = 0; j < k; j++) {
+      for (let i = 0; i < n; i++) {
+        for (let e = 0; e < 72; e++) rows[j * 72 + e] += M[j * n + i] * w[i * 72 + e];
+        bias[j] += M[j * n + i] * b[i];
+        for (let o = 0; o < 16; o++) for (let t = 0; t < 4; t++) cols[(o * k + j) * 4 + t] += M[j * n + i] * v[(o * n + i) * 4 + t];
+      }
+    }
+    expectClose(await conv2.weight.data(), rows, 1e-6, 1e-5, 'producer rows');
+    expectClose(await conv2.bias!.data(), bias, 1e-6, 1e-5, 'producer bias');
+    expectClose(await fc1.weight.data(), cols, 1e-6, 1e-5, 'consumer columns');
+    m.dispose();
+  });
+
   it('whole-network and global Intra-Fusion solve every group\'s transport problem in one call', async () => {
     const calls: number[] = [];
     class CountingOT extends OptimalTransport {
