@@ -13,9 +13,12 @@ import { Module } from '../src/nn/module.js';
 import { VGG } from '../src/nn/vgg.js';
 import * as ag from '../src/tensor/autograd.js';
 import { assign, destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
-import { dependencyGroups, foldBatchNorms, layerKind, OptimalTransport, prune, type OtProblem, type PruneOptions, type PrunedGroup } from './prune-helpers.js';
-import { expectClose, gpu, randArray } from './helpers.js';
+import { dependencyGroups, foldBatchNorms, groupImportance, layerKind, OptimalTransport, prune, type OtProblem, type PruneOptions, type PrunedGroup } from './prune-helpers.js';
+import { expectClose, gpu, randArray, sharedDir } from './helpers.js';
 import { parseArgs } from '../src/cli/args.js';
+import { join } from 'node:path';
+import { loadCifar10 } from '../src/nn/cifar10-node.js';
+import { parseNormalization, subset } from '../src/nn/cifar10.js';
 import { loadStateDict, modelToSafetensors, resizeToStateDict } from '../src/nn/checkpoint.js';
 import { parseSafetensors } from '../src/tensor/safetensors.js';
 
@@ -353,6 +356,23 @@ describe('pruning modes', () => {
     expectClose(await fc1.weight.data(), cols, 1e-6, 1e-5, 'consumer columns');
     m.dispose();
   });
+
+  it('groups scored together share one set of taylor gradients, equal to each group\'s own', async () => {
+    const d = await loadCifar10(join(sharedDir(), 'data/cifar10'), { download: false });
+    const data = { train: subset(d.train, 16), normalization: parseNormalization('0.5,0.5,0.5', '0.25,0.25,0.25')! };
+    const build = () => new Net({ c1: conv(3, 6), c2: conv(6, 8), fc: new Linear(8 * 64, 10) },
+      (p, x) => p.fc.call(ag.flatten(ag.maxPool2d(ag.relu(p.c2.call(ag.maxPool2d(ag.relu(p.c1.call(x)), { kernel: 2, stride: 2 }))), { kernel: 2, stride: 2 }))));
+    const o = { batches: 1, batchSize: 8, data };
+    setInitSeed(29);
+    const m = build();
+    const report = await prune(m, { importanceCriteria: 'taylor', sparsity: 0.5, random: seededRandom(1), ...o });
+    setInitSeed(29);
+    const ref = build();
+    const groups = dependencyGroups(ref);
+    for (const r of report) expectClose(r.importance, await groupImportance(ref, groups[r.index], 'taylor', { random: seededRandom(1), ...o }), 1e-12, 1e-9, `group ${r.index}`);
+    m.dispose();
+    ref.dispose();
+  }, 60_000);
 
   it('whole-network and global Intra-Fusion solve every group\'s transport problem in one call', async () => {
     const calls: number[] = [];

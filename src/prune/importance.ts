@@ -39,6 +39,8 @@ export interface ImportanceOptions {
   lampReferencePermutation?: boolean;
   /** The model's input shape; taylor and chip draw CIFAR-10 batches, so it must be [3, 32, 32] for them. */
   exampleInput?: ExampleInput;
+  /** taylor: gradients already accumulated for the group's layers (prune() shares them across a batch of groups). */
+  gradients?: Map<Prunable, Float32Array>;
 }
 
 export function assertCriterion(name: string): Criterion {
@@ -142,11 +144,16 @@ function* trainingBatches(data: ImportanceData, o: ImportanceOptions): Generator
   }
 }
 
-async function taylorGradients(model: Module, group: Group, o: ImportanceOptions): Promise<Map<Prunable, Float32Array>> {
+/** The layers whose weights a group's importance reads. */
+export function groupLayers(group: Group): Prunable[] {
+  return [...group.producers, ...group.consumers.map((c) => c.layer)];
+}
+
+/** Weight gradients of `layers` accumulated over the taylor batches (one backward pass per batch). */
+export async function taylorGradients(model: Module, layers: Prunable[], o: ImportanceOptions): Promise<Map<Prunable, Float32Array>> {
   if (!o.data) throw new ArgumentError('The taylor criterion needs training data (gradients over training batches).');
   const wasTraining = model.training;
   model.eval(); // the reference traces in eval mode; gradients still flow through BN with running stats
-  const layers = [...group.producers, ...group.consumers.map((c) => c.layer)];
   const params = model.parameters();
   ag.zeroGrad(params);
   try {
@@ -296,7 +303,7 @@ export async function groupImportance(model: Module, group: Group, criterion: Cr
     case 'l2':
       return reduceAndNormalise(await sliceScores(group, async () => (v) => v * v, 'sum'), n);
     case 'taylor': {
-      const grads = await taylorGradients(model, group, o);
+      const grads = o.gradients ?? await taylorGradients(model, groupLayers(group), o);
       return reduceAndNormalise(await sliceScores(group, async (layer) => {
         const g = grads.get(layer)!;
         return (v, i) => Math.abs(v * g[i]);

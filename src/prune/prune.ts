@@ -28,7 +28,7 @@ import { OptimalTransport, type OtProblem } from '../ot/transport.js';
 import { foldBatchNorms } from './fold.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './graph.js';
 import { layerKind, type ChannelMap } from './registry.js';
-import { assertCriterion, groupFeatures, groupImportance, splitByImportance, type Criterion, type ImportanceOptions } from './importance.js';
+import { assertCriterion, groupFeatures, groupImportance, groupLayers, splitByImportance, taylorGradients, type Criterion, type ImportanceOptions } from './importance.js';
 
 export type Fusion = 'none' | 'ot';
 
@@ -205,7 +205,11 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const score = async (groups: Group[], batch: number[]) => {
     const t0 = performance.now();
     const importance = new Map<number, Float64Array>();
-    for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, importanceOptions));
+    // Groups scored on the same weights share one set of taylor gradients (as the reference's single
+    // backward pass before pruning), instead of one set of training batches per group.
+    const gradients = criterion === 'taylor' && batch.length > 1
+      ? await taylorGradients(model, [...new Set(batch.flatMap((g) => groupLayers(groups[g])))], importanceOptions) : undefined;
+    for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, { ...importanceOptions, gradients }));
     return { importance, seconds: (performance.now() - t0) / 1e3 };
   };
   /** Kept channels, maps (one OT call for the whole batch) and their application, group by group. */
