@@ -11,13 +11,16 @@
  *
  * Modes:
  *   - sequential (`groupIdxs` given, no `global`, one step): the reference's order: each group is scored
- *     and pruned on the weights earlier groups already changed, one OT problem at a time;
- *   - whole-network (no `groupIdxs`), per-group ratios (`sparsity` as a map), `global` ranking and
- *     `iterativeSteps`: per step, every group is scored on the same weights, all OT problems are solved
- *     in ONE `optimalTransport.maps` call (Sinkhorn: one GPU batch), then all maps are applied (a map acts
- *     on a layer's rows or columns, so maps of different groups commute).
- * Kept counts: k = floor(n0 (1 - s)) of the original width n0 at the step's sparsity s (iterative: linear
- * schedule s * t / steps), rounded up to a multiple of `roundTo` (at most n).
+ *     and pruned on the weights earlier groups already changed, one OT problem at a time; k = floor(n (1 - s))
+ *     of the group's current width n;
+ *   - batched (no `groupIdxs`: the whole network or a `sparsity` map's groups; `global`; `iterativeSteps`):
+ *     per step, every group is scored on the same weights (taylor: one shared gradient pass), all OT
+ *     problems are solved in ONE `optimalTransport.maps` call (Sinkhorn: one GPU batch), then all maps are
+ *     applied (a map acts on a layer's rows or columns, so maps of different groups commute);
+ *     k = floor(n0 (1 - s)) of the original width n0 at the step's sparsity s (linear schedule s * t / steps).
+ *   - global: the channels with the lowest importance / group mean over all groups are pruned, so that
+ *     floor(N0 s) of the N0 original channels are gone, no group losing more than `maxGroupSparsity`.
+ * Every kept count is rounded up to a multiple of `roundTo` (at most the group's width).
  *
  * The model is changed in place; reload or rebuild it to prune again from the original weights.
  */
