@@ -48,7 +48,7 @@ export interface PrunedGroup {
   /** k x n map that was applied. */
   map: Float64Array;
   /** Intra-Fusion only. */
-  transport?: { plan: Float64Array; cost: Float64Array; iterations?: number; converged?: boolean };
+  transport?: { plan: Float64Array; cost: Float64Array; iterations?: number; converged?: boolean; marginalError?: number };
   seconds: { importance: number; transport: number; apply: number };
 }
 
@@ -151,7 +151,8 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       const { X, D } = await groupFeatures(group);
       const [m] = await o.optimalTransport.maps([{ X, D, keptIdx, importance }]);
       map = m.M;
-      transport = { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged };
+      transport = { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged, marginalError: m.marginalError };
+      if (m.converged === false) progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);
     } else {
       map = new Float64Array(k * n);
       keptIdx.forEach((i, j) => (map[j * n + i] = 1));
