@@ -9,6 +9,7 @@ import { seededRandom } from '../src/nn/init.js';
 import { OptimalTransport, OtError, sinkhornBatch } from '../src/prune/index.js';
 import { destroyRuntime } from '../src/tensor/tensor.js';
 import { expectClose, gpu } from './helpers.js';
+import { referenceCost, referenceMap, referenceSinkhorn } from './method-reference.js';
 
 beforeAll(gpu);
 afterAll(destroyRuntime);
@@ -17,20 +18,6 @@ afterAll(destroyRuntime);
 function features(n: number, D: number, seed: number): Float64Array {
   const r = seededRandom(seed);
   return Float64Array.from({ length: n * D }, (_, i) => (r() * 2 - 1) * (1 + 5 * Math.floor(i / D)));
-}
-
-function referenceCost(X: Float64Array, D: number, kept: number[], p: number): number[] {
-  const n = X.length / D;
-  const norm = Array.from({ length: n }, (_, i) => Math.hypot(...X.subarray(i * D, (i + 1) * D)));
-  const cost: number[] = [];
-  for (let i = 0; i < n; i++) {
-    for (const j of kept) {
-      let s = 0;
-      for (let d = 0; d < D; d++) s += Math.abs(X[i * D + d] / norm[i] - X[j * D + d] / norm[j]) ** p;
-      cost.push(s ** (1 / p));
-    }
-  }
-  return cost;
 }
 
 /**
@@ -59,34 +46,6 @@ function bruteForcePlan(cost: number[], n: number, k: number): { plan: number[];
   const plan = new Array(n * k).fill(0);
   best.assign.forEach((j, i) => (plan[i * k + j] = 1 / n));
   return { plan, value: best.value };
-}
-
-/** M[j][i] = T[i][j] / sum_j T[i][j] (k x n). */
-function referenceMap(plan: ArrayLike<number>, n: number, k: number): number[] {
-  const M = new Array(k * n).fill(0);
-  for (let i = 0; i < n; i++) {
-    let a = 0;
-    for (let j = 0; j < k; j++) a += plan[i * k + j];
-    for (let j = 0; j < k; j++) M[j * n + i] = plan[i * k + j] / a;
-  }
-  return M;
-}
-
-/** Float64 log-domain Sinkhorn to a tight tolerance (POT's sinkhorn_log). */
-function referenceSinkhorn(a: number[], b: number[], cost: number[], reg: number): number[] {
-  const n = a.length;
-  const k = b.length;
-  const f = new Array(n).fill(0);
-  const g = new Array(k).fill(0);
-  const lse = (v: number[]) => {
-    const m = Math.max(...v);
-    return m + Math.log(v.reduce((s, x) => s + Math.exp(x - m), 0));
-  };
-  for (let it = 0; it < 20000; it++) {
-    for (let i = 0; i < n; i++) f[i] = reg * Math.log(a[i]) - reg * lse(g.map((gj, j) => (gj - cost[i * k + j]) / reg));
-    for (let j = 0; j < k; j++) g[j] = reg * Math.log(b[j]) - reg * lse(f.map((fi, i) => (fi - cost[i * k + j]) / reg));
-  }
-  return Array.from({ length: n * k }, (_, idx) => Math.exp((f[Math.floor(idx / k)] + g[idx % k] - cost[idx]) / reg));
 }
 
 const rowSums = (T: ArrayLike<number>, n: number, k: number) => Array.from({ length: n }, (_, i) => Array.from({ length: k }, (_, j) => T[i * k + j]).reduce((s, x) => s + x, 0));

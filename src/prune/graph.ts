@@ -109,7 +109,16 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
 
   const spaces = new UnionFind();
   const spaceOf = new Map<Tensor, number>();
-  const factorOf = new Map<Tensor, number>();
+  // Input columns per channel of a flattened map, found by walking back from the consumer's input:
+  // the trace visits ops from the output backwards, so a consumer is seen before its flatten.
+  const factorOf = (t: Tensor): number => {
+    const node = t.node;
+    if (!node) return 1;
+    const input = node.inputs[0];
+    if (node.op === 'reshape') return input.rank === 4 ? input.shape[2] * input.shape[3] * factorOf(input) : factorOf(input);
+    if (node.op === 'relu' || node.op === 'maxPool2d' || node.op === 'avgPool2d' || node.op === 'scale') return factorOf(input);
+    return 1;
+  };
   const producedBy = new Map<Prunable, number>();
   const consumedBy = new Map<Prunable, { space: number; factor: number }>();
   const bnSpace = new Map<BatchNorm2d, number>();
@@ -127,7 +136,7 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
       const layer = ownerOf.get(inputs[1]) as Prunable | undefined;
       if (!layer) throw new UnsupportedError(`dependencyGroups: a ${op} whose weight belongs to no module.`);
       producedBy.set(layer, space(t));
-      consumedBy.set(layer, { space: space(input), factor: factorOf.get(input) ?? 1 });
+      consumedBy.set(layer, { space: space(input), factor: factorOf(input) });
     } else if (op === 'batchNorm2d') {
       const bn = ownerOf.get(inputs[1]) as BatchNorm2d | undefined;
       if (!bn) throw new UnsupportedError('dependencyGroups: a batch-norm whose weight belongs to no module.');
@@ -139,11 +148,8 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
     } else if (op === 'reshape') {
       // Flatten [N, C, H, W] -> [N, C*H*W]: channel c becomes columns c*H*W .. (c+1)*H*W - 1.
       spaces.union(space(t), space(input));
-      if (input.rank === 4) factorOf.set(t, input.shape[2] * input.shape[3] * (factorOf.get(input) ?? 1));
-      else if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
     } else if (op === 'relu' || op === 'maxPool2d' || op === 'avgPool2d' || op === 'scale') {
       spaces.union(space(t), space(input));
-      if (factorOf.has(input)) factorOf.set(t, factorOf.get(input)!);
     } else {
       throw new UnsupportedError(`dependencyGroups: the op "${op}" is not supported in a prunable model.`);
     }

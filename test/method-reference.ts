@@ -4,7 +4,7 @@ import { AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Seque
 import type { Tensor } from '../src/tensor/tensor.js';
 
 /**
- * VGG-like: conv(3->4) bn relu pool, conv(4->6) bn relu pool, conv(6->8) bn relu pool pool, so the last
+ * VGG-like: conv(3->4) bn relu pool, conv(4->6) bn relu pool, conv(6->8) bn relu pool, pool, so the last
  * map is 8 x 2 x 2 and the classifier Linear(32, 10) reads 4 columns per channel (flatten factor 4).
  * Groups: 0 = conv 8 -> classifier, 1 = conv 6 -> conv 8, 2 = conv 4 -> conv 6.
  */
@@ -14,7 +14,7 @@ export class TinyVGG extends Module {
   constructor() {
     super();
     const block = (i: number, o: number) => [new Conv2d(i, o, 3, 1, 1, true), new BatchNorm2d(o), new ReLU(), new MaxPool2d(2, 2)];
-    this.features = this.addChild('features', new Sequential(...block(3, 4), ...block(4, 6), ...block(6, 8), new MaxPool2d(2, 2), new MaxPool2d(2, 2)));
+    this.features = this.addChild('features', new Sequential(...block(3, 4), ...block(4, 6), ...block(6, 8), new MaxPool2d(2, 2)));
     this.classifier = this.addChild('classifier', new Linear(32, 10));
   }
   forward(x: Tensor): Tensor {
@@ -119,4 +119,47 @@ export function nuclearNorm(A: ArrayLike<number>, rows: number, cols: number): n
 export function byMean(v: ArrayLike<number>): number[] {
   const mean = Array.from(v).reduce((a, b) => a + b, 0) / v.length;
   return Array.from(v, (x) => x / mean);
+}
+
+/** Spec section 4 steps 2-4: rows L2-normalised, C_ij = ||X_i - X_{K_j}||_p (n x k). */
+export function referenceCost(X: Float64Array, D: number, kept: number[], p: number): number[] {
+  const n = X.length / D;
+  const norm = Array.from({ length: n }, (_, i) => Math.hypot(...X.subarray(i * D, (i + 1) * D)));
+  const cost: number[] = [];
+  for (let i = 0; i < n; i++) {
+    for (const j of kept) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += Math.abs(X[i * D + d] / norm[i] - X[j * D + d] / norm[j]) ** p;
+      cost.push(s ** (1 / p));
+    }
+  }
+  return cost;
+}
+
+/** M[j][i] = T[i][j] / sum_j T[i][j] (k x n). */
+export function referenceMap(plan: ArrayLike<number>, n: number, k: number): number[] {
+  const M = new Array(k * n).fill(0);
+  for (let i = 0; i < n; i++) {
+    let a = 0;
+    for (let j = 0; j < k; j++) a += plan[i * k + j];
+    for (let j = 0; j < k; j++) M[j * n + i] = plan[i * k + j] / a;
+  }
+  return M;
+}
+
+/** Float64 log-domain Sinkhorn to a tight tolerance (POT's sinkhorn_log). */
+export function referenceSinkhorn(a: number[], b: number[], cost: number[], reg: number): number[] {
+  const n = a.length;
+  const k = b.length;
+  const f = new Array(n).fill(0);
+  const g = new Array(k).fill(0);
+  const lse = (v: number[]) => {
+    const m = Math.max(...v);
+    return m + Math.log(v.reduce((s, x) => s + Math.exp(x - m), 0));
+  };
+  for (let it = 0; it < 20000; it++) {
+    for (let i = 0; i < n; i++) f[i] = reg * Math.log(a[i]) - reg * lse(g.map((gj, j) => (gj - cost[i * k + j]) / reg));
+    for (let j = 0; j < k; j++) g[j] = reg * Math.log(b[j]) - reg * lse(f.map((fi, i) => (fi - cost[i * k + j]) / reg));
+  }
+  return Array.from({ length: n * k }, (_, idx) => Math.exp((f[Math.floor(idx / k)] + g[idx % k] - cost[idx]) / reg));
 }
