@@ -1,10 +1,12 @@
 /**
  * Model benchmark: training images/s (forward, backward, SGD step) and eval images/s of VGG11-BN and
  * ResNet18 on random CIFAR-sized inputs, beside PyTorch CPU figures when a Python with torch is present.
+ * Both sides time the same work (bench/torch_cpu.py): inputs made and placed on the device once, one
+ * warm-up step, then `steps` steps timed until the device has finished them; no readback per step.
  */
 import { spawnSync } from 'node:child_process';
 import * as ag from '../src/tensor/autograd.js';
-import { fromArray, getRuntime, tidy } from '../src/tensor/tensor.js';
+import { fromArray, getRuntime, tidy, type Tensor } from '../src/tensor/tensor.js';
 import { inferenceSpeed } from '../src/nn/metrics.js';
 import { createModel, MODEL_NAMES } from '../src/nn/models.js';
 import { SGD } from '../src/nn/optim.js';
@@ -20,23 +22,42 @@ export interface ModelRow {
   torchEvalImagesPerS: number | null;
 }
 
-async function trainSpeed(name: string, batch: number, steps: number): Promise<number> {
-  const model = createModel(name);
-  const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 5e-4 });
-  const x = new Float32Array(batch * 3072).map(() => Math.random() * 2 - 1);
-  const y = Float32Array.from({ length: batch }, (_, i) => i % 10);
-  const step = () => {
-    tidy(() => ag.backward(ag.crossEntropy(model.call(fromArray(x, [batch, 3, 32, 32])), fromArray(y, [batch]))));
-    opt.step();
-    opt.zeroGrad();
-  };
-  step(); // warm-up: pipeline compilation
+/** A random input batch on the GPU, made once outside the timed loop (as torch.randn is in torch_cpu.py). */
+function randomBatch(batch: number): Tensor {
+  return fromArray(new Float32Array(batch * 3072).map(() => Math.random() * 2 - 1), [batch, 3, 32, 32]).keep();
+}
+
+/** Times `steps` calls of `step` after one warm-up call (pipeline compilation), until the GPU is done. */
+async function imagesPerSecond(batch: number, steps: number, step: () => void): Promise<number> {
+  step();
   await getRuntime().sync();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) step();
   await getRuntime().sync();
-  const rate = (batch * steps) / ((performance.now() - t0) / 1e3);
-  opt.dispose();
+  return (batch * steps) / ((performance.now() - t0) / 1e3);
+}
+
+async function trainSpeed(name: string, batch: number, steps: number): Promise<number> {
+  const model = createModel(name);
+  model.train();
+  const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 5e-4 });
+  const x = randomBatch(batch);
+  const y = fromArray(Float32Array.from({ length: batch }, (_, i) => i % 10), [batch]).keep();
+  const rate = await imagesPerSecond(batch, steps, () => {
+    tidy(() => ag.backward(ag.crossEntropy(model.call(x), y)));
+    opt.step();
+    opt.zeroGrad();
+  });
+  for (const d of [x, y, opt, model]) d.dispose();
+  return rate;
+}
+
+async function evalSpeed(name: string, batch: number, steps: number): Promise<number> {
+  const model = createModel(name);
+  model.eval();
+  const x = randomBatch(batch);
+  const rate = await imagesPerSecond(batch, steps, () => ag.noGrad(() => tidy(() => void model.call(x))));
+  x.dispose();
   model.dispose();
   return rate;
 }
@@ -57,17 +78,19 @@ function torchFigures(trainBatch: number, evalBatch: number, steps: number): Rec
 export async function benchModels(quick: boolean, log: (line: string) => void): Promise<ModelRow[]> {
   const trainBatch = 32;
   const evalBatch = quick ? 32 : 128;
-  const steps = quick ? 1 : 3;
+  const steps = quick ? 2 : 20;
   const torch = torchFigures(trainBatch, evalBatch, steps);
   const rows: ModelRow[] = [];
   for (const name of MODEL_NAMES) {
     log(`benchmarking ${name} ...`);
     const train = await trainSpeed(name, trainBatch, steps);
+    const evalRate = await evalSpeed(name, evalBatch, steps);
+    // Latency is end to end for one image: upload, forward and readback (the median of 10).
     const model = createModel(name);
-    const speed = await inferenceSpeed(model, { batchSize: evalBatch, reps: steps });
+    const { latencyMs } = await inferenceSpeed(model, { batchSize: 1, reps: 5 });
     model.dispose();
     rows.push({
-      model: name, trainBatch, trainImagesPerS: train, evalBatch, evalImagesPerS: speed.throughput, latencyMs: speed.latencyMs,
+      model: name, trainBatch, trainImagesPerS: train, evalBatch, evalImagesPerS: evalRate, latencyMs,
       torchTrainImagesPerS: torch?.[name]?.train_images_per_s ?? null, torchEvalImagesPerS: torch?.[name]?.eval_images_per_s ?? null,
     });
   }

@@ -1,5 +1,6 @@
 """PyTorch CPU reference figures for `npm run bench`: training and eval images/s of VGG11-BN and ResNet18
-(the same architectures as src/nn) on random CIFAR-sized inputs. Prints one JSON object."""
+(the same architectures as src/nn) on random CIFAR-sized inputs. Prints one JSON object.
+The timed work matches bench/models.ts: inputs made once, one warm-up step, then `steps` steps."""
 import json
 import os
 import sys

@@ -1,4 +1,5 @@
-// Bundles the Node entry points into dist/ (WGSL inlined as text; Dawn and tfjs stay external packages).
+// Bundles the Node entry points into dist/ (WGSL inlined as text; Dawn and tfjs stay external packages),
+// and the browser-safe library entry (src/browser.ts) into dist/browser.js for platform=browser.
 import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
 
@@ -17,4 +18,16 @@ await build({
   external: ['webgpu', '@tensorflow/*', 'esbuild'],
   logLevel: 'warning',
   banner: { js: '#!/usr/bin/env node' },
+});
+// The browser entry: any Node built-in reachable from it fails this build (esbuild cannot resolve it there).
+await build({
+  entryPoints: { browser: 'src/browser.ts' },
+  outdir: 'dist',
+  bundle: true,
+  platform: 'browser',
+  format: 'esm',
+  target: 'es2022',
+  sourcemap: true,
+  loader: { '.wgsl': 'text' },
+  logLevel: 'warning',
 });

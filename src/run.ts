@@ -11,11 +11,14 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DataError } from './errors.js';
 import { runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { ProgressBar } from './cli/progress.js';
 import { modelFromStateDict } from './nn/checkpoint.js';
 import { saveCheckpoint, writeFileAtomic } from './nn/checkpoint-node.js';
+import { seededRandom } from './nn/init.js';
 import { CIFAR10_STATS, IMAGENET_STATS, parseNormalization, subset, type Cifar10Split, type Normalization } from './nn/cifar10.js';
 import { loadCifar10 } from './nn/cifar10-node.js';
 import { complexity, evaluate, inferenceSpeed } from './nn/metrics.js';
@@ -33,7 +36,7 @@ const FLAGS = {
   importance_criteria: { kind: 'string', help: 'Channel importance.', default: 'l1', choices: CRITERIA },
   gpu_id: { kind: 'int', help: 'Adapter: -1 software/fallback, 0 default, 1 low-power.', default: 0 },
   'data-dir': { kind: 'string', help: 'CIFAR-10 binary files (downloaded there when missing and online).', default: './data/cifar10' },
-  checkpoint: { kind: 'string', help: 'Model checkpoint (safetensors, PyTorch names). Default: ./models/<model-name>.safetensors' },
+  checkpoint: { kind: 'string', help: 'Model checkpoint (safetensors, PyTorch names). Default: ./models/<model-name>.safetensors, else the shipped VGG11-BN (models/vgg11_bn_cifar10.fp16.safetensors) for vgg11_bn' },
   epochs: { kind: 'int', help: 'Train this many epochs first when the checkpoint does not exist (0: require the checkpoint).', default: 0 },
   'fine-tune-epochs': { kind: 'int', help: 'Fine-tune each pruned model (SGD 0.9, lr 0.01 * 0.5^(epoch/30), no weight decay).', default: 0 },
   'eval-samples': { kind: 'int', help: 'Evaluate on the first N test images (default: all 10000).' },
@@ -47,7 +50,7 @@ const FLAGS = {
   'source-probability': { kind: 'string', help: 'Source marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
   'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
-  seed: { kind: 'int', help: 'Seed for taylor/chip batches and training.', default: 0 },
+  seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
   fusion: { kind: 'string', help: 'Methods to run: both (default pruning and Intra-Fusion), none (default only) or ot (Intra-Fusion only).', default: 'both', choices: ['both', 'none', 'ot'] },
   'whole-network': { kind: 'boolean', help: 'Prune every group at once per sparsity (group_idxs ignored; results have group_idx -1).', default: false },
   global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
@@ -90,6 +93,24 @@ export interface RunResult {
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
+/** Checkpoints shipped in the repository's models/ folder (beside src/ and dist/), by model name. */
+const SHIPPED_CHECKPOINTS: Record<string, string> = { vgg11_bn: 'vgg11_bn_cifar10.fp16.safetensors' };
+
+/**
+ * The checkpoint to use: --checkpoint, else ./models/<model-name>.safetensors when it exists (or when
+ * --epochs will train it), else the shipped one, so the first run needs no flag.
+ */
+function checkpointFor(modelName: string, flag: string | undefined, epochs: number): string {
+  if (flag) return resolve(flag);
+  const local = resolve(`./models/${modelName}.safetensors`);
+  const shipped = SHIPPED_CHECKPOINTS[modelName] && fileURLToPath(new URL(`../models/${SHIPPED_CHECKPOINTS[modelName]}`, import.meta.url));
+  return existsSync(local) || epochs > 0 || !shipped || !existsSync(shipped) ? local : shipped;
+}
+
+/** A seed per (seed, cell, sparsity, method), so each method of each cell draws its own batches, reproducibly. */
+const cellSeed = (seed: number, cell: number, sparsity: number, fusion: string) =>
+  seed * 1_000_003 + cell * 2003 + Math.round(sparsity * 1000) * 7 + ['none', 'ot', 'folding'].indexOf(fusion);
+
 async function measure(model: Module, test: Cifar10Split, normalization: Normalization, batchSize: number, label: string, inputShape: ExampleInput): Promise<MethodResult> {
   const bar = new ProgressBar(`evaluating ${label}`, test.count);
   const r = await evaluate(model, test, { normalization, batchSize, onProgress: (d) => bar.update(d) });
@@ -128,16 +149,21 @@ export async function main(argv: string[]): Promise<number> {
   const maxGroupSparsity = a['max-group-sparsity'] as number;
   if (!(maxGroupSparsity > 0 && maxGroupSparsity < 1)) throw new UsageError(`--max-group-sparsity must be in (0, 1), got ${maxGroupSparsity}.`);
   const out = resolve(a.out as string);
-  const checkpointPath = resolve((a.checkpoint as string | undefined) ?? `./models/${modelName}.safetensors`);
+  const checkpointPath = checkpointFor(modelName, a.checkpoint as string | undefined, a.epochs as number);
   const batchSize = a['batch-size'] as number;
 
   const rt = await initRuntime(a.gpu_id as number);
   log(`adapter: ${rt.adapterDescription}`);
-  const data = await loadCifar10(resolve(a['data-dir'] as string), {
+  const dataDir = resolve(a['data-dir'] as string);
+  const data = await loadCifar10(dataDir, {
+    url: process.env.INTRA_FUSION_CIFAR10_URL, // a mirror of the official archive (same MD5), when set
     onProgress: (() => {
       let bar: ProgressBar | null = null;
       return (r: number, total: number) => (bar ??= new ProgressBar('downloading CIFAR-10 (bytes)', total || 170_052_171)).update(r);
     })(),
+  }).catch((e: unknown) => {
+    if (!(e instanceof DataError)) throw e;
+    throw new DataError(`${e.message} If you have CIFAR-10 elsewhere, pass --data-dir DIR (the folder with data_batch_1.bin ... test_batch.bin, or its cifar-10-batches-bin/).`);
   });
   const test = a['eval-samples'] ? subset(data.test, a['eval-samples'] as number) : data.test;
 
@@ -159,6 +185,7 @@ export async function main(argv: string[]): Promise<number> {
     model.dispose();
     log(`saved ${checkpointPath}`);
   }
+  log(`checkpoint: ${checkpointPath}`);
   const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
   normalization = parseNormalization(file.metadata.normalize_mean, file.metadata.normalize_std) ?? normalization;
   const fresh = () => modelFromStateDict(modelName, file, checkpointPath);
@@ -207,8 +234,11 @@ export async function main(argv: string[]): Promise<number> {
         global, maxGroupSparsity, iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number, exampleInput,
         data: needsData ? { train: data.train, normalization } : undefined,
         lampReferencePermutation: a['lamp-reference-bug'] as boolean,
+        random: seededRandom(cellSeed(a.seed as number, results.length, s, fusion)),
         onProgress: (m) => log(`  ${m}`),
       });
+      // For the interrupted-run test: die (as a kill would) inside cell N, after its first method.
+      if (key === methods[0][0] && Number(process.env.INTRA_FUSION_CRASH_AT_CELL) === results.length + 1) process.kill(process.pid, 'SIGKILL');
       let before: number | undefined;
       const ftEpochs = a['fine-tune-epochs'] as number;
       if (ftEpochs > 0) {

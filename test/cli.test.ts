@@ -1,6 +1,6 @@
 /** End to end: the experiment CLI and the comparison tool on the shared checkpoint and data (subsets). */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -13,9 +13,19 @@ import { sharedDir } from './helpers.js';
 
 const checkpoint = () => join(sharedDir(), 'models/vgg11_bn_cifar10.safetensors');
 const dataDir = () => join(sharedDir(), 'data/cifar10');
-const out = mkdtempSync(join(tmpdir(), 'if-cli-'));
+/** Temporary folders made here, removed after the file's tests. */
+const temps: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temps.push(dir);
+  return dir;
+};
+const out = tempDir('if-cli-');
 
-afterAll(destroyRuntime);
+afterAll(() => {
+  destroyRuntime();
+  for (const dir of temps) rmSync(dir, { recursive: true, force: true });
+});
 
 describe('argument parsing', () => {
   const spec = { group_idxs: { kind: 'ints', help: '', default: [1] }, sparsities: { kind: 'numbers', help: '' }, 'model-name': { kind: 'string', help: '', choices: ['a', 'b'] }, flag: { kind: 'boolean', help: '' } } as const;
@@ -28,6 +38,8 @@ describe('argument parsing', () => {
     expect(() => parseArgs(['--group_idxs', 'x'], spec)).toThrow(/--group_idxs: "x" is not an integer/);
     expect(() => parseArgs(['--model-name', 'c'], spec)).toThrow(/--model-name must be one of a, b; got "c"/);
     expect(() => parseArgs(['--sparsities'], spec)).toThrow(UsageError);
+    expect(() => parseArgs(['--nope'], spec)).toThrow(UsageError);
+    expect(() => parseArgs(['--model-name', 'c'], spec)).toThrow(UsageError);
   });
 });
 
@@ -59,12 +71,12 @@ describe('run.js', () => {
 
   it('trains a checkpoint first when there is none (--epochs) and fine-tunes the pruned models (--fine-tune-epochs)', async () => {
     // A tiny data set in the official layout: 8 training images per batch file, 8 test images.
-    const dir = mkdtempSync(join(tmpdir(), 'if-tiny-'));
+    const dir = tempDir('if-tiny-');
     const record = (label: number, seed: number) => Uint8Array.from({ length: 3073 }, (_, i) => (i === 0 ? label : (i * 13 + seed * 71) % 256));
     const batch = (offset: number) => Buffer.concat(Array.from({ length: 8 }, (_, r) => record((r + offset) % 10, r + offset * 8)));
     for (let b = 1; b <= 5; b++) writeFileSync(join(dir, `data_batch_${b}.bin`), batch(b));
     writeFileSync(join(dir, 'test_batch.bin'), batch(0));
-    const runOut = mkdtempSync(join(tmpdir(), 'if-train-'));
+    const runOut = tempDir('if-train-');
     const ckpt = join(runOut, 'models', 'vgg11_bn.safetensors');
     const code = await runMain([
       '--data-dir', dir, '--checkpoint', ckpt, '--epochs', '1', '--fine-tune-epochs', '1', '--batch-size', '16',
@@ -82,6 +94,8 @@ describe('run.js', () => {
 
   it('fails clearly on bad flags and missing files', async () => {
     await expect(runMain(['--model-name', 'alexnet'])).rejects.toThrow(/--model-name must be one of vgg11_bn, resnet18/);
+    await expect(runMain(['--model-name', 'alexnet'])).rejects.toThrow(UsageError);
+    await expect(runMain(['--data-dir', dataDir(), '--checkpoint', join(out, 'none.safetensors'), '--out', out])).rejects.toThrow(UsageError);
     await expect(runMain(['--sparsities', '1.5', '--data-dir', dataDir()])).rejects.toThrow(/--sparsities: 1.5 is not in \[0, 1\)/);
     await expect(runMain(['--data-dir', dataDir(), '--checkpoint', join(out, 'none.safetensors'), '--out', out])).rejects.toThrow(/does not exist: pass --checkpoint FILE, or --epochs N/);
     await expect(runMain(['--data-dir', dataDir(), '--checkpoint', checkpoint(), '--group_idxs', '9', '--out', out])).rejects.toThrow(/has groups 0..7, not 9/);
@@ -113,17 +127,16 @@ describe('an interrupted run', () => {
   });
 
   it('keeps every finished result when killed mid-way', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'if-kill-'));
+    const dir = tempDir('if-kill-');
+    // INTRA_FUSION_CRASH_AT_CELL=2: the run SIGKILLs itself inside the second (group, sparsity), after its
+    // default pruning, so the kill lands mid-cell every time, with no timing window.
     const child = spawn(process.execPath, [bundle, '--checkpoint', checkpoint(), '--data-dir', dataDir(), '--group_idxs', '1',
-      '--sparsities', '0.5', '0.6', '0.7', '--eval-samples', '100', '--out', dir, '--save-models=false'], { cwd: process.cwd() });
+      '--sparsities', '0.5', '0.6', '0.7', '--eval-samples', '100', '--out', dir, '--save-models=false'], { cwd: process.cwd(), env: { ...process.env, INTRA_FUSION_CRASH_AT_CELL: '2' } });
     let stdout = '';
-    const done = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      // Kill it as soon as the first (group, sparsity) has finished, while the second is under way.
-      if (/Intra-Fusion group 1 sparsity 0.5: /.test(stdout) && !child.killed) setTimeout(() => child.kill('SIGKILL'), 3000);
-    });
-    await done;
+    const done = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    expect(await done).toBe('SIGKILL');
+    expect(stdout).toMatch(/pruned group 1 \(512 channels\).*kept 204 of 512/s); // inside the second cell
     expect(stdout).toMatch(/Intra-Fusion group 1 sparsity 0.5: /);
     expect(stdout).not.toMatch(/results: /);
     const logs = readdirSync(join(dir, 'logs'));

@@ -1,6 +1,6 @@
 /** Models, CIFAR-10 loading, checkpoints, metrics and the trainer (issue: VGG11-BN and ResNet18 on CIFAR-10). */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,15 @@ import { expectClose, gpu, sharedDir } from './helpers.js';
 
 beforeAll(gpu);
 afterAll(destroyRuntime);
+
+/** Temporary folders made here, removed after the file's tests. */
+const temps: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temps.push(dir);
+  return dir;
+};
+afterAll(() => temps.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
 const dataDir = () => join(sharedDir(), 'data/cifar10');
 const checkpointPath = () => join(sharedDir(), 'models/vgg11_bn_cifar10.safetensors');
@@ -109,18 +118,18 @@ describe('CIFAR-10', () => {
     await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/cifar.tar.gz`;
     try {
-      const dir = mkdtempSync(join(tmpdir(), 'cifar-dl-'));
+      const dir = tempDir('cifar-dl-');
       let progress = 0;
       const d = await loadCifar10(dir, { url, md5, onProgress: (r) => (progress = r) });
       expect(progress).toBe(archive.length);
       expect(d.train.count).toBe(10);
       expect(Array.from(d.test.labels)).toEqual([5, 6]);
       expect(existsSync(join(dir, 'cifar-10-batches-bin', 'test_batch.bin'))).toBe(true);
-      await expect(loadCifar10(mkdtempSync(join(tmpdir(), 'cifar-dl-')), { url, md5: '0'.repeat(32) })).rejects.toThrow(/MD5 .* expected 0{32}: refusing a corrupt download/);
+      await expect(loadCifar10(tempDir('cifar-dl-'), { url, md5: '0'.repeat(32) })).rejects.toThrow(/MD5 .* expected 0{32}: refusing a corrupt download/);
     } finally {
       server.close();
     }
-    await expect(loadCifar10(mkdtempSync(join(tmpdir(), 'cifar-dl-')), { url: 'http://127.0.0.1:9/none.tar.gz' }))
+    await expect(loadCifar10(tempDir('cifar-dl-'), { url: 'http://127.0.0.1:9/none.tar.gz' }))
       .rejects.toThrow(/CIFAR-10 is not in .* and downloading it failed: Could not download CIFAR-10/);
   });
 
@@ -148,7 +157,7 @@ describe('checkpoints', () => {
   it('round-trips through safetensors, atomically, and refuses a checkpoint of another model', async () => {
     setInitSeed(3);
     const a = tinyVgg();
-    const dir = mkdtempSync(join(tmpdir(), 'ckpt-'));
+    const dir = tempDir('ckpt-');
     const path = join(dir, 'm.safetensors');
     await saveCheckpoint(a, path, { note: 'test' });
     expect(readdirSync(dir)).toEqual(['m.safetensors']);
@@ -208,7 +217,7 @@ describe('training', () => {
     setInitSeed(5);
     const straight = tinyVgg();
     await train(straight, part, { ...options, epochs: 3 });
-    const dir = mkdtempSync(join(tmpdir(), 'train-'));
+    const dir = tempDir('train-');
     setInitSeed(5);
     const first = tinyVgg();
     // Interrupted during the third epoch: a crash mid-run.

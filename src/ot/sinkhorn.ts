@@ -1,7 +1,9 @@
 /**
- * Entropic OT by log-domain Sinkhorn on the GPU (sinkhorn.wgsl), many problems in one dispatch: the
- * pruner solves every group's problem in one batch. Results follow POT's `sinkhorn_log` run to
- * convergence; float32 limits the reachable marginal error (tol), see the tests for agreement.
+ * Entropic OT by log-domain Sinkhorn on the GPU (sinkhorn.wgsl), many problems in one dispatch
+ * (`OptimalTransport.maps` takes a list). prune() in its sequential groupIdxs mode passes one problem
+ * per group, in sequence, since each group's features depend on the groups pruned before it.
+ * Results follow POT's `sinkhorn_log` run to convergence; float32 limits the reachable marginal error
+ * (tol), so every result says whether it converged and the error it reached.
  */
 import { GpuError } from '../tensor/device.js';
 import { getRuntime } from '../tensor/tensor.js';

@@ -37,9 +37,10 @@ export interface OtMap {
   M: Float64Array;
   plan: Float64Array;
   cost: Float64Array;
-  /** Sinkhorn only: iterations run and whether the marginal tolerance was met. */
+  /** Sinkhorn only: iterations run, whether the marginal tolerance was met, and the marginal error reached. */
   iterations?: number;
   converged?: boolean;
+  marginalError?: number;
 }
 
 export class OptimalTransport {
@@ -111,10 +112,13 @@ export class OptimalTransport {
     return { a, b };
   }
 
-  /** Fusion maps for several problems; with Sinkhorn they are solved in one GPU batch. */
+  /**
+   * Fusion maps for several problems; with Sinkhorn they are solved in one GPU batch. A Sinkhorn plan
+   * that missed the tolerance within maxIter is still returned, with converged: false and its marginal error.
+   */
   async maps(problems: OtProblem[]): Promise<OtMap[]> {
     const prepared = problems.map((pr) => ({ ...this.marginals(pr.importance, pr.keptIdx), cost: this.costMatrix(pr.X, pr.D, pr.keptIdx), n: pr.importance.length, k: pr.keptIdx.length }));
-    let plans: { plan: Float64Array; iterations?: number; converged?: boolean }[];
+    let plans: { plan: Float64Array; iterations?: number; converged?: boolean; error?: number }[];
     if (this.solver === 'emd') {
       plans = prepared.map((q) => emd(q.a, q.b, q.cost));
     } else {
@@ -128,7 +132,8 @@ export class OptimalTransport {
         for (let j = 0; j < q.k; j++) col += plan[i * q.k + j];
         for (let j = 0; j < q.k; j++) M[j * q.n + i] = col > 0 ? plan[i * q.k + j] / col : 0;
       }
-      return { M, plan, cost: q.cost, iterations: plans[idx].iterations, converged: plans[idx].converged };
+      const { iterations, converged, error } = plans[idx];
+      return { M, plan, cost: q.cost, iterations, converged, marginalError: error };
     });
   }
 }

@@ -77,7 +77,7 @@ export interface PrunedGroup {
   /** k x n map that was applied. */
   map: Float64Array;
   /** Intra-Fusion only. */
-  transport?: { plan: Float64Array; cost: Float64Array; iterations?: number; converged?: boolean };
+  transport?: { plan: Float64Array; cost: Float64Array; iterations?: number; converged?: boolean; marginalError?: number };
   seconds: { importance: number; transport: number; apply: number };
 }
 
@@ -230,7 +230,11 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     if (ot) {
       const problems: OtProblem[] = [];
       for (const c of chosen) problems.push({ ...(await groupFeatures(c.group)), keptIdx: c.keptIdx, importance: c.importance });
-      for (const m of await ot.maps(problems)) maps.push({ map: m.M, transport: { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged } });
+      const solved = await ot.maps(problems);
+      solved.forEach((m, i) => {
+        maps.push({ map: m.M, transport: { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged, marginalError: m.marginalError } });
+        if (m.converged === false) progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${chosen[i].g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);
+      });
     } else {
       for (const c of chosen) maps.push({ map: selectionMap(c.n, c.keptIdx) });
     }

@@ -8,7 +8,7 @@
  * WebGPU exposes no adapter enumeration, so these are the only choices it can honour.
  */
 
-import { GpuError } from '../errors.js';
+import { ArgumentError, GpuError } from '../errors.js';
 
 export { GpuError };
 
@@ -57,7 +57,7 @@ export async function getGpu(): Promise<GPU> {
 
 export function adapterOptionsFor(gpuId: number): GPURequestAdapterOptions {
   if (!Number.isInteger(gpuId) || gpuId < -1 || gpuId > 1) {
-    throw new GpuError(
+    throw new ArgumentError(
       `gpu_id must be -1 (software/fallback adapter), 0 (default adapter) or 1 (low-power adapter); got ${gpuId}. ` +
         'WebGPU does not enumerate adapters, so no other index can be honoured.',
     );
@@ -106,7 +106,8 @@ export async function requestDevice(gpuId = 0): Promise<DeviceInfo> {
     device,
     adapter,
     description: describe(adapter),
-    isFallback: !!adapter.info?.isFallbackAdapter || gpuId === -1,
+    // What the adapter says of itself, whatever was asked for (Dawn on lavapipe: true for 0 and -1 alike).
+    isFallback: !!adapter.info?.isFallbackAdapter,
     subgroups,
   };
 }

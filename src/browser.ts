@@ -1,0 +1,23 @@
+/**
+ * The browser-safe public API: the engine, models, pruner and optimal transport, with nothing that
+ * imports a Node built-in (no file system, no download, no per-epoch checkpoint trainer). The package's
+ * "browser" export. The Node entry (`index.ts`) exports all of this plus the file-based helpers.
+ */
+export { IntraFusionError, ArgumentError, UnsupportedError, DataError } from './errors.js';
+export { GpuError, requestDevice, adapterOptionsFor, type DeviceInfo } from './tensor/device.js';
+export { Runtime, Params, grid1d, poolSizeClass, type KernelSpec, type PoolStats } from './tensor/runtime.js';
+export { Tensor, initRuntime, getRuntime, destroyRuntime, empty, fromArray, tidy, sizeOf, type Shape } from './tensor/tensor.js';
+export * as autograd from './tensor/autograd.js';
+export { parseSafetensors, serializeSafetensors, SafetensorsError, type SafeTensor, type SafeTensorsFile } from './tensor/safetensors.js';
+export * as kernels from './kernels/index.js';
+export { SGD, type SgdOptions } from './nn/optim.js';
+
+export { Module, addForwardHook } from './nn/module.js';
+export { Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential } from './nn/layers.js';
+export { VGG, vgg11_bn } from './nn/vgg.js';
+export { ResNet, BasicBlock, resnet18 } from './nn/resnet.js';
+export { createModel, MODEL_NAMES, type ModelName } from './nn/models.js';
+export * as cifar10 from './nn/cifar10.js';
+export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict } from './nn/checkpoint.js';
+export { evaluate, complexity, inferenceSpeed } from './nn/metrics.js';
+export * from './prune/index.js';

@@ -1,0 +1,122 @@
+/**
+ * Intra-Fusion's transport step from raw features X, against a float64 reference written from the spec
+ * (section 4): L2 row normalisation, L_p cost to the kept rows, marginals, the exact plan (checked against
+ * a brute-force optimum), and the map M = T^T with source columns normalised. Sinkhorn against a float64
+ * log-domain Sinkhorn, and its convergence report.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seededRandom } from '../src/nn/init.js';
+import { OptimalTransport, OtError, sinkhornBatch } from '../src/prune/index.js';
+import { destroyRuntime } from '../src/tensor/tensor.js';
+import { expectClose, gpu } from './helpers.js';
+import { referenceCost, referenceMap, referenceSinkhorn } from './method-reference.js';
+
+beforeAll(gpu);
+afterAll(destroyRuntime);
+
+/** Rows of very different scales, so a cost without the L2 row normalisation differs. */
+function features(n: number, D: number, seed: number): Float64Array {
+  const r = seededRandom(seed);
+  return Float64Array.from({ length: n * D }, (_, i) => (r() * 2 - 1) * (1 + 5 * Math.floor(i / D)));
+}
+
+/**
+ * Brute-force optimum for uniform masses when k divides n: the transportation polytope's vertices are
+ * then assignments of each source (mass 1/n) to one target taking n/k sources, so enumerate them all.
+ */
+function bruteForcePlan(cost: number[], n: number, k: number): { plan: number[]; value: number } {
+  const cap = n / k;
+  let best = { value: Infinity, assign: [] as number[] };
+  const assign: number[] = [];
+  const load = new Array(k).fill(0);
+  const walk = (i: number, value: number) => {
+    if (i === n) {
+      if (value < best.value) best = { value, assign: [...assign] };
+      return;
+    }
+    for (let j = 0; j < k; j++) {
+      if (load[j] === cap) continue;
+      load[j]++;
+      assign[i] = j;
+      walk(i + 1, value + cost[i * k + j] / n);
+      load[j]--;
+    }
+  };
+  walk(0, 0);
+  const plan = new Array(n * k).fill(0);
+  best.assign.forEach((j, i) => (plan[i * k + j] = 1 / n));
+  return { plan, value: best.value };
+}
+
+const rowSums = (T: ArrayLike<number>, n: number, k: number) => Array.from({ length: n }, (_, i) => Array.from({ length: k }, (_, j) => T[i * k + j]).reduce((s, x) => s + x, 0));
+const colSums = (T: ArrayLike<number>, n: number, k: number) => Array.from({ length: k }, (_, j) => Array.from({ length: n }, (_, i) => T[i * k + j]).reduce((s, x) => s + x, 0));
+
+describe('the transport step from raw features', () => {
+  const n = 8;
+  const D = 5;
+  const kept = [1, 4, 5, 7];
+  const importance = [0.3, 1.4, 0.2, 0.9, 1.1, 1.6, 0.5, 2.0];
+
+  it('cost: L2-normalised rows, L_p distance to the kept rows (p = 1, 2, 3)', () => {
+    const X = features(n, D, 3);
+    for (const p of [1, 2, 3]) {
+      const ot = new OptimalTransport({ p });
+      expectClose(ot.costMatrix(X, D, kept), referenceCost(X, D, kept, p), 1e-12, 1e-12, `cost p=${p}`);
+    }
+  });
+
+  it('exact EMD: the brute-force optimal plan, and the map with source columns normalised (rows sum to n/k)', async () => {
+    const X = features(n, D, 5);
+    const ot = new OptimalTransport({ p: 1 });
+    const [m] = await ot.maps([{ X, D, keptIdx: kept, importance }]);
+    const cost = referenceCost(X, D, kept, 1);
+    expectClose(m.cost, cost, 1e-12, 1e-12, 'cost');
+    const best = bruteForcePlan(cost, n, kept.length);
+    expectClose(m.plan, best.plan, 1e-12, 0, 'plan');
+    expectClose(m.M, referenceMap(best.plan, n, kept.length), 1e-12, 0, 'map');
+    for (let j = 0; j < kept.length; j++) expect(Array.from({ length: n }, (_, i) => m.M[j * n + i]).reduce((s, x) => s + x)).toBeCloseTo(n / kept.length, 12);
+  });
+
+  it('importance marginals: a = imp / sum(imp), b = imp[K] / sum(imp[K]), and the plan honours them', async () => {
+    const X = features(n, D, 7);
+    const ot = new OptimalTransport({ sourceProbability: 'importance', targetProbability: 'importance' });
+    const total = importance.reduce((s, x) => s + x);
+    const keptTotal = kept.reduce((s, i) => s + importance[i], 0);
+    const a = importance.map((v) => v / total);
+    const b = kept.map((i) => importance[i] / keptTotal);
+    const mg = ot.marginals(importance, kept);
+    expectClose(mg.a, a, 1e-15, 1e-12, 'a');
+    expectClose(mg.b, b, 1e-15, 1e-12, 'b');
+    const [m] = await ot.maps([{ X, D, keptIdx: kept, importance }]);
+    expectClose(rowSums(m.plan, n, kept.length), a, 1e-12, 0, 'plan rows');
+    expectClose(colSums(m.plan, n, kept.length), b, 1e-12, 0, 'plan columns');
+    expectClose(m.M, referenceMap(m.plan, n, kept.length), 1e-12, 0, 'map');
+    expect(() => ot.marginals(new Array(n).fill(0), kept)).toThrow(OtError);
+  });
+
+  it('Sinkhorn: equals a float64 log-domain Sinkhorn and reports convergence', async () => {
+    const X = features(n, D, 9);
+    const reg = 0.1;
+    const ot = new OptimalTransport({ solver: 'sinkhorn', reg, sinkhorn: { tol: 1e-5, maxIter: 5000 } });
+    const [m] = await ot.maps([{ X, D, keptIdx: kept, importance }]);
+    const cost = referenceCost(X, D, kept, 1);
+    const ref = referenceSinkhorn(new Array(n).fill(1 / n), new Array(kept.length).fill(1 / kept.length), cost, reg);
+    expect(m.converged).toBe(true);
+    expect(m.marginalError).toBeLessThan(1e-5);
+    expectClose(m.plan, ref, 2e-5, 0, 'sinkhorn plan');
+    expectClose(m.M, referenceMap(m.plan, n, kept.length), 1e-9, 1e-6, 'sinkhorn map');
+  });
+
+  it('Sinkhorn says when it stopped short of the tolerance, with the marginal error it reached', async () => {
+    const X = features(n, D, 11);
+    const cost = new OptimalTransport().costMatrix(X, D, kept);
+    const a = new Array(n).fill(1 / n);
+    const b = new Array(kept.length).fill(1 / kept.length);
+    const [short] = await sinkhornBatch([{ a, b, cost, reg: 0.01 }], { maxIter: 2, tol: 1e-9 });
+    expect(short.converged).toBe(false);
+    expect(short.error).toBeGreaterThan(1e-9);
+    // The reported error is the column-marginal violation of the returned plan.
+    const err = Math.hypot(...colSums(short.plan, n, kept.length).map((s, j) => s - b[j]));
+    expect(Math.abs(short.error - err)).toBeLessThan(1e-3 * err + 1e-6);
+  });
+});
