@@ -13,10 +13,13 @@ import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import { createModel } from '../src/nn/models.js';
 import type { Module } from '../src/nn/module.js';
 import { exportOnnx } from '../src/onnx/export.js';
-import { OptimalTransport, prune } from '../src/prune/index.js';
+import { importOnnx } from '../src/onnx/import.js';
+import { AttributeType, DataType, decodeModel, encodeModel, type Model, type Node } from '../src/onnx/proto.js';
+import { dependencyGroups, OptimalTransport, prune } from '../src/prune/index.js';
 import { noGrad } from '../src/tensor/autograd.js';
 import { parseSafetensors } from '../src/tensor/safetensors.js';
 import { assign, destroyRuntime, fromArray, tidy } from '../src/tensor/tensor.js';
+import { DataError, UnsupportedError } from '../src/errors.js';
 import { gpu, sharedDir } from './helpers.js';
 
 beforeAll(gpu);
@@ -127,4 +130,152 @@ describe('ONNX export, run by onnxruntime-node', () => {
       model.dispose();
     }, 300_000);
   }
+});
+
+/** Asserts engine and onnxruntime agree within 1e-4 relative; returns the error for the report. */
+async function expectSameOutputs(model: Module, onnx: Uint8Array, images: Float32Array, what: string): Promise<number> {
+  const rel = relativeError(await engineOutputs(model, images), await ortOutputs(onnx, images));
+  if (process.env.ONNX_REPORT) console.log(`${what}: relative error ${rel.toExponential(2)}`);
+  expect(rel, what).toBeLessThan(1e-4);
+  return rel;
+}
+
+/** A small CNN written directly as ONNX with the ops our exporter never writes (BatchNormalization after a
+ * conv, a bias-free conv, Identity, Dropout, Reshape, MatMul + Add, Gemm with transB = 0 and alpha != 1). */
+function handBuiltOnnx(): Uint8Array {
+  const r = seededRandom(11);
+  const init = (name: string, dims: number[], f: () => number = () => r() - 0.5) => ({
+    name, dims, data_type: DataType.FLOAT, float_data: Array.from({ length: dims.reduce((a, b) => a * b, 1) }, f),
+  });
+  const ints = (name: string, v: number[]) => ({ name, type: AttributeType.INTS, ints: v });
+  const node = (name: string, op_type: string, input: string[], output: string, attribute: Node['attribute'] = []): Node => ({ name, op_type, input, output: [output], attribute });
+  const dim = (d: number | string) => (typeof d === 'string' ? { dim_param: d } : { dim_value: d });
+  const model: Model = {
+    ir_version: 7,
+    opset_import: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'hand_built',
+      node: [
+        node('stem', 'Conv', ['image', 'stem.w', 'stem.b'], 'c1', [ints('kernel_shape', [3, 3]), ints('pads', [1, 1, 1, 1])]),
+        node('stem_bn', 'BatchNormalization', ['c1', 'bn.scale', 'bn.b', 'bn.mean', 'bn.var'], 'b1', [{ name: 'epsilon', type: AttributeType.FLOAT, f: 1e-3 }]),
+        node('act1', 'Relu', ['b1'], 'r1'),
+        node('same', 'Identity', ['r1'], 'i1'),
+        node('pool', 'MaxPool', ['i1'], 'p1', [ints('kernel_shape', [2, 2]), ints('strides', [2, 2])]),
+        node('conv2', 'Conv', ['p1', 'conv2.w'], 'c2', [ints('kernel_shape', [3, 3]), ints('pads', [1, 1, 1, 1]), ints('strides', [2, 2])]),
+        node('act2', 'Relu', ['c2'], 'r2'),
+        node('avg', 'AveragePool', ['r2'], 'a2', [ints('kernel_shape', [2, 2]), ints('strides', [2, 2])]),
+        node('gap', 'GlobalAveragePool', ['a2'], 'g'),
+        node('flat', 'Flatten', ['g'], 'f'),
+        node('drop', 'Dropout', ['f'], 'd'),
+        node('fc1', 'MatMul', ['d', 'fc1.w'], 'm'),
+        node('fc1_bias', 'Add', ['m', 'fc1.b'], 'h'),
+        node('act3', 'Relu', ['h'], 'r3'),
+        node('view', 'Reshape', ['r3', 'view.shape'], 'v'),
+        node('head', 'Gemm', ['v', 'head.w', 'head.b'], 'logits', [{ name: 'transB', type: AttributeType.INT, i: 0 }, { name: 'alpha', type: AttributeType.FLOAT, f: 0.5 }]),
+      ],
+      initializer: [
+        init('stem.w', [8, 3, 3, 3]), init('stem.b', [8]),
+        init('bn.scale', [8], () => 0.5 + r()), init('bn.b', [8]), init('bn.mean', [8], () => 0.1 * r()), init('bn.var', [8], () => 0.5 + r()),
+        init('conv2.w', [16, 8, 3, 3]),
+        init('fc1.w', [16, 12]), init('fc1.b', [12]),
+        { name: 'view.shape', dims: [2], data_type: DataType.INT64, int64_data: [0, -1] },
+        init('head.w', [12, 10]), init('head.b', [10]),
+      ],
+      input: [{ name: 'image', type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: ['batch', 3, 32, 32].map(dim) } } } }],
+      output: [{ name: 'logits', type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: ['batch', 10].map(dim) } } } }],
+    },
+  };
+  return encodeModel(model);
+}
+
+describe('ONNX import', () => {
+  it('an exported ResNet18 imported fresh equals onnxruntime on that file, keeps its groups and names, and prunes and re-exports', async () => {
+    setInitSeed(3);
+    const original = createModel('resnet18');
+    randomizeBatchNorms(original, 4);
+    const onnx = await exportOnnx(original, { inputShape: [3, 32, 32] });
+    const groups = dependencyGroups(original).length;
+    original.dispose();
+    const model = importOnnx(onnx, 'resnet18.onnx');
+    expect(model.inputShape).toEqual([3, 32, 32]);
+    expect(model.stateTensors().map(([n]) => n)).toContain('layer2.0.shortcut.0.weight');
+    expect(dependencyGroups(model).length).toBe(groups);
+    await expectSameOutputs(model, onnx, randomImages(4, 5), 'imported ResNet18 vs onnxruntime on the original file');
+    await pruned(model, 'intra-fusion');
+    await expectSameOutputs(model, await exportOnnx(model, { inputShape: [3, 32, 32] }), randomImages(4, 6), 'imported, pruned (IF) ResNet18 re-exported');
+    model.dispose();
+  }, 300_000);
+
+  it('the shared VGG11-BN through ONNX equals onnxruntime on 100 CIFAR-10 images, then prunes (default) and re-exports', async () => {
+    const vgg = modelFromStateDict('vgg11_bn', vggFile(), 'vgg11_bn checkpoint');
+    const onnx = await exportOnnx(vgg, { inputShape: [3, 32, 32] });
+    vgg.dispose();
+    const model = importOnnx(onnx, 'vgg.onnx');
+    await expectSameOutputs(model, onnx, cifarImages(100), 'imported VGG11-BN vs onnxruntime on the original file');
+    await pruned(model, 'default');
+    await expectSameOutputs(model, await exportOnnx(model, { inputShape: [3, 32, 32] }), cifarImages(20), 'imported, pruned (default) VGG11-BN re-exported');
+    model.dispose();
+  }, 300_000);
+
+  it('a hand-built ONNX CNN (BatchNormalization, Identity, Dropout, Reshape, MatMul+Add, Gemm transB=0) equals onnxruntime, before and after pruning', async () => {
+    const onnx = handBuiltOnnx();
+    const model = importOnnx(onnx, 'hand_built.onnx');
+    expect(model.children().map(([n]) => n)).toEqual(['stem', 'stem_bn', 'pool', 'conv2', 'avg', 'gap', 'fc1', 'head']);
+    await expectSameOutputs(model, onnx, randomImages(4, 7), 'hand-built model vs onnxruntime');
+    expect(dependencyGroups(model).map((g) => g.channels)).toEqual([12, 16, 8]);
+    for (const variant of ['default', 'intra-fusion'] as const) {
+      const copy = importOnnx(onnx, 'hand_built.onnx');
+      await prune(copy, {
+        importanceCriteria: 'l1', sparsity: 0.5,
+        optimalTransport: variant === 'intra-fusion' ? new OptimalTransport({ p: 1, targetProbability: 'uniform', sourceProbability: 'uniform', target: 'most_important', solver: 'emd' }) : null,
+      });
+      expect(dependencyGroups(copy).map((g) => g.channels)).toEqual([6, 8, 4]);
+      await expectSameOutputs(copy, await exportOnnx(copy, { inputShape: [3, 32, 32] }), randomImages(4, 8), `hand-built, pruned (${variant}), re-exported`);
+      copy.dispose();
+    }
+    model.dispose();
+  }, 300_000);
+});
+
+describe('malformed ONNX files', () => {
+  let good: Uint8Array;
+  const edit = (change: (m: Model) => void) => {
+    const m = decodeModel(good);
+    change(m);
+    return encodeModel(m);
+  };
+  beforeAll(() => {
+    good = handBuiltOnnx();
+  });
+
+  it('truncated or not protobuf: DataError', () => {
+    expect(() => importOnnx(good.subarray(0, Math.floor(good.length / 2)), 'cut.onnx')).toThrow(DataError);
+    expect(() => importOnnx(good.subarray(0, Math.floor(good.length / 2)), 'cut.onnx')).toThrow(/cut\.onnx is not a valid ONNX file \(truncated or not protobuf/);
+    expect(() => importOnnx(new TextEncoder().encode('{"this": "is json"}'), 'x.json')).toThrow(DataError);
+  });
+
+  it('an opset older than 7, or none: clear errors', () => {
+    expect(() => importOnnx(edit((m) => (m.opset_import![0].version = 6)), 'old.onnx')).toThrow(new UnsupportedError('old.onnx: opset 6 is too old; opsets 7 and newer are supported (re-export with a newer opset).'));
+    expect(() => importOnnx(edit((m) => (m.opset_import = [{ domain: 'com.example', version: 1 }])), 'no.onnx')).toThrow(/no opset_import for the default ONNX domain/);
+  });
+
+  it('an unknown op or unsupported attribute value: UnsupportedError naming the node and op or attribute', () => {
+    expect(() => importOnnx(edit((m) => (m.graph!.node![2].op_type = 'Selu')), 'm.onnx')).toThrow(new UnsupportedError('m.onnx: node "act1" (Selu): the operator Selu is not supported.'));
+    const setAttr = (nodeName: string, attr: Node['attribute']) => edit((m) => m.graph!.node!.find((n) => n.name === nodeName)!.attribute!.push(...attr!));
+    expect(() => importOnnx(setAttr('conv2', [{ name: 'dilations', type: AttributeType.INTS, ints: [2, 2] }]), 'm.onnx')).toThrow(/node "conv2" \(Conv\): dilations=\[2,2\]; only dilation 1/);
+    expect(() => importOnnx(setAttr('pool', [{ name: 'ceil_mode', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "pool" \(MaxPool\): ceil_mode=1 is not supported/);
+    expect(() => importOnnx(setAttr('stem', [{ name: 'auto_pad', type: AttributeType.STRING, s: new TextEncoder().encode('SAME_UPPER') }]), 'm.onnx')).toThrow(/node "stem" \(Conv\): auto_pad=SAME_UPPER; only NOTSET/);
+    expect(() => importOnnx(setAttr('head', [{ name: 'transA', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "head" \(Gemm\): transA=1 is not supported/);
+  });
+
+  it('a missing initializer: DataError naming the node and the tensor', () => {
+    expect(() => importOnnx(edit((m) => (m.graph!.initializer = m.graph!.initializer!.filter((t) => t.name !== 'conv2.w'))), 'm.onnx'))
+      .toThrow(new DataError('m.onnx: node "conv2" (Conv) reads "conv2.w", which is neither an initializer, the input nor any node\'s output (a missing initializer?).'));
+  });
+
+  it('a dynamic height or width: DataError saying only the batch may be dynamic', () => {
+    const dynamic = edit((m) => (m.graph!.input![0].type!.tensor_type!.shape!.dim![2] = { dim_param: 'height' }));
+    expect(() => importOnnx(dynamic, 'dyn.onnx')).toThrow(DataError);
+    expect(() => importOnnx(dynamic, 'dyn.onnx')).toThrow(/input "image" has a dynamic height dimension \("height"\); only the batch dimension may be dynamic/);
+  });
 });
