@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelFromStateDict } from '../src/nn/checkpoint.js';
+import { layerWidths, modelFromStateDict, modelToSafetensors } from '../src/nn/checkpoint.js';
 import { IMAGENET_STATS, makeBatch, parseCifarBatches, parseNormalization, subset, type Cifar10Split } from '../src/nn/cifar10.js';
 import { BatchNorm2d } from '../src/nn/layers.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
@@ -278,4 +278,32 @@ describe('malformed ONNX files', () => {
     expect(() => importOnnx(dynamic, 'dyn.onnx')).toThrow(DataError);
     expect(() => importOnnx(dynamic, 'dyn.onnx')).toThrow(/input "image" has a dynamic height dimension \("height"\); only the batch dimension may be dynamic/);
   });
+});
+
+describe('self-describing pruned safetensors', () => {
+  it('a pruned checkpoint carries layer_widths, loads from them alone, and a wrong width is caught', async () => {
+    setInitSeed(12);
+    const model = createModel('vgg11_bn');
+    await prune(model, { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [1, 4] });
+    const bytes = await modelToSafetensors(model, { model: 'vgg11_bn', input_shape: '3,32,32' });
+    const file = parseSafetensors(bytes, 'pruned.safetensors');
+    const widths = JSON.parse(file.metadata.layer_widths);
+    expect(widths).toEqual(layerWidths(model));
+    expect(widths['features.22']).toEqual({ kind: 'Conv2d', in: 512, out: 256 }); // group 1 halved
+    expect(widths['features.25']).toEqual({ kind: 'Conv2d', in: 256, out: 512 });
+    expect(widths['features.11']).toEqual({ kind: 'Conv2d', in: 256, out: 128 }); // group 4 halved
+    expect(widths['features.12']).toEqual({ kind: 'BatchNorm2d', in: 128, out: 128 });
+    expect(widths.classifier).toEqual({ kind: 'Linear', in: 512, out: 10 });
+    const loaded = modelFromStateDict('vgg11_bn', file, 'pruned.safetensors');
+    expect(layerWidths(loaded)).toEqual(widths);
+    const images = randomImages(2, 13);
+    expect(relativeError(await engineOutputs(loaded, images), await engineOutputs(model, images))).toBe(0);
+    loaded.dispose();
+    // Loading reads the widths from the metadata: a wrong one fails on shapes, naming the layer.
+    file.metadata.layer_widths = JSON.stringify({ ...widths, 'features.22': { kind: 'Conv2d', in: 512, out: 200 } });
+    expect(() => modelFromStateDict('vgg11_bn', file, 'pruned.safetensors')).toThrow(/pruned\.safetensors does not fit this model .*features\.22\.weight: file has \[256,512,3,3\], model has \[200,512,3,3\]/);
+    file.metadata.layer_widths = JSON.stringify({ 'layer1.0.conv1': { kind: 'Conv2d', in: 64, out: 64 } });
+    expect(() => modelFromStateDict('vgg11_bn', file, 'pruned.safetensors')).toThrow(/layer_widths names Conv2d "layer1\.0\.conv1", which this model does not have/);
+    model.dispose();
+  }, 120_000);
 });

@@ -11,8 +11,12 @@ import { fromArray } from '../tensor/tensor.js';
 import { createModel } from './models.js';
 import type { Module } from './module.js';
 
-/** Serialises a model's parameters and buffers (read back from the GPU). */
+/**
+ * Serialises a model's parameters and buffers (read back from the GPU). The metadata always gets
+ * `layer_widths` (JSON of {layerPath: {kind, in, out}}), so a pruned file says its own shapes.
+ */
 export async function modelToSafetensors(model: Module, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+  metadata = { layer_widths: JSON.stringify(layerWidths(model)), ...metadata };
   const tensors = new Map<string, TensorToWrite>();
   for (const [name, t] of model.stateTensors()) tensors.set(name, { shape: [...t.shape], values: await t.data() });
   for (const [prefix, m] of model.namedModules()) {
@@ -61,36 +65,84 @@ export function loadSafetensorsBytes(model: Module, bytes: ArrayBuffer | Uint8Ar
   return file.metadata;
 }
 
+/** One layer's channel counts, as saved in a checkpoint's `layer_widths` metadata. */
+export interface LayerWidth {
+  kind: 'Conv2d' | 'Linear' | 'BatchNorm2d';
+  in: number;
+  out: number;
+}
+
+const kindOf = (m: Module): LayerWidth['kind'] | null =>
+  m instanceof Conv2d ? 'Conv2d' : m instanceof Linear ? 'Linear' : m instanceof BatchNorm2d ? 'BatchNorm2d' : null;
+
+/** Channel counts of every Conv2d, Linear and BatchNorm2d by module path: what a pruned file needs to describe itself. */
+export function layerWidths(model: Module): Record<string, LayerWidth> {
+  const widths: Record<string, LayerWidth> = {};
+  for (const [path, m] of model.namedModules()) {
+    if (m instanceof Conv2d) widths[path] = { kind: 'Conv2d', in: m.inChannels, out: m.outChannels };
+    else if (m instanceof Linear) widths[path] = { kind: 'Linear', in: m.inFeatures, out: m.outFeatures };
+    else if (m instanceof BatchNorm2d) widths[path] = { kind: 'BatchNorm2d', in: m.numFeatures, out: m.numFeatures };
+  }
+  return widths;
+}
+
+/** Sets a layer's channel counts and gives it zeroed tensors of the new shapes (values are loaded next). */
+function resizeLayer(m: Module, inC: number, outC: number): void {
+  const zeros = (shape: number[]) => fromArray(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+  if (m instanceof Conv2d) {
+    if (m.inChannels === inC && m.outChannels === outC) return;
+    m.inChannels = inC;
+    m.outChannels = outC;
+    m.replaceTensor('weight', zeros([outC, inC / m.groups, m.kernelSize, m.kernelSize]));
+    if (m.bias) m.replaceTensor('bias', zeros([outC]));
+  } else if (m instanceof Linear) {
+    if (m.inFeatures === inC && m.outFeatures === outC) return;
+    m.inFeatures = inC;
+    m.outFeatures = outC;
+    m.replaceTensor('weight', zeros([outC, inC]));
+    if (m.bias) m.replaceTensor('bias', zeros([outC]));
+  } else if (m instanceof BatchNorm2d && m.numFeatures !== outC) {
+    m.numFeatures = outC;
+    for (const name of ['weight', 'bias', 'running_mean', 'running_var'] as const) m.replaceTensor(name, zeros([outC]));
+  }
+}
+
 /**
- * Resizes a freshly built model's layers to the shapes in a state dict, so a pruned checkpoint (fewer
- * channels in some layers) loads into the architecture it was saved from. Only channel counts change.
+ * Resizes a freshly built model's layers to a (possibly pruned) checkpoint, so it loads into the
+ * architecture it was saved from. Files written here carry `layer_widths` metadata and are resized from
+ * it; plain checkpoints (PyTorch's, older ones) are resized from their tensor shapes. Only channel
+ * counts change; loadStateDict then checks every shape.
  */
-export function resizeToStateDict(model: Module, file: SafeTensorsFile): void {
-  for (const [prefix, m] of model.namedModules()) {
+export function resizeToStateDict(model: Module, file: SafeTensorsFile, source = 'checkpoint'): void {
+  const modules = new Map(model.namedModules());
+  if (file.metadata.layer_widths) {
+    let widths: Record<string, LayerWidth>;
+    try {
+      widths = JSON.parse(file.metadata.layer_widths);
+    } catch (e) {
+      throw new DataError(`${source}: the layer_widths metadata is not valid JSON (${(e as Error).message}).`);
+    }
+    for (const [path, w] of Object.entries(widths)) {
+      const m = modules.get(path);
+      if (!m || kindOf(m) !== w.kind) throw new DataError(`${source}: layer_widths names ${w.kind} "${path}", which this model does not have (a checkpoint of another architecture?).`);
+      if (!(Number.isInteger(w.in) && w.in > 0 && Number.isInteger(w.out) && w.out > 0)) throw new DataError(`${source}: layer_widths of "${path}" is not a pair of positive integers.`);
+      resizeLayer(m, w.in, w.out);
+    }
+    return;
+  }
+  for (const [prefix, m] of modules) {
     const w = file.tensors.get(`${prefix}.weight`);
     if (!w) continue;
-    if (m instanceof Conv2d && w.shape.length === 4 && (w.shape[0] !== m.outChannels || w.shape[1] !== m.inChannels)) {
-      m.outChannels = w.shape[0];
-      m.inChannels = w.shape[1];
-      m.replaceTensor('weight', fromArray(new Float32Array(w.values.length), w.shape));
-      if (m.bias) m.replaceTensor('bias', fromArray(new Float32Array(w.shape[0]), [w.shape[0]]));
-    } else if (m instanceof Linear && w.shape.length === 2 && (w.shape[0] !== m.outFeatures || w.shape[1] !== m.inFeatures)) {
-      m.outFeatures = w.shape[0];
-      m.inFeatures = w.shape[1];
-      m.replaceTensor('weight', fromArray(new Float32Array(w.values.length), w.shape));
-      if (m.bias) m.replaceTensor('bias', fromArray(new Float32Array(w.shape[0]), [w.shape[0]]));
-    } else if (m instanceof BatchNorm2d && w.shape.length === 1 && w.shape[0] !== m.numFeatures) {
-      const c = w.shape[0];
-      m.numFeatures = c;
-      for (const name of ['weight', 'bias', 'running_mean', 'running_var'] as const) m.replaceTensor(name, fromArray(new Float32Array(c), [c]));
-    }
+    if (m instanceof Conv2d && w.shape.length === 4) resizeLayer(m, w.shape[1] * m.groups, w.shape[0]);
+    else if (m instanceof Linear && w.shape.length === 2) resizeLayer(m, w.shape[1], w.shape[0]);
+    else if (m instanceof BatchNorm2d && w.shape.length === 1) resizeLayer(m, w.shape[0], w.shape[0]);
   }
 }
 
 /** Builds the named architecture at the (possibly pruned) shapes of a state dict and loads it. */
 export function modelFromStateDict(name: string, file: SafeTensorsFile, source: string): Module {
   const model = createModel(name);
-  resizeToStateDict(model, file);
+  resizeToStateDict(model, file, source);
   loadStateDict(model, file, source);
   return model;
 }
