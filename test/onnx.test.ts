@@ -2,7 +2,8 @@
  * ONNX export and import, checked with onnxruntime-node (an independent client) as the reference.
  * "Relative error" below is max|a - b| / max|b| over all outputs, b being the reference's outputs.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +21,7 @@ import { noGrad } from '../src/tensor/autograd.js';
 import { parseSafetensors } from '../src/tensor/safetensors.js';
 import { assign, destroyRuntime, fromArray, tidy } from '../src/tensor/tensor.js';
 import { DataError, UnsupportedError } from '../src/errors.js';
+import { main as runMain, type RunResult } from '../src/run.js';
 import { gpu, sharedDir } from './helpers.js';
 
 beforeAll(gpu);
@@ -306,4 +308,47 @@ describe('self-describing pruned safetensors', () => {
     expect(() => modelFromStateDict('vgg11_bn', file, 'pruned.safetensors')).toThrow(/layer_widths names Conv2d "layer1\.0\.conv1", which this model does not have/);
     model.dispose();
   }, 120_000);
+});
+
+describe('run.js --export-onnx and --model FILE.onnx', () => {
+  const out = mkdtempSync(join(tmpdir(), 'if-onnx-cli-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+  const results = (dir: string) => {
+    const logs = readdirSync(join(dir, 'logs'));
+    return JSON.parse(readFileSync(join(dir, 'logs', logs[0]), 'utf8')) as RunResult[];
+  };
+  const common = ['--data-dir', join(sharedDir(), 'data/cifar10'), '--group_idxs', '2', '--sparsities', '0.5', '--eval-samples', '40', '--export-onnx'];
+
+  it('writes one .onnx beside each pruned checkpoint and for the unpruned model; onnxruntime runs them as the engine does', async () => {
+    expect(await runMain([...common, '--checkpoint', join(sharedDir(), 'models/vgg11_bn_cifar10.safetensors'), '--out', join(out, 'a')])).toBe(0);
+    await gpu(); // main() releases the device when it finishes
+    const dir = join(out, 'a', 'pruned_models');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.onnx')).sort()).toEqual([
+      'vgg11_bn_l1_g2_s0.5_default.onnx', 'vgg11_bn_l1_g2_s0.5_intra_fusion.onnx', 'vgg11_bn_unpruned.onnx',
+    ]);
+    const [r] = results(join(out, 'a'));
+    expect(r.intra_fusion.onnx).toBe(join(dir, 'vgg11_bn_l1_g2_s0.5_intra_fusion.onnx'));
+    const file = parseSafetensors(readFileSync(r.intra_fusion.checkpoint!), 'if.safetensors');
+    const engine = modelFromStateDict('vgg11_bn', file, 'if.safetensors');
+    await expectSameOutputs(engine, readFileSync(r.intra_fusion.onnx!), cifarImages(20), 'CLI-exported Intra-Fusion VGG vs its safetensors in the engine');
+    engine.dispose();
+  }, 600_000);
+
+  it('--model FILE.onnx prunes an ONNX model: its unpruned accuracy is the checkpoint\'s, and it writes pruned .onnx files', async () => {
+    const source = join(out, 'a', 'pruned_models', 'vgg11_bn_unpruned.onnx');
+    expect(await runMain([...common, '--model', source, '--out', join(out, 'b')])).toBe(0);
+    await gpu();
+    const [fromOnnx] = results(join(out, 'b'));
+    const [fromCheckpoint] = results(join(out, 'a'));
+    expect(fromOnnx.model_name).toBe('vgg11_bn_unpruned');
+    expect(fromOnnx.original_model.accuracy).toBe(fromCheckpoint.original_model.accuracy);
+    // BN folded into the convs on export: the ONNX model has no BN parameters (2 x 2752 fewer).
+    expect(fromOnnx.original_model.parameters).toBe(9_231_114 - 2 * 2752);
+    expect(fromOnnx.intra_fusion.parameters).toBeLessThan(fromOnnx.original_model.parameters);
+    const pruned = importOnnx(readFileSync(fromOnnx.intra_fusion.onnx!), 'pruned.onnx');
+    await expectSameOutputs(pruned, readFileSync(fromOnnx.intra_fusion.onnx!), cifarImages(20), 'pruned ONNX model re-imported');
+    pruned.dispose();
+    await expect(runMain(['--model', join(out, 'missing.onnx'), '--data-dir', join(sharedDir(), 'data/cifar10'), '--out', join(out, 'c')])).rejects.toThrow(/ONNX model not found: .*missing\.onnx/);
+    await gpu();
+  }, 600_000);
 });
