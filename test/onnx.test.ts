@@ -75,16 +75,21 @@ async function ortOutputs(onnx: Uint8Array, images: Float32Array, shape = [3, 32
   return result[session.outputNames[0]].data as Float32Array;
 }
 
-/** Random BN statistics and affine parameters, so folding is exercised (fresh BNs are the identity). */
+/**
+ * Random BN statistics and affine parameters, so folding is exercised (fresh BNs are the identity).
+ * Variances are small (0.005-0.055) so that eps = 1e-5 changes the scale by up to 1e-3, which a fold
+ * without eps would show; gamma is proportional to sqrt(var) to keep activations of order one.
+ */
 function randomizeBatchNorms(model: Module, seed: number): void {
   const r = seededRandom(seed);
   for (const [, m] of model.namedModules()) {
     if (!(m instanceof BatchNorm2d)) continue;
     const c = m.numFeatures;
-    assign(m.weight, new Float32Array(c).map(() => 0.5 + r()));
+    const variance = new Float32Array(c).map(() => 0.005 + 0.05 * r());
+    assign(m.running_var, variance);
+    assign(m.weight, variance.map((v) => Math.sqrt(v) * (0.5 + r())));
     assign(m.bias, new Float32Array(c).map(() => r() - 0.5));
     assign(m.running_mean, new Float32Array(c).map(() => 0.2 * (r() - 0.5)));
-    assign(m.running_var, new Float32Array(c).map(() => 0.5 + r()));
   }
 }
 
