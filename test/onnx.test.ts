@@ -273,6 +273,12 @@ describe('malformed ONNX files', () => {
     expect(() => importOnnx(setAttr('pool', [{ name: 'ceil_mode', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "pool" \(MaxPool\): ceil_mode=1 is not supported/);
     expect(() => importOnnx(setAttr('stem', [{ name: 'auto_pad', type: AttributeType.STRING, s: new TextEncoder().encode('SAME_UPPER') }]), 'm.onnx')).toThrow(/node "stem" \(Conv\): auto_pad=SAME_UPPER; only NOTSET/);
     expect(() => importOnnx(setAttr('head', [{ name: 'transA', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "head" \(Gemm\): transA=1 is not supported/);
+    const maskUsed = edit((m) => {
+      const drop = m.graph!.node!.find((n) => n.name === 'drop')!;
+      drop.output!.push('mask');
+      m.graph!.node!.push({ name: 'use_mask', op_type: 'Identity', input: ['mask'], output: ['unused'] });
+    });
+    expect(() => importOnnx(maskUsed, 'm.onnx')).toThrow(/node "drop" \(Dropout\): its output "mask" is used; only the first output/);
   });
 
   it('a missing initializer: DataError naming the node and the tensor', () => {

@@ -121,6 +121,9 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
     const attrs: Attrs = new Map((node.attribute ?? []).map((a) => [a.name, a]));
     const ins = (node.input ?? []).filter((i) => i !== '');
     const out = node.output![0];
+    // Second outputs (Dropout's mask, MaxPool's indices, training BN statistics) are not computed.
+    const extra = (node.output ?? []).slice(1).find((o) => o !== '' && readers.has(o));
+    if (extra !== undefined) throw new UnsupportedError(`${where}: its output "${extra}" is used; only the first output of a node is supported.`);
     const weight = (i: number, role: string) => {
       const c = constants.get(ins[i]);
       if (!c) throw new DataError(`${where}: ${role} "${ins[i] ?? ''}" is not an initializer (missing, or computed in the graph).`);
