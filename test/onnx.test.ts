@@ -9,7 +9,10 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layerWidths, modelFromStateDict, modelToSafetensors } from '../src/nn/checkpoint.js';
 import { IMAGENET_STATS, makeBatch, parseCifarBatches, parseNormalization, subset, type Cifar10Split } from '../src/nn/cifar10.js';
-import { BatchNorm2d } from '../src/nn/layers.js';
+import { AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential } from '../src/nn/layers.js';
+import { Module as BaseModule } from '../src/nn/module.js';
+import * as ag from '../src/tensor/autograd.js';
+import type { Tensor } from '../src/tensor/tensor.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import { createModel } from '../src/nn/models.js';
 import type { Module } from '../src/nn/module.js';
@@ -194,6 +197,48 @@ function handBuiltOnnx(): Uint8Array {
   };
   return encodeModel(model);
 }
+
+/** A user-built model: a scaled residual written functionally around public modules. */
+class ScaledResidual extends BaseModule {
+  readonly body = this.addChild('body', new Sequential(new Conv2d(8, 8, 3, 1, 1, false), new BatchNorm2d(8)));
+  constructor(readonly factor: number, readonly mixBatch = false) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    const y = ag.relu(ag.add(ag.scale(this.body.call(x), this.factor), x));
+    return this.mixBatch ? ag.reshape(y, [1, y.size]) : y;
+  }
+}
+
+describe('ONNX export of user-built models', () => {
+  const build = () => new Sequential(
+    new BatchNorm2d(3), // not after a conv: a BatchNormalization node
+    new Conv2d(3, 8, 3, 1, 1, false), new BatchNorm2d(8), new ReLU(), // bias-free conv, BN folded into it
+    new MaxPool2d(2), new ScaledResidual(0.5), new AvgPool2d(2),
+    new Conv2d(8, 16, 3, 2, 1), new ReLU(), new AdaptiveAvgPool2d(1), new Flatten(), new Linear(16, 10, false),
+  );
+
+  it('BatchNormalization, bias-free conv with folded BN, Mul, Add, pooling, GlobalAveragePool and a bias-free Gemm match onnxruntime', async () => {
+    setInitSeed(21);
+    const model = build();
+    randomizeBatchNorms(model, 22);
+    const onnx = await exportOnnx(model, { inputShape: [3, 32, 32], opset: 17 });
+    const ops = decodeModel(onnx).graph!.node!.map((n) => n.op_type);
+    expect(ops).toEqual(['BatchNormalization', 'Conv', 'Relu', 'MaxPool', 'Conv', 'Mul', 'Add', 'Relu', 'AveragePool', 'Conv', 'Relu', 'GlobalAveragePool', 'Flatten', 'Gemm']);
+    await expectSameOutputs(model, onnx, randomImages(4, 23), 'user-built model');
+    // And back: the imported model computes the same.
+    const back = importOnnx(onnx, 'user.onnx');
+    await expectSameOutputs(back, onnx, randomImages(4, 24), 'user-built model re-imported');
+    back.dispose();
+    model.dispose();
+  }, 120_000);
+
+  it('refuses what ONNX cannot express with a free batch dimension, naming the op', async () => {
+    const model = new Sequential(new Conv2d(3, 8, 3, 1, 1), new ScaledResidual(0.5, true));
+    await expect(exportOnnx(model, { inputShape: [3, 32, 32] })).rejects.toThrow(new UnsupportedError('exportOnnx: 1: a reshape [2,8,32,32] -> [1,16384] that mixes the batch dimension.'));
+    model.dispose();
+  });
+});
 
 describe('ONNX import', () => {
   it('an exported ResNet18 imported fresh equals onnxruntime on that file, keeps its groups and names, and prunes and re-exports', async () => {

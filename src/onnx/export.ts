@@ -103,7 +103,8 @@ export async function exportOnnx(model: Module, o: OnnxExportOptions): Promise<U
   });
   try {
     tidy(() => {
-      const x = fromArray(new Float32Array(c * h * w), [1, c, h, w]);
+      // Batch 2, not 1: a reshape that folds the batch into the features then shows in the shapes.
+      const x = fromArray(new Float32Array(2 * c * h * w), [2, c, h, w]);
       const y = model.call(x);
       if (!y.node) throw new UnsupportedError('exportOnnx: the model output does not depend on any parameter.');
       const ops = topologicalOps(y);

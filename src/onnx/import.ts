@@ -5,7 +5,7 @@
  * `module.call`, Relu / Add / Flatten / Reshape as autograd ops.
  *
  * Supported: Conv, BatchNormalization, Gemm (any transB, alpha/beta folded in), MatMul with an
- * initializer (and a following bias Add) as Linear, Relu, Add, MaxPool, AveragePool, GlobalAveragePool,
+ * initializer (and a following bias Add) as Linear, Relu, Add, Mul by a scalar, MaxPool, AveragePool, GlobalAveragePool,
  * Flatten (axis 1), Reshape to [batch, features], Identity, Dropout (inference: identity), Constant.
  * Anything else, or an attribute value the engine does not implement, is an UnsupportedError naming the
  * node; a malformed file (not protobuf, no graph, missing initializer, dynamic image size) a DataError.
@@ -203,6 +203,14 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
         if (ins.some((i) => constants.has(i))) throw new UnsupportedError(`${where}: adding a constant tensor is supported only as the bias after a MatMul.`);
         step(([a, b]) => ag.add(a, b), ins);
         break;
+      case 'Mul': {
+        allowOnly(attrs, [], where);
+        const factor = ins.map((i) => constants.get(i)).find((c) => c?.values.length === 1);
+        const x = ins.find((i) => !constants.has(i));
+        if (!factor || x === undefined) throw new UnsupportedError(`${where}: only multiplying by a constant scalar is supported.`);
+        step(([t]) => ag.scale(t, factor.values[0]), [x]);
+        break;
+      }
       case 'MaxPool': {
         allowOnly(attrs, ['kernel_shape', 'strides', 'pads', 'dilations', 'ceil_mode', 'auto_pad', 'storage_order'], where);
         const pool = poolAttrs(attrs, where);
