@@ -318,6 +318,8 @@ describe('malformed ONNX files', () => {
     expect(() => importOnnx(setAttr('pool', [{ name: 'ceil_mode', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "pool" \(MaxPool\): ceil_mode=1 is not supported/);
     expect(() => importOnnx(setAttr('stem', [{ name: 'auto_pad', type: AttributeType.STRING, s: new TextEncoder().encode('SAME_UPPER') }]), 'm.onnx')).toThrow(/node "stem" \(Conv\): auto_pad=SAME_UPPER; only NOTSET/);
     expect(() => importOnnx(setAttr('head', [{ name: 'transA', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "head" \(Gemm\): transA=1 is not supported/);
+    const wrongKernel = edit((m) => (m.graph!.node!.find((n) => n.name === 'conv2')!.attribute!.find((a) => a.name === 'kernel_shape')!.ints = [5, 5]));
+    expect(() => importOnnx(wrongKernel, 'm.onnx')).toThrow(new DataError('m.onnx: node "conv2" (Conv): kernel_shape=[5,5] does not match the weight\'s [16,8,3,3].'));
     const maskUsed = edit((m) => {
       const drop = m.graph!.node!.find((n) => n.name === 'drop')!;
       drop.output!.push('mask');

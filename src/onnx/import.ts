@@ -153,6 +153,8 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
         noDilation(attrs, where);
         notAutoPad(attrs, where);
         const [outC, inPerGroup, k] = w.dims;
+        const kernelShape = intsAttr(attrs, 'kernel_shape');
+        if (kernelShape && kernelShape.join() !== `${k},${k}`) throw new DataError(`${where}: kernel_shape=[${kernelShape}] does not match the weight's [${w.dims}].`);
         const bias = ins[2] !== undefined ? weight(2, 'bias') : null;
         const conv = addLayer(new Conv2d(inPerGroup * group, outC, k, stride, padding, !!bias, group));
         assign(conv.weight, w.values);
