@@ -98,7 +98,7 @@ export async function exportOnnx(model: Module, o: OnnxExportOptions): Promise<U
   const wasTraining = model.training;
   model.eval();
   const layerOf = new Map<Tensor, string>(); // output tensor -> innermost module path (for node names)
-  const removeHook = addForwardHook((m, _x, y, path) => {
+  const removeHook = addForwardHook((_m, _x, y, path) => {
     if (path && !layerOf.has(y)) layerOf.set(y, path);
   });
   try {
