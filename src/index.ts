@@ -16,9 +16,13 @@ export { ResNet, BasicBlock, resnet18 } from './nn/resnet.js';
 export { createModel, MODEL_NAMES, type ModelName } from './nn/models.js';
 export * as cifar10 from './nn/cifar10.js';
 export { loadCifar10, downloadCifar10 } from './nn/cifar10-node.js';
-export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict } from './nn/checkpoint.js';
+export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth } from './nn/checkpoint.js';
 export { saveCheckpoint, loadCheckpoint, writeFileAtomic } from './nn/checkpoint-node.js';
 export { evaluate, complexity, inferenceSpeed } from './nn/metrics.js';
 export { train, learningRate, type TrainOptions, type EpochRecord } from './nn/trainer.js';
 // The pruner and optimal transport.
 export * from './prune/index.js';
+// ONNX export and import (protobufjs; browser-safe except the file helpers).
+export { exportOnnx, type OnnxExportOptions } from './onnx/export.js';
+export { importOnnx, OnnxModel, MIN_OPSET } from './onnx/import.js';
+export { saveOnnx, loadOnnx, onnxPathBeside } from './onnx/node.js';

@@ -10,7 +10,7 @@
  * <out>/pruned_models/. Without a checkpoint, --epochs trains one first (and saves it).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataError } from './errors.js';
 import { runMain } from './cli/main.js';
@@ -25,6 +25,7 @@ import { complexity, evaluate, inferenceSpeed } from './nn/metrics.js';
 import { createModel, MODEL_NAMES } from './nn/models.js';
 import type { Module } from './nn/module.js';
 import { train } from './nn/trainer.js';
+import { loadOnnx, onnxPathBeside, saveOnnx } from './onnx/node.js';
 import { CRITERIA, dependencyGroups, OptimalTransport, prune, type ExampleInput } from './prune/index.js';
 import { parseSafetensors } from './tensor/safetensors.js';
 import { destroyRuntime, initRuntime } from './tensor/tensor.js';
@@ -59,6 +60,9 @@ const FLAGS = {
   'iterative-steps': { kind: 'int', help: 'Prune in N steps on a linear schedule, re-scoring each step (all groups at once).', default: 1 },
   'round-to': { kind: 'int', help: 'Keep a multiple of this many channels per group.', default: 1 },
   'input-shape': { kind: 'ints', help: 'The model\'s input C H W (CIFAR-10 evaluation needs 3 32 32).', default: [3, 32, 32], aliases: ['exampleInput', 'example-input'] },
+  // ONNX in and out.
+  model: { kind: 'string', help: 'An ONNX model (FILE.onnx, input 3x32x32) to prune instead of a built-in one; --model-name and --checkpoint are then unused.' },
+  'export-onnx': { kind: 'boolean', help: 'Also write every model as ONNX: one .onnx beside each pruned checkpoint, and <name>_unpruned.onnx.', default: false },
 } satisfies Record<string, FlagSpec>;
 
 interface MethodResult {
@@ -70,6 +74,7 @@ interface MethodResult {
   inference_time: number;
   accuracy_before_fine_tuning?: number;
   checkpoint?: string;
+  onnx?: string;
 }
 
 export interface RunResult {
@@ -129,7 +134,8 @@ export async function main(argv: string[]): Promise<number> {
     log(usage('node dist/run.js', 'Prune with default structured pruning and with Intra-Fusion, then evaluate both.', FLAGS));
     return 0;
   }
-  const modelName = a['model-name'] as string;
+  const onnxFile = a.model === undefined ? null : resolve(a.model as string);
+  const modelName = onnxFile ? basename(onnxFile).replace(/\.onnx$/i, '') : (a['model-name'] as string);
   const groups = a.group_idxs as number[];
   const sparsities = a.sparsities as number[];
   for (const s of sparsities) if (!(s >= 0 && s < 1)) throw new UsageError(`--sparsities: ${s} is not in [0, 1).`);
@@ -169,7 +175,7 @@ export async function main(argv: string[]): Promise<number> {
 
   // The checkpoint: load it, or train one first.
   let normalization: Normalization = a.normalization === 'cifar10' ? CIFAR10_STATS : IMAGENET_STATS;
-  if (!existsSync(checkpointPath)) {
+  if (!onnxFile && !existsSync(checkpointPath)) {
     const epochs = a.epochs as number;
     if (!epochs) throw new UsageError(`Checkpoint ${checkpointPath} does not exist: pass --checkpoint FILE, or --epochs N to train one first.`);
     log(`no checkpoint at ${checkpointPath}: training ${modelName} for ${epochs} epochs`);
@@ -185,10 +191,21 @@ export async function main(argv: string[]): Promise<number> {
     model.dispose();
     log(`saved ${checkpointPath}`);
   }
-  log(`checkpoint: ${checkpointPath}`);
-  const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
-  normalization = parseNormalization(file.metadata.normalize_mean, file.metadata.normalize_std) ?? normalization;
-  const fresh = () => modelFromStateDict(modelName, file, checkpointPath);
+  let fresh: () => Module;
+  if (onnxFile) {
+    const onnx = onnxSource(onnxFile);
+    fresh = onnx.fresh;
+    normalization = onnx.normalization ?? normalization;
+  } else {
+    log(`checkpoint: ${checkpointPath}`);
+    const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
+    normalization = parseNormalization(file.metadata.normalize_mean, file.metadata.normalize_std) ?? normalization;
+    fresh = () => modelFromStateDict(modelName, file, checkpointPath);
+  }
+  const exportOptions = (metadata: Record<string, string>) => ({
+    inputShape: exampleInput, graphName: modelName,
+    metadata: { ...metadata, normalize_mean: normalization.mean.join(','), normalize_std: normalization.std.join(',') },
+  });
 
   const probe = fresh();
   const groupCount = dependencyGroups(probe, { exampleInput }).length;
@@ -207,6 +224,10 @@ export async function main(argv: string[]): Promise<number> {
   log(`evaluating the original ${modelName} on ${test.count} test images`);
   const original = fresh();
   const originalResult = await measure(original, test, normalization, batchSize, 'original', exampleInput);
+  if (a['export-onnx']) {
+    originalResult.onnx = join(out, 'pruned_models', `${modelName}_unpruned.onnx`);
+    await saveOnnx(original, originalResult.onnx, exportOptions({ model: modelName, method: 'unpruned' }));
+  }
   original.dispose();
   log(`original: ${originalResult.accuracy}% accuracy, ${originalResult.parameters} parameters, ${(originalResult.flops / 1e6).toFixed(1)} MFLOPs`);
 
@@ -251,16 +272,21 @@ export async function main(argv: string[]): Promise<number> {
       }
       const r = await measure(model, test, normalization, batchSize, label, exampleInput);
       if (before !== undefined) r.accuracy_before_fine_tuning = Number(before.toFixed(2));
+      const name = `${modelName}_${criterion}_${cellName}_${key === 'default_pruning' ? 'default' : 'intra_fusion'}.safetensors`;
+      const path = join(out, 'pruned_models', name);
+      const metadata = {
+        model: modelName, method: key, group_idx: String(g), sparsity: String(s), importance_criteria: criterion,
+        ...(groupSparsity ? { group_sparsity: JSON.stringify(groupSparsity) } : {}), mode,
+        accuracy: String(r.accuracy), eval_samples: String(test.count), parameters: String(r.parameters), flops: String(r.flops),
+        normalize_mean: normalization.mean.join(','), normalize_std: normalization.std.join(','), input_shape: exampleInput.join(','),
+      };
       if (a['save-models']) {
-        const name = `${modelName}_${criterion}_${cellName}_${key === 'default_pruning' ? 'default' : 'intra_fusion'}.safetensors`;
-        const path = join(out, 'pruned_models', name);
-        await saveCheckpoint(model, path, {
-          model: modelName, method: key, group_idx: String(g), sparsity: String(s), importance_criteria: criterion,
-          ...(groupSparsity ? { group_sparsity: JSON.stringify(groupSparsity) } : {}), mode,
-          accuracy: String(r.accuracy), eval_samples: String(test.count), parameters: String(r.parameters), flops: String(r.flops),
-          normalize_mean: normalization.mean.join(','), normalize_std: normalization.std.join(','),
-        });
+        await saveCheckpoint(model, path, metadata);
         r.checkpoint = path;
+      }
+      if (a['export-onnx']) {
+        r.onnx = onnxPathBeside(path);
+        await saveOnnx(model, r.onnx, exportOptions(metadata));
       }
       entry[key] = r;
       model.dispose();
@@ -280,6 +306,17 @@ export async function main(argv: string[]): Promise<number> {
   log(`\nresults: ${resultsPath}`);
   destroyRuntime();
   return 0;
+}
+
+// ------------------------------------------------------------------ ONNX input
+
+/** An ONNX model as the run's model: imported afresh for every cell, with the normalisation it names. */
+function onnxSource(path: string): { fresh: () => Module; normalization: Normalization | null } {
+  const probe = loadOnnx(path);
+  probe.dispose();
+  // The pruner traces and the metrics count on CIFAR-10-sized images until prune() takes an example input.
+  if (probe.inputShape.join() !== '3,32,32') throw new UsageError(`--model ${path}: its input is ${probe.inputShape.join('x')}; this run prunes and evaluates 3x32x32 (CIFAR-10) models.`);
+  return { fresh: () => loadOnnx(path), normalization: parseNormalization(probe.metadata.normalize_mean, probe.metadata.normalize_std) };
 }
 
 if (process.argv[1] && /run\.(js|ts|mjs)$/.test(process.argv[1])) runMain(main);

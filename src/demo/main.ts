@@ -9,6 +9,7 @@ import { modelFromStateDict } from '../nn/checkpoint.js';
 import { IMAGENET_STATS, parseCifarBatches, parseNormalization, subset, type Cifar10Split } from '../nn/cifar10.js';
 import { complexity, evaluate, inferenceSpeed } from '../nn/metrics.js';
 import { createModel } from '../nn/models.js';
+import { exportOnnx } from '../onnx/export.js';
 import { dependencyGroups, OptimalTransport, prune } from '../prune/index.js';
 import { parseSafetensors, type SafeTensorsFile } from '../tensor/safetensors.js';
 import { getRuntime, initRuntime } from '../tensor/tensor.js';
@@ -46,11 +47,13 @@ async function measure(m: ReturnType<typeof createModel>, label: string): Promis
   return { accuracy: r.accuracy, parameters: c.parameters, flops: c.flops, latencyMs: speed.latencyMs };
 }
 
-async function runOnce(sparsity: number, withOriginal: boolean) {
+/** Runs default pruning and Intra-Fusion; with `onnx`, also exports both pruned models for download. */
+async function runOnce(sparsity: number, withOriginal: boolean, onnx = false) {
   const group = Number($<HTMLSelectElement>('group').value);
   const criterion = $<HTMLSelectElement>('criterion').value;
   const solver = $<HTMLSelectElement>('solver').value as 'emd' | 'sinkhorn';
   const out: Record<string, Measured> = {};
+  const files: Record<string, Uint8Array> = {};
   let map: { M: Float64Array; k: number; n: number } | null = null;
   if (withOriginal) {
     const m = buildModel();
@@ -66,9 +69,16 @@ async function runOnce(sparsity: number, withOriginal: boolean) {
     });
     if (method === 'intra_fusion') map = { M: r.map, k: r.kept, n: r.channels };
     out[method] = await measure(m, method);
+    if (onnx) {
+      status(`exporting the ${method === 'default' ? 'default-pruned' : 'Intra-Fusion'} model as ONNX...`);
+      files[method] = await exportOnnx(m, {
+        inputShape: [3, 32, 32], graphName: $<HTMLSelectElement>('model').value,
+        metadata: { method, group_idx: String(group), sparsity: String(sparsity), normalize_mean: normalization().mean.join(','), normalize_std: normalization().std.join(',') },
+      });
+    }
     m.dispose();
   }
-  return { out, map };
+  return { out, map, files };
 }
 
 function renderTable(out: Record<string, Measured>, sparsity: number) {
@@ -77,6 +87,22 @@ function renderTable(out: Record<string, Measured>, sparsity: number) {
     <tr><th>model</th><th>accuracy %</th><th>parameters</th><th>MFLOPs</th><th>latency ms</th></tr>
     ${rows.map(([k, label]) => `<tr data-method="${k}"><td>${label}</td><td class="acc">${out[k].accuracy.toFixed(2)}</td><td>${out[k].parameters.toLocaleString('en')}</td><td>${(out[k].flops / 1e6).toFixed(1)}</td><td>${out[k].latencyMs.toFixed(1)}</td></tr>`).join('')}
   </table>`;
+}
+
+/** Download links for the pruned models as .onnx (Blob URLs, replaced on every run). */
+function renderDownloads(files: Record<string, Uint8Array>, sparsity: number) {
+  document.querySelectorAll<HTMLAnchorElement>('#downloads a').forEach((a) => URL.revokeObjectURL(a.href));
+  const base = `${$<HTMLSelectElement>('model').value}_g${$<HTMLSelectElement>('group').value}_s${sparsity}`;
+  $('downloads').innerHTML = '';
+  for (const [method, label] of [['default', 'default-pruned'], ['intra_fusion', 'Intra-Fusion']] as const) {
+    if (!files[method]) continue;
+    const a = document.createElement('a');
+    a.id = `download-${method}`;
+    a.href = URL.createObjectURL(new Blob([files[method] as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
+    a.download = `${base}_${method}.onnx`;
+    a.textContent = `Download the ${label} model (.onnx, ${(files[method].byteLength / 1e6).toFixed(1)} MB)`;
+    $('downloads').append(a, ' ');
+  }
 }
 
 function renderHeatmap(map: { M: Float64Array; k: number; n: number }) {
@@ -163,8 +189,9 @@ async function start() {
   describeLoaded();
   $('run').addEventListener('click', () => void guarded(async () => {
     const s = Number($<HTMLInputElement>('sparsity').value);
-    const { out, map } = await runOnce(s, true);
+    const { out, map, files } = await runOnce(s, true, true);
     renderTable(out, s);
+    renderDownloads(files, s);
     if (map) renderHeatmap(map);
     status(`done: default ${out.default.accuracy.toFixed(2)}% vs Intra-Fusion ${out.intra_fusion.accuracy.toFixed(2)}% (${getRuntime().adapterDescription})`, 'done');
   }));

@@ -11,8 +11,12 @@ import { BatchNorm2d } from './layers.js';
 import { createModel } from './models.js';
 import type { Module } from './module.js';
 
-/** Serialises a model's parameters and buffers (read back from the GPU). */
+/**
+ * Serialises a model's parameters and buffers (read back from the GPU). The metadata always gets
+ * `layer_widths` (JSON of {layerPath: {kind, in, out}}), so a pruned file says its own shapes.
+ */
 export async function modelToSafetensors(model: Module, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+  metadata = { layer_widths: JSON.stringify(layerWidths(model)), ...metadata };
   const tensors = new Map<string, TensorToWrite>();
   for (const [name, t] of model.stateTensors()) tensors.set(name, { shape: [...t.shape], values: await t.data() });
   for (const [prefix, m] of model.namedModules()) {
@@ -61,12 +65,49 @@ export function loadSafetensorsBytes(model: Module, bytes: ArrayBuffer | Uint8Ar
   return file.metadata;
 }
 
+/** One layer's channel counts, as saved in a checkpoint's `layer_widths` metadata. */
+export interface LayerWidth {
+  /** The registry's layer kind (Conv2d, Linear, BatchNorm2d). */
+  kind: string;
+  in: number;
+  out: number;
+}
+
+/** Channel counts of every prunable layer kind by module path: what a pruned file needs to describe itself. */
+export function layerWidths(model: Module): Record<string, LayerWidth> {
+  const widths: Record<string, LayerWidth> = {};
+  for (const [path, m] of model.namedModules()) {
+    const kind = layerKind(m);
+    if (kind) widths[path] = { kind: kind.name, in: kind.inChannels(m), out: kind.outChannels(m) };
+  }
+  return widths;
+}
+
 /**
- * Resizes a freshly built model's layers to the shapes in a state dict, so a pruned checkpoint (fewer
- * channels in some layers) loads into the architecture it was saved from. Only channel counts change.
+ * Resizes a freshly built model's layers to a (possibly pruned) checkpoint, so it loads into the
+ * architecture it was saved from. Files written here carry `layer_widths` metadata and are resized from
+ * it; plain checkpoints (PyTorch's, older ones) are resized from their tensor shapes. Only channel
+ * counts change; loadStateDict then checks every shape.
  */
-export function resizeToStateDict(model: Module, file: SafeTensorsFile): void {
-  for (const [prefix, m] of model.namedModules()) {
+export function resizeToStateDict(model: Module, file: SafeTensorsFile, source = 'checkpoint'): void {
+  const modules = new Map(model.namedModules());
+  if (file.metadata.layer_widths) {
+    let widths: Record<string, LayerWidth>;
+    try {
+      widths = JSON.parse(file.metadata.layer_widths);
+    } catch (e) {
+      throw new DataError(`${source}: the layer_widths metadata is not valid JSON (${(e as Error).message}).`);
+    }
+    for (const [path, w] of Object.entries(widths)) {
+      const m = modules.get(path);
+      const kind = m && layerKind(m);
+      if (!m || !kind || kind.name !== w.kind) throw new DataError(`${source}: layer_widths names ${w.kind} "${path}", which this model does not have (a checkpoint of another architecture?).`);
+      if (!(Number.isInteger(w.in) && w.in > 0 && Number.isInteger(w.out) && w.out > 0)) throw new DataError(`${source}: layer_widths of "${path}" is not a pair of positive integers.`);
+      kind.resizeTo(m, w.in, w.out);
+    }
+    return;
+  }
+  for (const [prefix, m] of modules) {
     layerKind(m)?.resize(m, (tensor) => file.tensors.get(prefix ? `${prefix}.${tensor}` : tensor)?.shape);
   }
 }
@@ -74,7 +115,7 @@ export function resizeToStateDict(model: Module, file: SafeTensorsFile): void {
 /** Builds the named architecture at the (possibly pruned) shapes of a state dict and loads it. */
 export function modelFromStateDict(name: string, file: SafeTensorsFile, source: string): Module {
   const model = createModel(name);
-  resizeToStateDict(model, file);
+  resizeToStateDict(model, file, source);
   loadStateDict(model, file, source);
   return model;
 }

@@ -44,6 +44,7 @@ export interface LayerKind<L extends Module = Module> {
   /** Throws UnsupportedError (naming the layer) for configurations outside the supported set. */
   flow(layer: L): 'new' | 'same';
   outChannels(layer: L): number;
+  inChannels(layer: L): number;
   /** Tensors indexed by out-channel; the first is the weight (importance slices and OT features). */
   outAxes(layer: L): ChannelAxis[];
   /** The weight's in-channel axis, `factor` columns per channel; null when in-channels are the out-channels. */
@@ -52,8 +53,12 @@ export interface LayerKind<L extends Module = Module> {
   applyOut(layer: L, map: ChannelMap): void;
   /** Applies the map to the in-channels (W'[:, j] = sum_i M[j, i] W[:, i]) and updates the layer's width. */
   applyIn(layer: L, map: ChannelMap, factor: number): void;
-  /** Resizes a freshly built layer to a checkpoint's shapes (values are loaded afterwards). */
+  /**
+   * Resizes a freshly built layer to a checkpoint's widths (values are loaded afterwards): from its
+   * tensor shapes (`shapeOf`), or from the in/out counts a self-describing checkpoint lists.
+   */
   resize(layer: L, shapeOf: (tensor: string) => number[] | undefined): void;
+  resizeTo(layer: L, inChannels: number, outChannels: number): void;
   /** Multiply-accumulates for one sample, given the layer's output shape [1, ...]. */
   macs(layer: L, outputShape: readonly number[]): number;
 }
@@ -81,6 +86,7 @@ const conv2dKind: LayerKind<Conv2d> = {
     throw new UnsupportedError(`${c.path || 'Conv2d'}: grouped convolution with ${c.groups} groups over ${c.inChannels} -> ${c.outChannels} channels cannot be pruned (only groups = 1 or depthwise).`);
   },
   outChannels: (c) => c.outChannels,
+  inChannels: (c) => c.inChannels,
   outAxes(c) {
     const rest = c.weight.shape.slice(1);
     const axes: ChannelAxis[] = [{ tensor: 'weight', rows: 1, n: c.outChannels, inner: c.weight.size / c.outChannels, shape: (k) => [k, ...rest] }];
@@ -110,14 +116,17 @@ const conv2dKind: LayerKind<Conv2d> = {
   resize(c, shapeOf) {
     const w = shapeOf('weight');
     if (!w || w.length !== 4) return;
-    const depthwise = isDepthwise(c);
     if (shapeOf('bias') && !c.bias) c.ensureBias();
-    if (w[0] === c.outChannels && w[1] * c.groups === c.inChannels) return;
-    c.outChannels = w[0];
-    if (depthwise) c.inChannels = c.groups = w[0];
-    else c.inChannels = w[1] * c.groups;
-    c.replaceTensor('weight', zeros(w));
-    if (c.bias) c.replaceTensor('bias', zeros([w[0]]));
+    conv2dKind.resizeTo(c, isDepthwise(c) ? w[0] : w[1] * c.groups, w[0]);
+  },
+  resizeTo(c, inC, outC) {
+    if (outC === c.outChannels && inC === c.inChannels) return;
+    if (isDepthwise(c)) c.groups = outC;
+    c.outChannels = outC;
+    c.inChannels = inC;
+    const [, , kh, kw] = c.weight.shape;
+    c.replaceTensor('weight', zeros([outC, inC / c.groups, kh, kw]));
+    if (c.bias) c.replaceTensor('bias', zeros([outC]));
   },
   macs: (c, [, out, oh, ow]) => out * oh * ow * c.weight.size / c.outChannels,
 };
@@ -127,6 +136,7 @@ const linearKind: LayerKind<Linear> = {
   role: 'weight',
   flow: () => 'new',
   outChannels: (l) => l.outFeatures,
+  inChannels: (l) => l.inFeatures,
   outAxes(l) {
     const axes: ChannelAxis[] = [{ tensor: 'weight', rows: 1, n: l.outFeatures, inner: l.inFeatures, shape: (k) => [k, l.inFeatures] }];
     if (l.bias) axes.push({ tensor: 'bias', rows: 1, n: l.outFeatures, inner: 1, shape: (k) => [k] });
@@ -143,10 +153,13 @@ const linearKind: LayerKind<Linear> = {
   },
   resize(l, shapeOf) {
     const w = shapeOf('weight');
-    if (!w || w.length !== 2 || (w[0] === l.outFeatures && w[1] === l.inFeatures)) return;
-    [l.outFeatures, l.inFeatures] = w;
-    l.replaceTensor('weight', zeros(w));
-    if (l.bias) l.replaceTensor('bias', zeros([w[0]]));
+    if (w?.length === 2) linearKind.resizeTo(l, w[1], w[0]);
+  },
+  resizeTo(l, inF, outF) {
+    if (outF === l.outFeatures && inF === l.inFeatures) return;
+    [l.outFeatures, l.inFeatures] = [outF, inF];
+    l.replaceTensor('weight', zeros([outF, inF]));
+    if (l.bias) l.replaceTensor('bias', zeros([outF]));
   },
   macs: (l) => l.inFeatures * l.outFeatures,
 };
@@ -158,6 +171,7 @@ const batchNorm2dKind: LayerKind<BatchNorm2d> = {
   role: 'norm',
   flow: () => 'same',
   outChannels: (b) => b.numFeatures,
+  inChannels: (b) => b.numFeatures,
   outAxes: (b) => BN_TENSORS.map((tensor) => ({ tensor, rows: 1, n: b.numFeatures, inner: 1, shape: (k) => [k] })),
   inAxis: () => null,
   // Index selection, not M: after folding the BN is the identity per channel, so selecting equals any
@@ -180,9 +194,12 @@ const batchNorm2dKind: LayerKind<BatchNorm2d> = {
   applyIn: () => {},
   resize(b, shapeOf) {
     const w = shapeOf('weight');
-    if (!w || w.length !== 1 || w[0] === b.numFeatures) return;
-    b.numFeatures = w[0];
-    for (const name of BN_TENSORS) b.replaceTensor(name, zeros(w));
+    if (w?.length === 1) batchNorm2dKind.resizeTo(b, w[0], w[0]);
+  },
+  resizeTo(b, _inC, outC) {
+    if (outC === b.numFeatures) return;
+    b.numFeatures = outC;
+    for (const name of BN_TENSORS) b.replaceTensor(name, zeros([outC]));
   },
   macs: () => 0,
 };

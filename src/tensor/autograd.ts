@@ -38,8 +38,8 @@ function needsGrad(t: Tensor | null | undefined): boolean {
   return !!t && (t.requiresGrad || t.node !== null);
 }
 
-function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward']): Tensor {
-  if (recording && inputs.some(needsGrad)) out.node = { op, inputs, backward };
+function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
+  if (recording && inputs.some(needsGrad)) out.node = attrs ? { op, inputs, backward, attrs } : { op, inputs, backward };
   return out;
 }
 
@@ -51,7 +51,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
 }
 
 export function scale(a: Tensor, alpha: number): Tensor {
-  return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)]);
+  return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)], { alpha });
 }
 
 export function relu(x: Tensor): Tensor {
@@ -124,11 +124,11 @@ export function batchNorm2d(x: Tensor, state: BatchNormState, { training, eps = 
 
 export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
   if (geometry.padding) throw new UnsupportedError('maxPool2d: padding is not implemented yet.');
-  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)]);
+  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], { ...geometry });
 }
 
 export function avgPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)]);
+  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], { ...geometry });
 }
 
 /**

@@ -34,6 +34,8 @@ export interface GradNode {
   op: string;
   inputs: Tensor[];
   backward: (gradOut: Tensor) => (Tensor | null)[];
+  /** The op's geometry (pooling kernel, stride, padding) where the tensors alone do not tell it: read by exporters. */
+  attrs?: Readonly<Record<string, number>>;
 }
 
 export type Shape = readonly number[];

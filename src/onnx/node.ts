@@ -1,0 +1,21 @@
+/** ONNX files in Node: atomic writes beside a checkpoint, and reading with a clear error. */
+import { existsSync, readFileSync } from 'node:fs';
+import { DataError } from '../errors.js';
+import { writeFileAtomic } from '../nn/checkpoint-node.js';
+import type { Module } from '../nn/module.js';
+import { exportOnnx, type OnnxExportOptions } from './export.js';
+import { importOnnx, type OnnxModel } from './import.js';
+
+/** The .onnx path beside a .safetensors path (same name, other extension). */
+export function onnxPathBeside(checkpointPath: string): string {
+  return checkpointPath.replace(/\.safetensors$/, '') + '.onnx';
+}
+
+export async function saveOnnx(model: Module, path: string, options: OnnxExportOptions): Promise<void> {
+  writeFileAtomic(path, await exportOnnx(model, options));
+}
+
+export function loadOnnx(path: string): OnnxModel {
+  if (!existsSync(path)) throw new DataError(`ONNX model not found: ${path}`);
+  return importOnnx(readFileSync(path), path);
+}
