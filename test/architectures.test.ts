@@ -188,8 +188,9 @@ describe('architectures: names and parameter counts', () => {
     expect(() => createModel('vgg11', { numClasses: 0 })).toThrow(ArgumentError);
   });
 
-  it('Dropout is the identity in eval mode and refuses training mode, naming the layer', () => {
+  it('ImageNet VGG: features pooled to 7x7; Dropout is the identity in eval mode and refuses training mode', () => {
     const m = new VGG(VGG_CFGS.vgg11, 10, { batchNorm: false, stem: 'imagenet', hiddenFeatures: TEST_HIDDEN });
+    expect(m.avgpool?.outputSize).toEqual([7, 7]);
     const dropout = (m.classifier as unknown as { at(i: number): Module }).at(2);
     expect(dropout).toBeInstanceOf(Dropout);
     const x = fromArray([1, 2, 3], [1, 3]);
