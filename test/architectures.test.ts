@@ -183,7 +183,7 @@ describe('architectures: names and parameter counts', () => {
     expect(entriesOf(resnet)).toEqual(expectedStateDict('resnet18', 'cifar', 10));
     resnet.dispose();
     expect(() => createModel('resnet101')).toThrow(ArgumentError);
-    expect(() => createModel('resnet101')).toThrow(/choose one of: vgg11, vgg11_bn, .*resnet50/);
+    expect(() => createModel('resnet101')).toThrow(/choose one of: vgg11_bn, resnet18, vgg11, .*resnet50\./);
     expect(() => createModel('resnet18', { stem: 'tiny' as Stem })).toThrow(/Unknown stem "tiny"; choose one of: cifar, imagenet/);
     expect(() => createModel('vgg11', { numClasses: 0 })).toThrow(ArgumentError);
   });

@@ -12,9 +12,10 @@ import { VGG, VGG_CFGS } from './vgg.js';
 export type Stem = 'cifar' | 'imagenet';
 export const STEMS: readonly Stem[] = ['cifar', 'imagenet'];
 
+/** The reference's two models first (the CLI's choices and error messages list them in this order). */
 export const MODEL_NAMES = [
-  'vgg11', 'vgg11_bn', 'vgg13', 'vgg13_bn', 'vgg16', 'vgg16_bn', 'vgg19', 'vgg19_bn',
-  'resnet18', 'resnet34', 'resnet50',
+  'vgg11_bn', 'resnet18',
+  'vgg11', 'vgg13', 'vgg13_bn', 'vgg16', 'vgg16_bn', 'vgg19', 'vgg19_bn', 'resnet34', 'resnet50',
 ] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
