@@ -81,7 +81,7 @@ export class VGG extends Module {
       }
     }
     if (stem === 'cifar') {
-      layers.push(new AvgPool2d(1, 1)); // the reference's identity pool; kept so layer indices match its checkpoints
+      layers.push(new AvgPool2d(1, 1)); // the reference's identity pool (no tensors), kept so the module list is its
       this.features = this.addChild('features', new Sequential(...layers));
       this.classifier = this.addChild('classifier', new Linear(channels, numClasses));
     } else {
