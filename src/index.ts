@@ -11,9 +11,9 @@ export { SGD, type SgdOptions } from './nn/optim.js';
 // Models, data, training (Node helpers included: checkpoint files, CIFAR-10 from disk or download).
 export { Module, addForwardHook } from './nn/module.js';
 export { Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential } from './nn/layers.js';
-export { VGG, vgg11_bn } from './nn/vgg.js';
-export { ResNet, BasicBlock, resnet18 } from './nn/resnet.js';
-export { createModel, MODEL_NAMES, type ModelName } from './nn/models.js';
+export { VGG, VGG_CFGS, Dropout, vgg, vgg11_bn, type VggCfg, type VggName, type VggOptions } from './nn/vgg.js';
+export { ResNet, BasicBlock, Bottleneck, resnet18, resnet34, resnet50, type ResNetOptions } from './nn/resnet.js';
+export { createModel, MODEL_NAMES, STEMS, type ModelName, type ModelOptions, type Stem } from './nn/models.js';
 export * as cifar10 from './nn/cifar10.js';
 export { loadCifar10, downloadCifar10 } from './nn/cifar10-node.js';
 export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth } from './nn/checkpoint.js';

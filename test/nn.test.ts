@@ -50,7 +50,7 @@ describe('models', () => {
     expect(complexity(resnet).macs).toBe(555_422_720);
     vgg.dispose();
     resnet.dispose();
-    expect(() => createModel('alexnet')).toThrow(/Unknown model "alexnet"; choose one of: vgg11_bn, resnet18/);
+    expect(() => createModel('alexnet')).toThrow(/Unknown model "alexnet"; choose one of: vgg11_bn, resnet18, vgg11, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn, resnet34, resnet50\./);
   });
 
   it('uses PyTorch state_dict names', () => {
