@@ -106,6 +106,27 @@ describe('foldingMaps', () => {
     expect(optimal / cases).toBeGreaterThan(0.9);
   });
 
+  it('iterates Lloyd to a fixed point: every channel is nearest to its own cluster mean', () => {
+    const r = rng(17);
+    const [n, D, k] = [80, 3, 9];
+    const X = uniform(r, n * D);
+    const isFixedPoint = (a: Int32Array) => {
+      const mean = new Float64Array(k * D);
+      const size = new Float64Array(k);
+      a.forEach((j, i) => {
+        size[j]++;
+        for (let d = 0; d < D; d++) mean[j * D + d] += X[i * D + d];
+      });
+      for (let e = 0; e < k * D; e++) mean[e] /= size[Math.floor(e / D)];
+      const dist = (i: number, j: number) => Array.from({ length: D }, (_, d) => (X[i * D + d] - mean[j * D + d]) ** 2).reduce((s, v) => s + v);
+      return a.every((own, i) => Array.from({ length: k }, (_, j) => dist(i, j)).every((d) => dist(i, own) <= d + 1e-12));
+    };
+    for (let seed = 0; seed < 5; seed++) expect(isFixedPoint(foldingMaps(X, D, k, { seed }).assignment)).toBe(true);
+    // The iteration cap is honoured: one Lloyd step from k-means++ is not yet converged for some seed.
+    const capped = Array.from({ length: 5 }, (_, seed) => isFixedPoint(foldingMaps(X, D, k, { seed, iterations: 1, restarts: 1 }).assignment));
+    expect(capped).toContain(false);
+  });
+
   it('builds maps from the assignment: producer rows are cluster means, consumer columns one 1 per source', () => {
     const r = rng(3);
     for (const [n, k] of [[9, 4], [16, 5], [7, 1], [12, 11]]) {
