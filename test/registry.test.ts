@@ -266,10 +266,11 @@ describe('the protected classifier is found structurally', () => {
   });
 
   it('a 100-class VGG11-BN pruned at group 0 keeps 100 outputs', async () => {
-    const m = createModel('vgg11_bn', 100);
+    const m = createModel('vgg11_bn', { numClasses: 100 });
     await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [0] });
-    expect((m as VGG).classifier.outFeatures).toBe(100);
-    expect((m as VGG).classifier.inFeatures).toBe(256);
+    const classifier = (m as VGG).classifier as Linear;
+    expect(classifier.outFeatures).toBe(100);
+    expect(classifier.inFeatures).toBe(256);
     m.dispose();
   });
 });
