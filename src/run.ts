@@ -52,7 +52,7 @@ const FLAGS = {
   'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
   seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
-  fusion: { kind: 'string', help: 'Methods to run: both (default pruning and Intra-Fusion), none (default only) or ot (Intra-Fusion only).', default: 'both', choices: ['both', 'none', 'ot'] },
+  fusion: { kind: 'string', help: 'Methods to run: both (default pruning and Intra-Fusion), none (default only), ot (Intra-Fusion only), folding (k-means model folding only) or all three.', default: 'both', choices: ['both', 'none', 'ot', 'folding', 'all'] },
   'whole-network': { kind: 'boolean', help: 'Prune every group at once per sparsity (group_idxs ignored; results have group_idx -1).', default: false },
   global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
   'max-group-sparsity': { kind: 'number', help: 'With --global: the most any group may lose.', default: 0.9 },
@@ -94,7 +94,12 @@ export interface RunResult {
   /** Typed for the default --fusion both; --fusion none or ot leaves the other method's entry out. */
   default_pruning: MethodResult;
   intra_fusion: MethodResult;
+  /** With --fusion folding or all. */
+  folding?: MethodResult;
 }
+
+/** Result key, prune() fusion and label of each method. */
+const METHODS = [['default_pruning', 'none', 'default'], ['intra_fusion', 'ot', 'Intra-Fusion'], ['folding', 'folding', 'folding']] as const;
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -238,7 +243,7 @@ export async function main(argv: string[]): Promise<number> {
   const criterion = a.importance_criteria as string;
   const needsData = criterion === 'taylor' || criterion === 'chip';
   // Result key and prune() fusion of each method; --fusion picks them.
-  const methods = ([['default_pruning', 'none'], ['intra_fusion', 'ot']] as const).filter(([, fusion]) => a.fusion === 'both' || a.fusion === fusion);
+  const methods = METHODS.filter(([, fusion]) => a.fusion === 'all' || a.fusion === fusion || (a.fusion === 'both' && fusion !== 'folding'));
   for (const { g, s, sparsity } of cells) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: modelName, importance_criteria: criterion, group_idx: g, sparsity: s,
@@ -247,8 +252,8 @@ export async function main(argv: string[]): Promise<number> {
     } as RunResult;
     const cellName = mode === 'per-group' ? `gs${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join('-')}` : `g${g === -1 ? 'all' : g}_s${s}`;
     const where = mode === 'per-group' ? `groups ${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join(',')}` : `${g === -1 ? `all groups (${mode})` : `group ${g}`} sparsity ${s}`;
-    for (const [key, fusion] of methods) {
-      const label = `${key === 'default_pruning' ? 'default' : 'Intra-Fusion'} ${where}`;
+    for (const [key, fusion, name] of methods) {
+      const label = `${name} ${where}`;
       const model = fresh();
       await prune(model, {
         importanceCriteria: criterion, sparsity, groupIdxs: mode === 'group' ? [g] : undefined, fusion, optimalTransport: ot,
@@ -272,8 +277,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       const r = await measure(model, test, normalization, batchSize, label, exampleInput);
       if (before !== undefined) r.accuracy_before_fine_tuning = Number(before.toFixed(2));
-      const name = `${modelName}_${criterion}_${cellName}_${key === 'default_pruning' ? 'default' : 'intra_fusion'}.safetensors`;
-      const path = join(out, 'pruned_models', name);
+      const path = join(out, 'pruned_models', `${modelName}_${criterion}_${cellName}_${key === 'default_pruning' ? 'default' : key}.safetensors`);
       const metadata = {
         model: modelName, method: key, group_idx: String(g), sparsity: String(s), importance_criteria: criterion,
         ...(groupSparsity ? { group_sparsity: JSON.stringify(groupSparsity) } : {}), mode,
@@ -295,13 +299,14 @@ export async function main(argv: string[]): Promise<number> {
     results.push(entry);
     writeFileAtomic(resultsPath, JSON.stringify(results, null, 2));
   }
-  log('\n| group | sparsity | default % | Intra-Fusion % | parameters |');
-  log('|---:|---:|---:|---:|---:|');
+  const folding = methods.some(([key]) => key === 'folding');
+  log(`\n| group | sparsity | default % | Intra-Fusion % |${folding ? ' folding % |' : ''} parameters |`);
+  log(`|---:|---:|---:|---:|${folding ? '---:|' : ''}---:|`);
   for (const r of results) {
     const group = r.mode === 'per-group' ? Object.keys(r.group_sparsity!).join(',') : r.group_idx === -1 ? 'all' : r.group_idx;
     const sparsity = r.mode === 'per-group' ? Object.values(r.group_sparsity!).join(',') : r.sparsity;
     const [dp, intra] = [r.default_pruning as MethodResult | undefined, r.intra_fusion as MethodResult | undefined];
-    log(`| ${group} | ${sparsity} | ${dp?.accuracy ?? '-'} | ${intra?.accuracy ?? '-'} | ${(intra ?? dp)!.parameters} |`);
+    log(`| ${group} | ${sparsity} | ${dp?.accuracy ?? '-'} | ${intra?.accuracy ?? '-'} |${folding ? ` ${r.folding?.accuracy ?? '-'} |` : ''} ${(intra ?? dp ?? r.folding)!.parameters} |`);
   }
   log(`\nresults: ${resultsPath}`);
   destroyRuntime();

@@ -487,3 +487,43 @@ describe('CLI flags for the pruning modes', () => {
     expect(() => parseArgs(['--group-sparsity', 'a=0.3'], spec)).toThrow(/"a" is not an integer/);
   });
 });
+
+describe('model folding through prune()', () => {
+  /**
+   * conv(3->8) with channel pairs (c, c+4) identical in rows and bias, ReLU, conv(8->5): folding the
+   * group to 4 channels merges each pair (k-means finds the 4 exact duplicates), producer rows become
+   * the pair's mean (the same row) and consumer columns the pair's sum, so the output is unchanged.
+   */
+  it('folds duplicated channels to 4 clusters without changing the output; the merged columns are the sums', async () => {
+    setInitSeed(21);
+    const build = () => new Net({ a: conv(3, 8), b: conv(8, 5) }, (p, x) => p.b.call(ag.relu(p.a.call(x))));
+    const m = build();
+    const a = m.parts.a as Conv2d;
+    const w = await a.weight.data();
+    const per = w.length / 8;
+    for (let c = 4; c < 8; c++) w.copyWithin(c * per, (c - 4) * per, (c - 3) * per);
+    assign(a.weight, w);
+    const bias = await a.bias!.data();
+    bias.copyWithin(4, 0, 4);
+    assign(a.bias!, bias);
+    const dense = await outputs(m, [3, 8, 8]);
+    const wb = await (m.parts.b as Conv2d).weight.data();
+    const report = await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: [3, 8, 8], fusion: 'folding', ignoredLayers: [m.parts.b] });
+    expect(report.map((r) => r.kept)).toEqual([4]);
+    expect((m.parts.a as Conv2d).outChannels).toBe(4);
+    expectClose(await outputs(m, [3, 8, 8]), dense, 1e-5, 1e-4, 'folded vs dense');
+    // Consumer columns of cluster {0, 4} (numbered by its smallest member: first) are the sum of both.
+    const folded = await (m.parts.b as Conv2d).weight.data();
+    for (let o = 0; o < 5; o++) for (let t = 0; t < 9; t++) {
+      expect(folded[(o * 4 + 0) * 9 + t]).toBeCloseTo(wb[(o * 8 + 0) * 9 + t] + wb[(o * 8 + 4) * 9 + t], 5);
+    }
+    m.dispose();
+  });
+
+  it('rejects folding with dimensionality preservation', async () => {
+    const m = smallVgg();
+    await expect(prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: [3, 8, 8], fusion: 'folding', dimensionalityPreserving: true }))
+      .rejects.toThrow(/folding" needs batch-norm folding and cannot preserve dimensionality/);
+    m.dispose();
+  });
+});

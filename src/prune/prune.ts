@@ -29,11 +29,12 @@ import { fromArray } from '../tensor/tensor.js';
 import type { Module } from '../nn/module.js';
 import { OptimalTransport, type OtProblem } from '../ot/transport.js';
 import { foldBatchNorms } from './fold.js';
+import { foldingMaps } from './folding.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './graph.js';
 import { layerKind, type ChannelMap } from './registry.js';
 import { assertCriterion, groupFeatures, groupImportance, groupLayers, splitByImportance, taylorGradients, type Criterion, type ImportanceOptions } from './importance.js';
 
-export type Fusion = 'none' | 'ot';
+export type Fusion = 'none' | 'ot' | 'folding';
 
 export interface PruneOptions extends ImportanceOptions {
   importanceCriteria: Criterion | string;
@@ -192,7 +193,14 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const exampleInput = exampleShape(o);
   const graph = { exampleInput, ignored: o.ignoredLayers };
   const fusion: Fusion = o.fusion ?? (o.optimalTransport ? 'ot' : 'none');
-  if (fusion !== 'none' && fusion !== 'ot') throw new ArgumentError(`prune: fusion must be "none" or "ot", got "${fusion as string}".`);
+  if (fusion !== 'none' && fusion !== 'ot' && fusion !== 'folding') throw new ArgumentError(`prune: fusion must be "none", "ot" or "folding", got "${fusion as string}".`);
+  if (fusion === 'folding' && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
+    // Folded channels are cluster centroids, not kept channels: they have no original index to stay at,
+    // and an unfolded batch-norm's statistics cannot be merged the same way.
+    throw new ArgumentError('prune: fusion "folding" needs batch-norm folding and cannot preserve dimensionality.');
+  }
+  // k-means seeding for folding: drawn from `random` when given, so a seeded run is reproducible.
+  const foldingSeed = () => Math.floor((o.random ? o.random() : 0) * 2 ** 31);
   const ot = fusion === 'ot' ? o.optimalTransport ?? new OptimalTransport() : null;
   const dimPreserving = o.dimensionalityPreserving ?? false;
   const importanceOptions = { ...o, exampleInput };
@@ -235,6 +243,12 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
         maps.push({ map: m.M, transport: { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged, marginalError: m.marginalError } });
         if (m.converged === false) progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${chosen[i].g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);
       });
+    } else if (fusion === 'folding') {
+      for (const c of chosen) {
+        const { X, D } = await groupFeatures(c.group);
+        const f = foldingMaps(X, D, c.k, { seed: foldingSeed() });
+        maps.push({ map: f.producer, consumerMap: f.consumer });
+      }
     } else {
       for (const c of chosen) maps.push({ map: selectionMap(c.n, c.keptIdx) });
     }
@@ -243,7 +257,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       const a0 = performance.now();
       applyMaps(c.group, maps[i].map, maps[i].consumerMap ?? maps[i].map, c.keptIdx, dimPreserving);
       const description = c.group.describe();
-      progress(`${ot ? 'fused' : 'pruned'} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
+      progress(`${fusion === 'ot' ? 'fused' : fusion === 'folding' ? 'folded' : 'pruned'} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
       report.push({
         index: c.g, step, description, channels: c.n, kept: c.k, keptIdx: c.keptIdx, prunedIdx: c.pruned, importance: c.importance,
         map: maps[i].map, transport: maps[i].transport,
