@@ -10,7 +10,7 @@ import { matmul } from '../src/kernels/gemm.js';
 import { sgdStep } from '../src/kernels/norm_pool_loss.js';
 import { destroyRuntime, fromArray, getRuntime, tidy, type Tensor } from '../src/tensor/tensor.js';
 import {
-  convOut, expectClose, gpu, randArray, randInt, refBatchNorm, refConv, refCrossEntropy, refMatmul, refPool, refSgd, rng,
+  convOut, expectClose, type ConvShape, gpu, randArray, randInt, refBatchNorm, refConv, refCrossEntropy, refMatmul, refPool, refSgd, rng,
 } from './helpers.js';
 
 beforeAll(gpu);
@@ -52,16 +52,41 @@ describe('random shapes vs float64 CPU', () => {
     }
   }
 
-  async function checkConv(cases: number, seed: number) {
+  type ConvPicker = (r: () => number, i: number) => ConvShape;
+
+  /** Tiny kernels as in VGG/ResNet CIFAR models: 1x1, 2x2, 3x3, stride 1-2, padding 0-1, dense. */
+  const smallConv: ConvPicker = (r) => {
+    const k = r() < 0.7 ? 3 : r() < 0.5 ? 1 : 2;
+    return { N: randInt(r, 1, 3), C: randInt(r, 1, 9), H: randInt(r, k, 11), W: randInt(r, k, 11), O: randInt(r, 1, 13), KH: k, KW: k, stride: randInt(r, 1, 2), pad: k === 1 ? 0 : randInt(r, 0, 1) };
+  };
+  /** Kernels 4-11 (more than 32 taps from 6x6 on); every fifth case is the ImageNet stem, 7x7 stride 2 padding 3. */
+  const largeConv: ConvPicker = (r, i) => {
+    const stem = i % 5 === 0;
+    const k = stem ? 7 : [4, 5, 6, 7, 9, 11][randInt(r, 0, 5)];
+    const pad = stem ? 3 : randInt(r, 0, Math.floor(k / 2));
+    const lo = Math.max(1, k - 2 * pad);
+    return { N: randInt(r, 1, 2), C: randInt(r, 1, 4), H: randInt(r, lo, lo + 9), W: randInt(r, lo, lo + 9), O: randInt(r, 1, 18), KH: k, KW: k, stride: stem ? 2 : randInt(r, 1, 3), pad };
+  };
+  /** Groups 2 and 4 and depthwise (groups = in = out), kernels 1-7. */
+  const groupedConv: ConvPicker = (r, i) => {
+    const k = [1, 3, 3, 5, 7][randInt(r, 0, 4)];
+    const depthwise = i % 3 === 0;
+    const groups = depthwise ? randInt(r, 1, 20) : [2, 4][i % 2];
+    const C = depthwise ? groups : groups * randInt(r, 1, 3), O = depthwise ? groups : groups * randInt(r, 1, 5);
+    const pad = randInt(r, 0, Math.floor(k / 2)), lo = Math.max(1, k - 2 * pad);
+    return { N: randInt(r, 1, 3), C, H: randInt(r, lo, lo + 8), W: randInt(r, lo, lo + 8), O, KH: k, KW: k, stride: randInt(r, 1, 2), pad, groups };
+  };
+
+  async function checkConv(cases: number, seed: number, pick: ConvPicker) {
     const r = rng(seed);
     for (let i = 0; i < cases; i++) {
-      const k = r() < 0.7 ? 3 : r() < 0.5 ? 1 : 2;
-      const s = { N: randInt(r, 1, 3), C: randInt(r, 1, 9), H: randInt(r, k, 11), W: randInt(r, k, 11), O: randInt(r, 1, 13), KH: k, KW: k, stride: randInt(r, 1, 2), pad: k === 1 ? 0 : randInt(r, 0, 1) };
+      const s = pick(r, i);
+      const k = s.KH, groups = s.groups ?? 1;
       const [OH, OW] = convOut(s);
-      const x = randArray(r, s.N * s.C * s.H * s.W), w = randArray(r, s.O * s.C * k * k), b = randArray(r, s.O), dy = randArray(r, s.N * s.O * OH * OW);
-      const [X, Wt, B] = [leaf(x, [s.N, s.C, s.H, s.W]), leaf(w, [s.O, s.C, k, k]), leaf(b, [s.O])];
+      const x = randArray(r, s.N * s.C * s.H * s.W), w = randArray(r, s.O * (s.C / groups) * k * k), b = randArray(r, s.O), dy = randArray(r, s.N * s.O * OH * OW);
+      const [X, Wt, B] = [leaf(x, [s.N, s.C, s.H, s.W]), leaf(w, [s.O, s.C / groups, k, k]), leaf(b, [s.O])];
       const y = tidy(() => {
-        const y = ag.conv2d(X, Wt, B, { stride: s.stride, padding: s.pad });
+        const y = ag.conv2d(X, Wt, B, { stride: s.stride, padding: s.pad, groups });
         ag.backward(y, fromArray(dy, y.shape));
         return y;
       });
@@ -77,20 +102,29 @@ describe('random shapes vs float64 CPU', () => {
   }
 
   it(`matmul (plain, transposed, batched, bias) on ${CASES} shapes`, () => checkMatmul(CASES, 1));
-  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2));
+  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2, smallConv));
+  it(`conv2d with kernels 4-11 (incl. 7x7 stride 2 padding 3), stride 1-3, on ${CASES} shapes`, () => checkConv(CASES, 8, largeConv));
+  it(`grouped conv2d (2, 4 groups, depthwise) forward, dX, dW, db on ${CASES} shapes`, () => checkConv(CASES, 9, groupedConv));
 
-  // The GEMM family has a subgroup path (used when the device has subgroups) and a portable one.
-  it('the portable GEMM path (no subgroups) on 15 matmul and 15 conv shapes', async () => {
+  // The GEMM family has a subgroup path (used when the device has subgroups) and a portable one
+  // (browsers without subgroups, e.g. SwiftShader).
+  async function portable(check: () => Promise<void>) {
     const rt = getRuntime();
     const had = rt.subgroups;
     rt.subgroups = false;
     try {
-      await checkMatmul(15, 101);
-      await checkConv(15, 102);
+      await check();
     } finally {
       rt.subgroups = had;
     }
-  });
+  }
+  it('the portable GEMM path (no subgroups) on 15 matmul and 15 small conv shapes', () => portable(async () => {
+    await checkMatmul(15, 101);
+    await checkConv(15, 102, smallConv);
+  }));
+  // Each kernel size is its own pipeline, slow to compile on lavapipe: fewer cases here.
+  it('the portable GEMM path on 10 large-kernel conv shapes', () => portable(() => checkConv(10, 103, largeConv)), 300_000);
+  it('the portable GEMM path on 15 grouped conv shapes', () => portable(() => checkConv(15, 104, groupedConv)), 300_000);
 
   it(`batch-norm train and eval, forward and backward, on ${CASES} shapes`, async () => {
     const r = rng(3);

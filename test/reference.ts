@@ -30,7 +30,8 @@ export function refMatmul(a: ArrayLike<number>, b: ArrayLike<number>, M: number,
   return c;
 }
 
-export interface ConvShape { N: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number; pad: number }
+/** C and O count all channels; with `groups` (default 1) the weight is [O, C / groups, KH, KW]. */
+export interface ConvShape { N: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number; pad: number; groups?: number }
 
 export function convOut(s: ConvShape): [number, number] {
   return [Math.floor((s.H + 2 * s.pad - s.KH) / s.stride) + 1, Math.floor((s.W + 2 * s.pad - s.KW) / s.stride) + 1];
@@ -41,17 +42,21 @@ export function refConv(s: ConvShape, x: ArrayLike<number>, w: ArrayLike<number>
   const [OH, OW] = convOut(s);
   const y = new Float64Array(s.N * s.O * OH * OW);
   const dx = new Float64Array(s.N * s.C * s.H * s.W);
-  const dw = new Float64Array(s.O * s.C * s.KH * s.KW);
+  const G = s.groups ?? 1;
+  const Cg = s.C / G; // input channels each output channel sees
+  const dw = new Float64Array(s.O * Cg * s.KH * s.KW);
   const db = new Float64Array(s.O);
   for (let n = 0; n < s.N; n++) {
     for (let o = 0; o < s.O; o++) {
+      const c0 = Math.floor(o / (s.O / G)) * Cg; // first input channel of o's group
       for (let oy = 0; oy < OH; oy++) {
         for (let ox = 0; ox < OW; ox++) {
           const yi = ((n * s.O + o) * OH + oy) * OW + ox;
           const g = dy ? dy[yi] : 0;
           let acc = b ? b[o] : 0;
           db[o] += g;
-          for (let c = 0; c < s.C; c++) {
+          for (let cg = 0; cg < Cg; cg++) {
+            const c = c0 + cg;
             for (let ky = 0; ky < s.KH; ky++) {
               const iy = oy * s.stride - s.pad + ky;
               if (iy < 0 || iy >= s.H) continue;
@@ -59,7 +64,7 @@ export function refConv(s: ConvShape, x: ArrayLike<number>, w: ArrayLike<number>
                 const ix = ox * s.stride - s.pad + kx;
                 if (ix < 0 || ix >= s.W) continue;
                 const xi = ((n * s.C + c) * s.H + iy) * s.W + ix;
-                const wi = ((o * s.C + c) * s.KH + ky) * s.KW + kx;
+                const wi = ((o * Cg + cg) * s.KH + ky) * s.KW + kx;
                 acc += x[xi] * w[wi];
                 dx[xi] += g * w[wi];
                 dw[wi] += g * x[xi];

@@ -96,8 +96,8 @@ export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
   ]);
 }
 
+/** torch.nn.functional.conv2d: x [N, C, H, W], w [O, C / groups, K, K], any kernel size, stride, padding, groups. */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, geometry: Conv2dGeometry): Tensor {
-  if ((geometry.groups ?? 1) !== 1) throw new UnsupportedError('conv2d: grouped convolution is not implemented yet.');
   const y = conv2dForward(x, w, b, geometry);
   const [N, C, OH, OW] = y.shape;
   return record(y, 'conv2d', b ? [x, w, b] : [x, w], (g) => [
