@@ -10,7 +10,7 @@ import { matmul } from '../src/kernels/gemm.js';
 import { sgdStep } from '../src/kernels/norm_pool_loss.js';
 import { destroyRuntime, fromArray, getRuntime, tidy, type Tensor } from '../src/tensor/tensor.js';
 import {
-  convOut, expectClose, type ConvShape, gpu, randArray, randInt, refBatchNorm, refConv, refCrossEntropy, refMatmul, refPool, refSgd, rng,
+  convOut, expectClose, type ConvShape, gpu, randArray, randInt, refBatchNorm, refConv, refCrossEntropy, refMatmul, refPool, refAdaptiveAvgPool, refSgd, rng,
 } from './helpers.js';
 
 beforeAll(gpu);
@@ -155,26 +155,60 @@ describe('random shapes vs float64 CPU', () => {
     }
   });
 
-  it(`max and avg pooling forward and backward on ${CASES} shapes each`, async () => {
-    const r = rng(4);
-    for (let i = 0; i < 2 * CASES; i++) {
-      const kind = i % 2 === 0 ? 'max' : 'avg';
-      const k = randInt(r, 1, 4), stride = randInt(r, 1, 3);
-      const shape = [randInt(r, 1, 3), randInt(r, 1, 6), randInt(r, k, 10), randInt(r, k, 10)];
+  /** Pooling of `kind` on 2 * cases random shapes (max and avg alternate where both are asked for). */
+  async function checkPool(kinds: ('max' | 'avg')[], cases: number, seed: number, padded: boolean) {
+    const r = rng(seed);
+    for (let i = 0; i < cases; i++) {
+      const kind = kinds[i % kinds.length];
+      // Every fourth padded case is the ImageNet stem's max-pool, 3x3 stride 2 padding 1.
+      const stem = padded && i % 4 === 0;
+      const k = stem ? 3 : randInt(r, 1, 5), stride = stem ? 2 : randInt(r, 1, 3);
+      const pad = stem ? 1 : padded ? randInt(r, 0, Math.floor(k / 2)) : 0;
+      const lo = Math.max(1, k - 2 * pad);
+      const shape = [randInt(r, 1, 3), randInt(r, 1, 6), randInt(r, lo, 12), randInt(r, lo, 12)];
       const x = randArray(r, shape.reduce((a, b) => a * b));
       const X = leaf(x, shape);
       const op = kind === 'max' ? ag.maxPool2d : ag.avgPool2d;
       let dy: Float32Array = new Float32Array(0);
       const y = tidy(() => {
-        const y = op(X, { kernel: k, stride });
+        const y = op(X, { kernel: k, stride, padding: pad });
         dy = randArray(r, y.size);
         ag.backward(y, fromArray(dy, y.shape));
         return y;
       });
-      const ref = refPool(kind, x, shape, k, stride, dy);
+      const ref = refPool(kind, x, shape, k, stride, dy, pad);
+      const what = `${kind}pool #${i} [${shape}] k${k} s${stride} p${pad}`;
       const [gy, gx] = await readAndFree(y, X.grad!);
-      expectClose(gy, ref.y, 1e-6, 1e-6, `${kind}pool #${i} [${shape}] k${k} s${stride} y`);
-      expectClose(gx, ref.dx, 1e-6, 1e-5, `${kind}pool #${i} [${shape}] k${k} s${stride} dx`);
+      expectClose(gy, ref.y, 1e-6, 1e-6, `${what} y`);
+      expectClose(gx, ref.dx, 1e-6, 1e-5, `${what} dx`);
+      X.dispose();
+    }
+  }
+
+  it(`max and avg pooling forward and backward on ${CASES} shapes each`, () => checkPool(['max', 'avg'], 2 * CASES, 4, false));
+  it(`padded max pooling (incl. 3x3 stride 2 padding 1) forward and backward on ${CASES} shapes`, () => checkPool(['max'], CASES, 10, true));
+  it(`padded avg pooling (count_include_pad) forward and backward on ${CASES} shapes`, () => checkPool(['avg'], CASES, 11, true));
+
+  it(`adaptive average pooling (uneven bins, global) forward and backward on ${CASES} shapes`, async () => {
+    const r = rng(12);
+    // Named cases first: 7 -> 3, 5 -> 2, 6x9 -> 4x4, global pooling of a non-square map, upsampling 3 -> 5.
+    const fixed: [number, number, number, number][] = [[7, 7, 3, 3], [5, 5, 2, 2], [6, 9, 4, 4], [7, 5, 1, 1], [3, 3, 5, 5]];
+    for (let i = 0; i < CASES; i++) {
+      const [H, W, OH, OW] = fixed[i] ?? [randInt(r, 1, 13), randInt(r, 1, 13), randInt(r, 1, 7), randInt(r, 1, 7)];
+      const shape = [randInt(r, 1, 3), randInt(r, 1, 5), H, W];
+      const x = randArray(r, shape.reduce((a, b) => a * b));
+      const X = leaf(x, shape);
+      const dy = randArray(r, shape[0] * shape[1] * OH * OW);
+      const y = tidy(() => {
+        const y = ag.adaptiveAvgPool2d(X, [OH, OW]);
+        ag.backward(y, fromArray(dy, y.shape));
+        return y;
+      });
+      const ref = refAdaptiveAvgPool(x, shape, OH, OW, dy);
+      const what = `adaptive #${i} [${shape}] -> ${OH}x${OW}`;
+      const [gy, gx] = await readAndFree(y, X.grad!);
+      expectClose(gy, ref.y, 1e-6, 1e-5, `${what} y`);
+      expectClose(gx, ref.dx, 1e-6, 1e-5, `${what} dx`);
       X.dispose();
     }
   });

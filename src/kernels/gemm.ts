@@ -130,7 +130,10 @@ function convGeometry(xShape: readonly number[], wShape: readonly number[], { st
   if (!(Number.isInteger(groups) && groups >= 1 && cin % groups === 0 && cout % groups === 0)) {
     throw new ArgumentError(`conv2d: groups ${groups} must be a positive integer dividing the ${cin} input and ${cout} output channels.`);
   }
-  if (wcin * groups !== cin) throw new ArgumentError(`conv2d: input has ${cin} channels but the weight [${wShape}] with ${groups} group(s) expects ${wcin * groups}.`);
+  if (wcin * groups !== cin) {
+    const perGroup = groups > 1 ? ` (${groups} groups of ${wcin})` : '';
+    throw new ArgumentError(`conv2d: input has ${cin} channels but the weight expects ${wcin * groups}${perGroup}.`);
+  }
   if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(padding) && padding >= 0)) {
     throw new ArgumentError(`conv2d: stride must be a positive integer and padding a non-negative integer (got ${stride}, ${padding}).`);
   }
