@@ -103,8 +103,9 @@ describe('random shapes vs float64 CPU', () => {
 
   it(`matmul (plain, transposed, batched, bias) on ${CASES} shapes`, () => checkMatmul(CASES, 1));
   it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2, smallConv));
-  it(`conv2d with kernels 4-11 (incl. 7x7 stride 2 padding 3), stride 1-3, on ${CASES} shapes`, () => checkConv(CASES, 8, largeConv));
-  it(`grouped conv2d (2, 4 groups, depthwise) forward, dX, dW, db on ${CASES} shapes`, () => checkConv(CASES, 9, groupedConv));
+  // Each kernel size compiles its own pipelines (slow on lavapipe the first time): longer timeouts.
+  it(`conv2d with kernels 4-11 (incl. 7x7 stride 2 padding 3), stride 1-3, on ${CASES} shapes`, () => checkConv(CASES, 8, largeConv), 300_000);
+  it(`grouped conv2d (2, 4 groups, depthwise) forward, dX, dW, db on ${CASES} shapes`, () => checkConv(CASES, 9, groupedConv), 300_000);
 
   // The GEMM family has a subgroup path (used when the device has subgroups) and a portable one
   // (browsers without subgroups, e.g. SwiftShader).
