@@ -95,6 +95,19 @@ describe('autograd vs finite differences', () => {
     state.runningVar.dispose();
   });
 
+  it('ImageNet-style stem on a non-square input: 7x7/2/3 conv, padded max-pool, depthwise and grouped conv, adaptive avg-pool', async () => {
+    await checkGradients(
+      { x: L([2, 3, 13, 11]), w1: L([4, 3, 7, 7], 0.3), dw: L([4, 1, 3, 3], 0.5), wg: L([6, 2, 5, 5], 0.3), bg: L([6]), wl: L([3, 24]) },
+      (t) => {
+        const stem = ag.maxPool2d(ag.relu(ag.conv2d(t.x, t.w1, null, { stride: 2, padding: 3 })), { kernel: 3, stride: 2, padding: 1 });
+        const depthwise = ag.conv2d(stem, t.dw, null, { stride: 1, padding: 1, groups: 4 });
+        const grouped = ag.conv2d(depthwise, t.wg, t.bg, { stride: 1, padding: 2, groups: 2 });
+        const pooled = ag.adaptiveAvgPool2d(grouped, [2, 2]);
+        return ag.crossEntropy(ag.linear(ag.flatten(pooled), t.wl, null), labels(2, 3));
+      },
+    );
+  });
+
   it('a tensor used twice accumulates both gradients; matmul and sum', async () => {
     await checkGradients({ a: L([3, 4]), b: L([4, 5]) }, (t) => {
       const y = ag.matmul(t.a, t.b);

@@ -10,7 +10,7 @@ import { matmul } from '../src/kernels/gemm.js';
 import { sgdStep } from '../src/kernels/norm_pool_loss.js';
 import { destroyRuntime, fromArray, getRuntime, tidy, type Tensor } from '../src/tensor/tensor.js';
 import {
-  convOut, expectClose, gpu, randArray, randInt, refBatchNorm, refConv, refCrossEntropy, refMatmul, refPool, refSgd, rng,
+  convOut, expectClose, type ConvShape, gpu, randArray, randInt, refBatchNorm, refConv, refCrossEntropy, refMatmul, refPool, refAdaptiveAvgPool, refSgd, rng,
 } from './helpers.js';
 
 beforeAll(gpu);
@@ -52,16 +52,41 @@ describe('random shapes vs float64 CPU', () => {
     }
   }
 
-  async function checkConv(cases: number, seed: number) {
+  type ConvPicker = (r: () => number, i: number) => ConvShape;
+
+  /** Tiny kernels as in VGG/ResNet CIFAR models: 1x1, 2x2, 3x3, stride 1-2, padding 0-1, dense. */
+  const smallConv: ConvPicker = (r) => {
+    const k = r() < 0.7 ? 3 : r() < 0.5 ? 1 : 2;
+    return { N: randInt(r, 1, 3), C: randInt(r, 1, 9), H: randInt(r, k, 11), W: randInt(r, k, 11), O: randInt(r, 1, 13), KH: k, KW: k, stride: randInt(r, 1, 2), pad: k === 1 ? 0 : randInt(r, 0, 1) };
+  };
+  /** Kernels 4-11 (more than 32 taps from 6x6 on); every fifth case is the ImageNet stem, 7x7 stride 2 padding 3. */
+  const largeConv: ConvPicker = (r, i) => {
+    const stem = i % 5 === 0;
+    const k = stem ? 7 : [4, 5, 6, 7, 9, 11][randInt(r, 0, 5)];
+    const pad = stem ? 3 : randInt(r, 0, Math.floor(k / 2));
+    const lo = Math.max(1, k - 2 * pad);
+    return { N: randInt(r, 1, 2), C: randInt(r, 1, 4), H: randInt(r, lo, lo + 9), W: randInt(r, lo, lo + 9), O: randInt(r, 1, 18), KH: k, KW: k, stride: stem ? 2 : randInt(r, 1, 3), pad };
+  };
+  /** Groups 2 and 4 and depthwise (groups = in = out), kernels 1-7. */
+  const groupedConv: ConvPicker = (r, i) => {
+    const k = [1, 3, 3, 5, 7][randInt(r, 0, 4)];
+    const depthwise = i % 3 === 0;
+    const groups = depthwise ? randInt(r, 1, 20) : [2, 4][i % 2];
+    const C = depthwise ? groups : groups * randInt(r, 1, 3), O = depthwise ? groups : groups * randInt(r, 1, 5);
+    const pad = randInt(r, 0, Math.floor(k / 2)), lo = Math.max(1, k - 2 * pad);
+    return { N: randInt(r, 1, 3), C, H: randInt(r, lo, lo + 8), W: randInt(r, lo, lo + 8), O, KH: k, KW: k, stride: randInt(r, 1, 2), pad, groups };
+  };
+
+  async function checkConv(cases: number, seed: number, pick: ConvPicker) {
     const r = rng(seed);
     for (let i = 0; i < cases; i++) {
-      const k = r() < 0.7 ? 3 : r() < 0.5 ? 1 : 2;
-      const s = { N: randInt(r, 1, 3), C: randInt(r, 1, 9), H: randInt(r, k, 11), W: randInt(r, k, 11), O: randInt(r, 1, 13), KH: k, KW: k, stride: randInt(r, 1, 2), pad: k === 1 ? 0 : randInt(r, 0, 1) };
+      const s = pick(r, i);
+      const k = s.KH, groups = s.groups ?? 1;
       const [OH, OW] = convOut(s);
-      const x = randArray(r, s.N * s.C * s.H * s.W), w = randArray(r, s.O * s.C * k * k), b = randArray(r, s.O), dy = randArray(r, s.N * s.O * OH * OW);
-      const [X, Wt, B] = [leaf(x, [s.N, s.C, s.H, s.W]), leaf(w, [s.O, s.C, k, k]), leaf(b, [s.O])];
+      const x = randArray(r, s.N * s.C * s.H * s.W), w = randArray(r, s.O * (s.C / groups) * k * k), b = randArray(r, s.O), dy = randArray(r, s.N * s.O * OH * OW);
+      const [X, Wt, B] = [leaf(x, [s.N, s.C, s.H, s.W]), leaf(w, [s.O, s.C / groups, k, k]), leaf(b, [s.O])];
       const y = tidy(() => {
-        const y = ag.conv2d(X, Wt, B, { stride: s.stride, padding: s.pad });
+        const y = ag.conv2d(X, Wt, B, { stride: s.stride, padding: s.pad, groups });
         ag.backward(y, fromArray(dy, y.shape));
         return y;
       });
@@ -77,20 +102,30 @@ describe('random shapes vs float64 CPU', () => {
   }
 
   it(`matmul (plain, transposed, batched, bias) on ${CASES} shapes`, () => checkMatmul(CASES, 1));
-  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2));
+  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2, smallConv));
+  // Each kernel size compiles its own pipelines (slow on lavapipe the first time): longer timeouts.
+  it(`conv2d with kernels 4-11 (incl. 7x7 stride 2 padding 3), stride 1-3, on ${CASES} shapes`, () => checkConv(CASES, 8, largeConv), 300_000);
+  it(`grouped conv2d (2, 4 groups, depthwise) forward, dX, dW, db on ${CASES} shapes`, () => checkConv(CASES, 9, groupedConv), 300_000);
 
-  // The GEMM family has a subgroup path (used when the device has subgroups) and a portable one.
-  it('the portable GEMM path (no subgroups) on 15 matmul and 15 conv shapes', async () => {
+  // The GEMM family has a subgroup path (used when the device has subgroups) and a portable one
+  // (browsers without subgroups, e.g. SwiftShader).
+  async function portable(check: () => Promise<void>) {
     const rt = getRuntime();
     const had = rt.subgroups;
     rt.subgroups = false;
     try {
-      await checkMatmul(15, 101);
-      await checkConv(15, 102);
+      await check();
     } finally {
       rt.subgroups = had;
     }
-  });
+  }
+  it('the portable GEMM path (no subgroups) on 15 matmul and 15 small conv shapes', () => portable(async () => {
+    await checkMatmul(15, 101);
+    await checkConv(15, 102, smallConv);
+  }));
+  // Each kernel size is its own pipeline, slow to compile on lavapipe: fewer cases here.
+  it('the portable GEMM path on 10 large-kernel conv shapes', () => portable(() => checkConv(10, 103, largeConv)), 300_000);
+  it('the portable GEMM path on 15 grouped conv shapes', () => portable(() => checkConv(15, 104, groupedConv)), 300_000);
 
   it(`batch-norm train and eval, forward and backward, on ${CASES} shapes`, async () => {
     const r = rng(3);
@@ -121,26 +156,60 @@ describe('random shapes vs float64 CPU', () => {
     }
   });
 
-  it(`max and avg pooling forward and backward on ${CASES} shapes each`, async () => {
-    const r = rng(4);
-    for (let i = 0; i < 2 * CASES; i++) {
-      const kind = i % 2 === 0 ? 'max' : 'avg';
-      const k = randInt(r, 1, 4), stride = randInt(r, 1, 3);
-      const shape = [randInt(r, 1, 3), randInt(r, 1, 6), randInt(r, k, 10), randInt(r, k, 10)];
+  /** Pooling of `kind` on 2 * cases random shapes (max and avg alternate where both are asked for). */
+  async function checkPool(kinds: ('max' | 'avg')[], cases: number, seed: number, padded: boolean) {
+    const r = rng(seed);
+    for (let i = 0; i < cases; i++) {
+      const kind = kinds[i % kinds.length];
+      // Every fourth padded case is the ImageNet stem's max-pool, 3x3 stride 2 padding 1.
+      const stem = padded && i % 4 === 0;
+      const k = stem ? 3 : randInt(r, 1, 5), stride = stem ? 2 : randInt(r, 1, 3);
+      const pad = stem ? 1 : padded ? randInt(r, 0, Math.floor(k / 2)) : 0;
+      const lo = Math.max(1, k - 2 * pad);
+      const shape = [randInt(r, 1, 3), randInt(r, 1, 6), randInt(r, lo, 12), randInt(r, lo, 12)];
       const x = randArray(r, shape.reduce((a, b) => a * b));
       const X = leaf(x, shape);
       const op = kind === 'max' ? ag.maxPool2d : ag.avgPool2d;
       let dy: Float32Array = new Float32Array(0);
       const y = tidy(() => {
-        const y = op(X, { kernel: k, stride });
+        const y = op(X, { kernel: k, stride, padding: pad });
         dy = randArray(r, y.size);
         ag.backward(y, fromArray(dy, y.shape));
         return y;
       });
-      const ref = refPool(kind, x, shape, k, stride, dy);
+      const ref = refPool(kind, x, shape, k, stride, dy, pad);
+      const what = `${kind}pool #${i} [${shape}] k${k} s${stride} p${pad}`;
       const [gy, gx] = await readAndFree(y, X.grad!);
-      expectClose(gy, ref.y, 1e-6, 1e-6, `${kind}pool #${i} [${shape}] k${k} s${stride} y`);
-      expectClose(gx, ref.dx, 1e-6, 1e-5, `${kind}pool #${i} [${shape}] k${k} s${stride} dx`);
+      expectClose(gy, ref.y, 1e-6, 1e-6, `${what} y`);
+      expectClose(gx, ref.dx, 1e-6, 1e-5, `${what} dx`);
+      X.dispose();
+    }
+  }
+
+  it(`max and avg pooling forward and backward on ${CASES} shapes each`, () => checkPool(['max', 'avg'], 2 * CASES, 4, false));
+  it(`padded max pooling (incl. 3x3 stride 2 padding 1) forward and backward on ${CASES} shapes`, () => checkPool(['max'], CASES, 10, true));
+  it(`padded avg pooling (count_include_pad) forward and backward on ${CASES} shapes`, () => checkPool(['avg'], CASES, 11, true));
+
+  it(`adaptive average pooling (uneven bins, global) forward and backward on ${CASES} shapes`, async () => {
+    const r = rng(12);
+    // Named cases first: 7 -> 3, 5 -> 2, 6x9 -> 4x4, global pooling of a non-square map, upsampling 3 -> 5.
+    const fixed: [number, number, number, number][] = [[7, 7, 3, 3], [5, 5, 2, 2], [6, 9, 4, 4], [7, 5, 1, 1], [3, 3, 5, 5]];
+    for (let i = 0; i < CASES; i++) {
+      const [H, W, OH, OW] = fixed[i] ?? [randInt(r, 1, 13), randInt(r, 1, 13), randInt(r, 1, 7), randInt(r, 1, 7)];
+      const shape = [randInt(r, 1, 3), randInt(r, 1, 5), H, W];
+      const x = randArray(r, shape.reduce((a, b) => a * b));
+      const X = leaf(x, shape);
+      const dy = randArray(r, shape[0] * shape[1] * OH * OW);
+      const y = tidy(() => {
+        const y = ag.adaptiveAvgPool2d(X, [OH, OW]);
+        ag.backward(y, fromArray(dy, y.shape));
+        return y;
+      });
+      const ref = refAdaptiveAvgPool(x, shape, OH, OW, dy);
+      const what = `adaptive #${i} [${shape}] -> ${OH}x${OW}`;
+      const [gy, gx] = await readAndFree(y, X.grad!);
+      expectClose(gy, ref.y, 1e-6, 1e-5, `${what} y`);
+      expectClose(gx, ref.dx, 1e-6, 1e-5, `${what} dx`);
       X.dispose();
     }
   });

@@ -30,7 +30,8 @@ export function refMatmul(a: ArrayLike<number>, b: ArrayLike<number>, M: number,
   return c;
 }
 
-export interface ConvShape { N: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number; pad: number }
+/** C and O count all channels; with `groups` (default 1) the weight is [O, C / groups, KH, KW]. */
+export interface ConvShape { N: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number; pad: number; groups?: number }
 
 export function convOut(s: ConvShape): [number, number] {
   return [Math.floor((s.H + 2 * s.pad - s.KH) / s.stride) + 1, Math.floor((s.W + 2 * s.pad - s.KW) / s.stride) + 1];
@@ -41,17 +42,21 @@ export function refConv(s: ConvShape, x: ArrayLike<number>, w: ArrayLike<number>
   const [OH, OW] = convOut(s);
   const y = new Float64Array(s.N * s.O * OH * OW);
   const dx = new Float64Array(s.N * s.C * s.H * s.W);
-  const dw = new Float64Array(s.O * s.C * s.KH * s.KW);
+  const G = s.groups ?? 1;
+  const Cg = s.C / G; // input channels each output channel sees
+  const dw = new Float64Array(s.O * Cg * s.KH * s.KW);
   const db = new Float64Array(s.O);
   for (let n = 0; n < s.N; n++) {
     for (let o = 0; o < s.O; o++) {
+      const c0 = Math.floor(o / (s.O / G)) * Cg; // first input channel of o's group
       for (let oy = 0; oy < OH; oy++) {
         for (let ox = 0; ox < OW; ox++) {
           const yi = ((n * s.O + o) * OH + oy) * OW + ox;
           const g = dy ? dy[yi] : 0;
           let acc = b ? b[o] : 0;
           db[o] += g;
-          for (let c = 0; c < s.C; c++) {
+          for (let cg = 0; cg < Cg; cg++) {
+            const c = c0 + cg;
             for (let ky = 0; ky < s.KH; ky++) {
               const iy = oy * s.stride - s.pad + ky;
               if (iy < 0 || iy >= s.H) continue;
@@ -59,7 +64,7 @@ export function refConv(s: ConvShape, x: ArrayLike<number>, w: ArrayLike<number>
                 const ix = ox * s.stride - s.pad + kx;
                 if (ix < 0 || ix >= s.W) continue;
                 const xi = ((n * s.C + c) * s.H + iy) * s.W + ix;
-                const wi = ((o * s.C + c) * s.KH + ky) * s.KW + kx;
+                const wi = ((o * Cg + cg) * s.KH + ky) * s.KW + kx;
                 acc += x[xi] * w[wi];
                 dx[xi] += g * w[wi];
                 dw[wi] += g * x[xi];
@@ -125,10 +130,14 @@ export function refBatchNorm(x: ArrayLike<number>, shape: number[], gamma: Array
   return { y, dx, dgamma, dbeta, newMean, newVar };
 }
 
-export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number[], k: number, stride: number, dy: ArrayLike<number>) {
+/**
+ * Max and average pooling with implicit padding on each side (PyTorch, ceil_mode=False): max-pool
+ * treats padded cells as -inf; avg-pool counts them as zeros and divides by k*k (count_include_pad).
+ */
+export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number[], k: number, stride: number, dy: ArrayLike<number>, pad = 0) {
   const [N, C, H, W] = shape;
-  const OH = Math.floor((H - k) / stride) + 1;
-  const OW = Math.floor((W - k) / stride) + 1;
+  const OH = Math.floor((H + 2 * pad - k) / stride) + 1;
+  const OW = Math.floor((W + 2 * pad - k) / stride) + 1;
   const y = new Float64Array(N * C * OH * OW);
   const dx = new Float64Array(x.length);
   for (let pl = 0; pl < N * C; pl++) {
@@ -138,9 +147,13 @@ export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number
         let best = -Infinity;
         let bestIdx = -1;
         let s = 0;
+        const cells: number[] = [];
         for (let ky = 0; ky < k; ky++) {
           for (let kx = 0; kx < k; kx++) {
-            const xi = (pl * H + oy * stride + ky) * W + ox * stride + kx;
+            const iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+            if (iy < 0 || ix < 0 || iy >= H || ix >= W) continue; // padding: -inf for max, 0 for the sum
+            const xi = (pl * H + iy) * W + ix;
+            cells.push(xi);
             s += x[xi];
             if (x[xi] > best) { best = x[xi]; bestIdx = xi; }
           }
@@ -150,8 +163,34 @@ export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number
           dx[bestIdx] += dy[yi];
         } else {
           y[yi] = s / (k * k);
-          for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) dx[(pl * H + oy * stride + ky) * W + ox * stride + kx] += dy[yi] / (k * k);
+          for (const xi of cells) dx[xi] += dy[yi] / (k * k);
         }
+      }
+    }
+  }
+  return { y, dx };
+}
+
+/** torch.nn.AdaptiveAvgPool2d to [OH, OW]: bin i spans rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1. */
+export function refAdaptiveAvgPool(x: ArrayLike<number>, shape: number[], OH: number, OW: number, dy: ArrayLike<number>) {
+  const [N, C, H, W] = shape;
+  const y = new Float64Array(N * C * OH * OW);
+  const dx = new Float64Array(x.length);
+  for (let pl = 0; pl < N * C; pl++) {
+    for (let oy = 0; oy < OH; oy++) {
+      const y0 = Math.floor((oy * H) / OH), y1 = Math.ceil(((oy + 1) * H) / OH);
+      for (let ox = 0; ox < OW; ox++) {
+        const x0 = Math.floor((ox * W) / OW), x1 = Math.ceil(((ox + 1) * W) / OW);
+        const yi = (pl * OH + oy) * OW + ox;
+        const count = (y1 - y0) * (x1 - x0);
+        let s = 0;
+        for (let iy = y0; iy < y1; iy++) {
+          for (let ix = x0; ix < x1; ix++) {
+            s += x[(pl * H + iy) * W + ix];
+            dx[(pl * H + iy) * W + ix] += dy[yi] / count;
+          }
+        }
+        y[yi] = s / count;
       }
     }
   }

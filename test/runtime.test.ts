@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ag from '../src/tensor/autograd.js';
 import { adapterOptionsFor, GpuError } from '../src/tensor/device.js';
+import { ArgumentError, UnsupportedError } from '../src/errors.js';
 import { Params, poolSizeClass, Runtime } from '../src/tensor/runtime.js';
 import { conv2dForward, matmul } from '../src/kernels/gemm.js';
 import { SGD } from '../src/nn/optim.js';
@@ -109,6 +110,12 @@ describe('runtime', () => {
       expect(() => conv2dForward(empty([1, 3, 4, 4]), empty([2, 5, 3, 3]), null, { stride: 1, padding: 1 })).toThrow(/3 channels but the weight expects 5/);
       expect(() => conv2dForward(empty([1, 3, 2, 2]), empty([2, 3, 5, 5]), null, { stride: 1, padding: 0 })).toThrow(/does not fit/);
       expect(() => ag.maxPool2d(empty([1, 1, 2, 2]), { kernel: 3, stride: 1 })).toThrow(/does not fit/);
+      expect(() => ag.conv2d(empty([1, 6, 4, 4]), empty([4, 3, 3, 3]), null, { stride: 1, padding: 1, groups: 4 })).toThrow(/groups 4 must be a positive integer dividing/);
+      expect(() => ag.conv2d(empty([1, 6, 4, 4]), empty([4, 2, 3, 3]), null, { stride: 1, padding: 1, groups: 2 })).toThrow(/6 channels but the weight expects 4 \(2 groups of 2\)/);
+      expect(() => conv2dForward(empty([1, 1, 40, 40]), empty([1, 1, 33, 33]), null, { stride: 1, padding: 0 })).toThrow(UnsupportedError);
+      expect(() => ag.maxPool2d(empty([1, 1, 4, 4]), { kernel: 3, stride: 2, padding: 2 })).toThrow(/padding must be an integer from 0 to half the kernel size 3, got 2/);
+      expect(() => ag.avgPool2d(empty([1, 1, 4, 4]), { kernel: 2, stride: 1, padding: -1 })).toThrow(ArgumentError);
+      expect(() => ag.adaptiveAvgPool2d(empty([1, 1, 4, 4]), [0, 2])).toThrow(/output size must be positive integers, got 0x2/);
       expect(() => ag.crossEntropy(empty([4, 10]), empty([3]))).toThrow(/3 labels for 4 rows/);
     });
     const t = fromArray([1], [1]);

@@ -1,5 +1,5 @@
 /** Launchers for the GEMM family (gemm.wgsl): batched matmul and the three implicit-GEMM conv passes. */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, UnsupportedError } from '../errors.js';
 import { Params, type KernelSpec } from '../tensor/runtime.js';
 import { empty, getRuntime, type Tensor } from '../tensor/tensor.js';
 import { preprocess } from './preprocess.js';
@@ -23,12 +23,13 @@ function lanesFor(n: number): number {
 /** Rows of C per workgroup (ROWS in gemm.wgsl). */
 const ROWS = 16;
 
+/** The convolution a MODE 1-3 pass computes; cin and cout count the channels of one group. */
 interface Geometry {
   batch: number; cin: number; h: number; w: number;
   cout: number; oh: number; ow: number;
-  kh: number; kw: number; stride: number; pad: number;
+  kh: number; kw: number; stride: number; pad: number; groups: number;
 }
-const NO_GEOMETRY: Geometry = { batch: 0, cin: 0, h: 0, w: 0, cout: 0, oh: 0, ow: 0, kh: 1, kw: 1, stride: 1, pad: 0 };
+const NO_GEOMETRY: Geometry = { batch: 0, cin: 0, h: 0, w: 0, cout: 0, oh: 0, ow: 0, kh: 1, kw: 1, stride: 1, pad: 0, groups: 1 };
 
 function launch(
   mode: 0 | 1 | 2 | 3,
@@ -58,7 +59,7 @@ function launch(
   };
   const params = new Params().u32(M).u32(N).u32(K).u32(strides[0]).u32(strides[1]).u32(strides[2])
     .u32(g.batch).u32(g.cin).u32(g.h).u32(g.w).u32(g.cout).u32(g.oh).u32(g.ow)
-    .u32(g.stride).u32(g.pad).build();
+    .u32(g.stride).u32(g.pad).u32(g.groups).build();
   rt.dispatch(
     spec,
     [
@@ -110,7 +111,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 export interface Conv2dGeometry {
   stride: number;
   padding: number;
-  /** Channel groups (1: dense; in = out = groups: depthwise). Default 1. */
+  /** Channel groups (1: dense; in = out = groups: depthwise). Weight [out, in / groups, k, k]. Default 1. */
   groups?: number;
 }
 
@@ -118,26 +119,38 @@ export function conv2dOutputSize(size: number, k: number, stride: number, pad: n
   return Math.floor((size + 2 * pad - k) / stride) + 1;
 }
 
-function convGeometry(x: Tensor, w: Tensor, stride: number, pad: number): Geometry {
-  if (x.rank !== 4 || w.rank !== 4) throw new ArgumentError(`conv2d: x and w must be NCHW / OIHW, got [${x.shape}] and [${w.shape}].`);
-  const [batch, cin, h, wd] = x.shape;
-  const [cout, wcin, kh, kw] = w.shape;
-  if (wcin !== cin) throw new ArgumentError(`conv2d: input has ${cin} channels but the weight expects ${wcin}.`);
-  if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(pad) && pad >= 0)) {
-    throw new ArgumentError(`conv2d: stride must be a positive integer and padding a non-negative integer (got ${stride}, ${pad}).`);
+/** Kernel rows and columns are bit masks in a u32 (gemm.wgsl, convCol). */
+const MAX_KERNEL = 32;
+
+/** Checks shapes and returns the per-group geometry of conv2d(x [N, C, H, W], w [O, C / groups, KH, KW]). */
+function convGeometry(xShape: readonly number[], wShape: readonly number[], { stride, padding, groups = 1 }: Conv2dGeometry): Geometry {
+  if (xShape.length !== 4 || wShape.length !== 4) throw new ArgumentError(`conv2d: x and w must be NCHW / OIHW, got [${xShape}] and [${wShape}].`);
+  const [batch, cin, h, wd] = xShape;
+  const [cout, wcin, kh, kw] = wShape;
+  if (!(Number.isInteger(groups) && groups >= 1 && cin % groups === 0 && cout % groups === 0)) {
+    throw new ArgumentError(`conv2d: groups ${groups} must be a positive integer dividing the ${cin} input and ${cout} output channels.`);
   }
-  const oh = conv2dOutputSize(h, kh, stride, pad);
-  const ow = conv2dOutputSize(wd, kw, stride, pad);
-  if (oh < 1 || ow < 1) throw new ArgumentError(`conv2d: a ${kh}x${kw} kernel does not fit a ${h}x${wd} input with padding ${pad}.`);
-  return { batch, cin, h, w: wd, cout, oh, ow, kh, kw, stride, pad };
+  if (wcin * groups !== cin) {
+    const perGroup = groups > 1 ? ` (${groups} groups of ${wcin})` : '';
+    throw new ArgumentError(`conv2d: input has ${cin} channels but the weight expects ${wcin * groups}${perGroup}.`);
+  }
+  if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(padding) && padding >= 0)) {
+    throw new ArgumentError(`conv2d: stride must be a positive integer and padding a non-negative integer (got ${stride}, ${padding}).`);
+  }
+  if (kh > MAX_KERNEL || kw > MAX_KERNEL) throw new UnsupportedError(`conv2d: kernels up to ${MAX_KERNEL}x${MAX_KERNEL} are supported, got ${kh}x${kw}.`);
+  const oh = conv2dOutputSize(h, kh, stride, padding);
+  const ow = conv2dOutputSize(wd, kw, stride, padding);
+  if (oh < 1 || ow < 1) throw new ArgumentError(`conv2d: a ${kh}x${kw} kernel does not fit a ${h}x${wd} input with padding ${padding}.`);
+  return { batch, cin: cin / groups, h, w: wd, cout: cout / groups, oh, ow, kh, kw, stride, pad: padding, groups };
 }
 
-/** y = conv2d(x, w) + b, NCHW, square stride and padding, no dilation or groups. */
-export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, { stride, padding }: Conv2dGeometry): Tensor {
-  const g = convGeometry(x, w, stride, padding);
-  if (bias && bias.size !== g.cout) throw new ArgumentError(`conv2d: bias has ${bias.size} elements, expected ${g.cout}.`);
-  const y = empty([g.batch, g.cout, g.oh, g.ow]);
-  launch(1, w, x, bias, y, g.cout, g.batch * g.oh * g.ow, g.cin * g.kh * g.kw, 1, [0, 0, 0], g);
+/** y = conv2d(x, w) + b, NCHW, square stride and padding, grouped, no dilation. One GEMM per group (workgroup z). */
+export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geometry: Conv2dGeometry): Tensor {
+  const g = convGeometry(x.shape, w.shape, geometry);
+  const cout = g.cout * g.groups;
+  if (bias && bias.size !== cout) throw new ArgumentError(`conv2d: bias has ${bias.size} elements, expected ${cout}.`);
+  const y = empty([g.batch, cout, g.oh, g.ow]);
+  launch(1, w, x, bias, y, g.cout, g.batch * g.oh * g.ow, g.cin * g.kh * g.kw, g.groups, [0, 0, 0], g);
   return y;
 }
 
@@ -146,35 +159,27 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, { strid
  * (padding KH-1-pad), which runs on the fast implicit-GEMM path. Other strides: a gather per input
  * pixel over the output positions it contributed to (no atomics).
  */
-export function conv2dBackwardData(dy: Tensor, w: Tensor, xShape: readonly number[], { stride, padding }: Conv2dGeometry): Tensor {
-  const [batch, cin, h, wd] = xShape;
-  const [cout, , kh, kw] = w.shape;
-  const oh = conv2dOutputSize(h, kh, stride, padding), ow = conv2dOutputSize(wd, kw, stride, padding);
-  if (dy.shape.join() !== [batch, cout, oh, ow].join()) {
-    throw new ArgumentError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout, oh, ow]}].`);
+export function conv2dBackwardData(dy: Tensor, w: Tensor, xShape: readonly number[], geometry: Conv2dGeometry): Tensor {
+  const g = convGeometry(xShape, w.shape, geometry);
+  const { batch, cin, h, w: wd, cout, oh, ow, kh, kw, groups } = g;
+  if (dy.shape.join() !== [batch, cout * groups, oh, ow].join()) {
+    throw new ArgumentError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout * groups, oh, ow]}].`);
   }
   const dx = empty(xShape);
-  if (stride === 1 && kh === kw && padding <= kh - 1) {
+  if (g.stride === 1 && kh === kw && g.pad <= kh - 1) {
     // Convolve dy [batch, cout, oh, ow] into dx [batch, cin, h, w].
-    const g: Geometry = { batch, cin: cout, h: oh, w: ow, cout: cin, oh: h, ow: wd, kh, kw, stride: 1, pad: kh - 1 - padding };
-    launch(1, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, 1, [0, 0, 0], g, { flipW: true });
+    const flipped: Geometry = { batch, cin: cout, h: oh, w: ow, cout: cin, oh: h, ow: wd, kh, kw, stride: 1, pad: kh - 1 - g.pad, groups };
+    launch(1, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, groups, [0, 0, 0], flipped, { flipW: true });
   } else {
-    const g: Geometry = { batch, cin, h, w: wd, cout, oh, ow, kh, kw, stride, pad: padding };
-    launch(2, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, 1, [0, 0, 0], g);
+    launch(2, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, groups, [0, 0, 0], g);
   }
   return dx;
 }
 
 /** dL/dw of conv2d: a reduction over batch and output pixels. */
-export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly number[], { stride, padding }: Conv2dGeometry): Tensor {
-  const [batch, cin, h, wd] = x.shape;
-  const [cout, , kh, kw] = wShape;
-  const g: Geometry = {
-    batch, cin, h, w: wd, cout,
-    oh: conv2dOutputSize(h, kh, stride, padding), ow: conv2dOutputSize(wd, kw, stride, padding),
-    kh, kw, stride, pad: padding,
-  };
+export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly number[], geometry: Conv2dGeometry): Tensor {
+  const g = convGeometry(x.shape, wShape, geometry);
   const dw = empty(wShape);
-  launch(3, dy, x, null, dw, cout, cin * kh * kw, batch * g.oh * g.ow, 1, [0, 0, 0], g);
+  launch(3, dy, x, null, dw, g.cout, g.cin * g.kh * g.kw, g.batch * g.oh * g.ow, g.groups, [0, 0, 0], g);
   return dw;
 }

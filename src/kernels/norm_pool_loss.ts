@@ -74,25 +74,32 @@ export function batchNormBackward(x: Tensor, dy: Tensor, gamma: Tensor, stats: T
 export interface PoolGeometry {
   kernel: number;
   stride: number;
-  /** Implicit padding on each side (max-pool: -inf, as PyTorch). Default 0. */
+  /** Implicit padding on each side, at most kernel / 2 (max-pool: -inf; avg-pool: zeros counted in the mean, as PyTorch). Default 0. */
   padding?: number;
 }
 
-export function poolOutputShape(x: Tensor, { kernel, stride }: PoolGeometry): number[] {
+/** Pooled shape floor((H + 2p - k) / s) + 1 (PyTorch, ceil_mode=False). */
+export function poolOutputShape(x: Tensor, { kernel, stride, padding = 0 }: PoolGeometry): number[] {
   if (x.rank !== 4) throw new ArgumentError(`pool2d: expected NCHW input, got [${x.shape}].`);
   if (!(Number.isInteger(kernel) && kernel >= 1 && Number.isInteger(stride) && stride >= 1)) {
     throw new ArgumentError(`pool2d: kernel and stride must be positive integers (got ${kernel}, ${stride}).`);
   }
+  // PyTorch's limit: a window then always holds at least one real cell.
+  if (!(Number.isInteger(padding) && padding >= 0 && 2 * padding <= kernel)) {
+    throw new ArgumentError(`pool2d: padding must be an integer from 0 to half the kernel size ${kernel}, got ${padding}.`);
+  }
   const [N, C, H, W] = x.shape;
-  if (kernel > H || kernel > W) throw new ArgumentError(`pool2d: a ${kernel}x${kernel} window does not fit a ${H}x${W} input.`);
-  return [N, C, Math.floor((H - kernel) / stride) + 1, Math.floor((W - kernel) / stride) + 1];
+  if (kernel > H + 2 * padding || kernel > W + 2 * padding) {
+    throw new ArgumentError(`pool2d: a ${kernel}x${kernel} window does not fit a ${H}x${W} input with padding ${padding}.`);
+  }
+  return [N, C, Math.floor((H + 2 * padding - kernel) / stride) + 1, Math.floor((W + 2 * padding - kernel) / stride) + 1];
 }
 
-/** Forward (dy null): out is the pooled shape. Backward: out is x's shape, gathered from dy. */
-function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, g: PoolGeometry): Tensor {
+/** Forward (dy null): out is the pooled shape [N, C, OH, OW]. Backward: out is x's shape, gathered from dy. */
+function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, pooled: number[], g: PoolGeometry): Tensor {
   const rt = getRuntime();
   const [N, C, H, W] = x.shape;
-  const pooled = poolOutputShape(x, g);
+  if (dy && dy.shape.join() !== pooled.join()) throw new ArgumentError(`pool2d backward: dy has shape [${dy.shape}], expected [${pooled}].`);
   const out = empty(dy ? x.shape : pooled);
   rt.dispatch(
     { name: 'pool', code: poolSource, entryPoint: entry },
@@ -101,16 +108,30 @@ function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, g: PoolGeomet
       { buffer: dy?.buffer ?? rt.dummy(0), kind: 'read' },
       { buffer: out.buffer, kind: 'write' },
     ],
-    new Params().u32(N * C).u32(H).u32(W).u32(pooled[2]).u32(pooled[3]).u32(g.kernel).u32(g.stride).build(),
+    new Params().u32(N * C).u32(H).u32(W).u32(pooled[2]).u32(pooled[3]).u32(g.kernel).u32(g.stride).u32(g.padding ?? 0).build(),
     grid1d(out.size),
   );
   return out;
 }
 
-export const maxPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('max_forward', x, null, g);
-export const maxPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('max_backward', x, dy, g);
-export const avgPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('avg_forward', x, null, g);
-export const avgPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('avg_backward', x, dy, g);
+export const maxPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('max_forward', x, null, poolOutputShape(x, g), g);
+export const maxPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('max_backward', x, dy, poolOutputShape(x, g), g);
+export const avgPoolForward = (x: Tensor, g: PoolGeometry) => poolDispatch('avg_forward', x, null, poolOutputShape(x, g), g);
+export const avgPoolBackward = (x: Tensor, dy: Tensor, g: PoolGeometry) => poolDispatch('avg_backward', x, dy, poolOutputShape(x, g), g);
+
+function adaptiveShape(x: Tensor, [oh, ow]: readonly [number, number]): number[] {
+  if (x.rank !== 4) throw new ArgumentError(`adaptiveAvgPool2d: expected NCHW input, got [${x.shape}].`);
+  if (!(Number.isInteger(oh) && oh >= 1 && Number.isInteger(ow) && ow >= 1)) {
+    throw new ArgumentError(`adaptiveAvgPool2d: output size must be positive integers, got ${oh}x${ow}.`);
+  }
+  return [x.shape[0], x.shape[1], oh, ow];
+}
+
+/** torch.nn.AdaptiveAvgPool2d to [oh, ow], any input size (bins of uneven size; 1x1 is global average pooling). */
+export const adaptiveAvgPoolForward = (x: Tensor, size: readonly [number, number]) =>
+  poolDispatch('adaptive_avg_forward', x, null, adaptiveShape(x, size), { kernel: 0, stride: 0 });
+export const adaptiveAvgPoolBackward = (x: Tensor, dy: Tensor, size: readonly [number, number]) =>
+  poolDispatch('adaptive_avg_backward', x, dy, adaptiveShape(x, size), { kernel: 0, stride: 0 });
 
 // ------------------------------------------------------------------ cross-entropy
 

@@ -11,10 +11,10 @@ import {
   conv2dBackwardData, conv2dBackwardWeight, conv2dForward, matmul as gemm, type Conv2dGeometry,
 } from '../kernels/gemm.js';
 import {
-  avgPoolBackward, avgPoolForward, batchNormBackward, batchNormForward, crossEntropyBackward,
+  adaptiveAvgPoolBackward, adaptiveAvgPoolForward, avgPoolBackward, avgPoolForward, batchNormBackward, batchNormForward, crossEntropyBackward,
   crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
 } from '../kernels/norm_pool_loss.js';
-import { ArgumentError, UnsupportedError } from '../errors.js';
+import { ArgumentError } from '../errors.js';
 import { Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
@@ -96,8 +96,8 @@ export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
   ]);
 }
 
+/** torch.nn.functional.conv2d: x [N, C, H, W], w [O, C / groups, K, K], any kernel size, stride, padding, groups. */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, geometry: Conv2dGeometry): Tensor {
-  if ((geometry.groups ?? 1) !== 1) throw new UnsupportedError('conv2d: grouped convolution is not implemented yet.');
   const y = conv2dForward(x, w, b, geometry);
   const [N, C, OH, OW] = y.shape;
   return record(y, 'conv2d', b ? [x, w, b] : [x, w], (g) => [
@@ -122,23 +122,22 @@ export function batchNorm2d(x: Tensor, state: BatchNormState, { training, eps = 
   });
 }
 
+/** torch.nn.functional.max_pool2d (ceil_mode=False): padded cells are -inf, never chosen. */
 export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  if (geometry.padding) throw new UnsupportedError('maxPool2d: padding is not implemented yet.');
   return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], { ...geometry });
 }
 
+/** torch.nn.functional.avg_pool2d (ceil_mode=False, count_include_pad=True). */
 export function avgPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
   return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], { ...geometry });
 }
 
 /**
  * PyTorch's adaptive average pooling to [oh, ow]: output cell (i, j) averages rows floor(i*H/oh) ..
- * ceil((i+1)*H/oh) - 1 and the same for columns.
+ * ceil((i+1)*H/oh) - 1 and the same for columns. Any input size; [1, 1] is global average pooling.
  */
-export function adaptiveAvgPool2d(x: Tensor, [oh, ow]: [number, number]): Tensor {
-  const [, , H, W] = x.shape;
-  if (H % oh === 0 && W % ow === 0 && H / oh === W / ow) return avgPool2d(x, { kernel: H / oh, stride: H / oh });
-  throw new UnsupportedError(`adaptiveAvgPool2d: ${H}x${W} -> ${oh}x${ow} needs uneven bins, not implemented yet.`);
+export function adaptiveAvgPool2d(x: Tensor, size: [number, number]): Tensor {
+  return record(adaptiveAvgPoolForward(x, size), 'adaptiveAvgPool2d', [x], (g) => [adaptiveAvgPoolBackward(x, g, size)]);
 }
 
 /** Mean softmax cross-entropy of logits [B, C] against integer labels (a float tensor of B class ids). */

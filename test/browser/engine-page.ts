@@ -5,7 +5,7 @@
 import * as ag from '../../src/tensor/autograd.js';
 import { matmul } from '../../src/kernels/gemm.js';
 import { fromArray, getRuntime, initRuntime, tidy } from '../../src/tensor/tensor.js';
-import { convOut, randArray, refConv, refCrossEntropy, refMatmul, rng } from '../reference.js';
+import { convOut, randArray, type ConvShape, refConv, refCrossEntropy, refMatmul, rng } from '../reference.js';
 
 interface Check { name: string; maxError: number; ok: boolean }
 
@@ -32,19 +32,25 @@ async function runChecks(): Promise<{ adapter: string; subgroups: boolean; check
     checks.push(compare(`matmul ${M}x${K}x${N}`, got, refMatmul(a, b, M, K, N), 1e-5, 1e-4));
   }
 
-  for (const s of [{ N: 2, C: 3, H: 8, W: 8, O: 4, KH: 3, KW: 3, stride: 1, pad: 1 }, { N: 1, C: 5, H: 7, W: 9, O: 6, KH: 3, KW: 3, stride: 2, pad: 1 }]) {
+  // 3x3 stride 1 and 2; the ImageNet stem (7x7 stride 2 padding 3, more than 32 taps); a depthwise conv.
+  const convs: ConvShape[] = [
+    { N: 2, C: 3, H: 8, W: 8, O: 4, KH: 3, KW: 3, stride: 1, pad: 1 }, { N: 1, C: 5, H: 7, W: 9, O: 6, KH: 3, KW: 3, stride: 2, pad: 1 },
+    { N: 1, C: 3, H: 11, W: 9, O: 5, KH: 7, KW: 7, stride: 2, pad: 3 }, { N: 2, C: 6, H: 6, W: 5, O: 6, KH: 3, KW: 3, stride: 1, pad: 1, groups: 6 },
+  ];
+  for (const s of convs) {
     const [OH, OW] = convOut(s);
-    const x = randArray(r, s.N * s.C * s.H * s.W), w = randArray(r, s.O * s.C * 9), bias = randArray(r, s.O), dy = randArray(r, s.N * s.O * OH * OW);
-    const X = fromArray(x, [s.N, s.C, s.H, s.W]).keep(), W = fromArray(w, [s.O, s.C, 3, 3]).keep();
+    const groups = s.groups ?? 1, wShape = [s.O, s.C / groups, s.KH, s.KW];
+    const x = randArray(r, s.N * s.C * s.H * s.W), w = randArray(r, wShape.reduce((a, b) => a * b)), bias = randArray(r, s.O), dy = randArray(r, s.N * s.O * OH * OW);
+    const X = fromArray(x, [s.N, s.C, s.H, s.W]).keep(), W = fromArray(w, wShape).keep();
     X.requiresGrad = true;
     W.requiresGrad = true;
     const y = tidy(() => {
-      const y = ag.conv2d(X, W, fromArray(bias, [s.O]), { stride: s.stride, padding: s.pad });
+      const y = ag.conv2d(X, W, fromArray(bias, [s.O]), { stride: s.stride, padding: s.pad, groups });
       ag.backward(y, fromArray(dy, y.shape));
       return y;
     });
     const ref = refConv(s, x, w, bias, dy);
-    const tag = `conv stride ${s.stride}`;
+    const tag = `conv ${s.KH}x${s.KW} stride ${s.stride} groups ${groups}`;
     checks.push(compare(`${tag} y`, await y.dataAndDispose(), ref.y, 1e-5, 1e-4));
     checks.push(compare(`${tag} dx`, await X.grad!.data(), ref.dx, 1e-5, 1e-4));
     checks.push(compare(`${tag} dw`, await W.grad!.data(), ref.dw, 1e-4, 1e-4));

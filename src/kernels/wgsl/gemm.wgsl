@@ -6,6 +6,9 @@
 //   MODE 2  conv2d dX, any stride: gathers dY per input pixel (the general but slower path)
 //   MODE 3  conv2d dW        A = dY viewed [Co, batch*OH*OW], B = im2col(X)^T, C = dW [Co, Ci*KH*KW]
 //
+// Grouped convolution (MODE 1-3): workgroup z is the group, and M, cin, cout count the channels of one
+// group, so each group is its own GEMM inside one dispatch; tensors hold `groups` times those channels.
+//
 // Register blocking for CPU-backed WebGPU (lavapipe, SwiftShader), where an invocation is one SIMD lane
 // and what costs is the number of per-lane (gathered) loads: an invocation owns 16 rows x 4 columns of C
 // (sixteen vec4 accumulators), so each k step costs 4 gathered B values and 2 gathered A values for
@@ -27,6 +30,7 @@ struct Params {
   batch: u32, cin: u32, h: u32, w: u32,
   cout: u32, oh: u32, ow: u32,
   stride: u32, pad: u32,
+  groups: u32,
 }
 
 override MODE: u32 = 0;
@@ -79,8 +83,9 @@ fn step(a0: f32, a1: f32, b: vec4<f32>) {
 }
 #endif
 
-// Element offset of A's row m (clamped into range) at reduction index k, for the current MODE.
-// In MODE 1 k is split into (c, tap); elsewhere `tap` is unused.
+// Element offset of A's row m (clamped into range) at reduction index k, for the current MODE;
+// `batch` is the matmul batch (MODE 0) or the group (MODE 1-3). In MODE 1-2 k is split into
+// (channel, tap); in MODE 0 and 3 `tap` is unused.
 fn aIndex(batch: u32, m: u32, k: u32, tap: u32) -> u32 {
   let mc = min(m, p.M - 1u);
   if (MODE == 0u) {
@@ -88,15 +93,16 @@ fn aIndex(batch: u32, m: u32, k: u32, tap: u32) -> u32 {
     return batch * p.strideA + mc * p.K + k;
   }
   if (MODE == 1u) {
-    if (FLIP_W) { return (k * p.M + mc) * KH * KW + (KH * KW - 1u - tap); }
-    return (mc * p.cin + k) * KH * KW + tap;
+    // W[group's out channel, in channel within the group, tap]
+    if (FLIP_W) { return ((batch * p.cin + k) * p.M + mc) * KH * KW + (KH * KW - 1u - tap); }
+    return ((batch * p.M + mc) * p.cin + k) * KH * KW + tap;
   }
   if (MODE == 2u) {
     // A[ci, (co, tap)] = W[co, ci, tap]
-    return (k * p.M + mc) * KH * KW + tap;
+    return ((batch * p.cout + k) * p.M + mc) * KH * KW + tap;
   }
-  // MODE 3: k = (img, q) flattened by the caller into img * cout * OHW + q
-  return k + mc * p.oh * p.ow;
+  // MODE 3: k = (img, q) flattened by the caller into img * cout * groups * OHW + q
+  return k + (batch * p.M + mc) * p.oh * p.ow;
 }
 
 fn accumulate(batch: u32, m0: u32, k: u32, tap: u32, b: vec4<f32>) {
@@ -141,11 +147,12 @@ fn matmul(batch: u32, m0: u32, n0: u32) {
 #if !VEC_B
 // ------------------------------------------------------------------ MODE 1: implicit-GEMM convolution
 
-// One output column: its image offset, its top-left input corner and which of the KH*KW taps fall
-// inside the (zero-padded) input.
-struct ConvCol { base: i32, mask: u32 }
+// One output column: its image offset (group's first channel) and which kernel rows and kernel columns
+// fall inside the (zero-padded) input. A tap is valid when both its row and its column are: two masks
+// of KH and KW bits instead of one of KH*KW bits, which would overflow a u32 beyond 5x5.
+struct ConvCol { base: i32, rows: u32, cols: u32 }
 
-fn convCol(n: u32) -> ConvCol {
+fn convCol(group: u32, n: u32) -> ConvCol {
   let q = p.oh * p.ow;
   let nc = min(n, p.N - 1u);
   let img = nc / q;
@@ -154,36 +161,38 @@ fn convCol(n: u32) -> ConvCol {
   let ox = r - oy * p.ow;
   let y0 = i32(oy * p.stride) - i32(p.pad);
   let x0 = i32(ox * p.stride) - i32(p.pad);
-  var mask = 0u;
+  var rows = 0u;
   for (var ky = 0u; ky < KH; ky++) {
-    for (var kx = 0u; kx < KW; kx++) {
-      let y = y0 + i32(ky);
-      let x = x0 + i32(kx);
-      if (y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w)) { mask |= 1u << (ky * KW + kx); }
-    }
+    let y = y0 + i32(ky);
+    if (y >= 0 && y < i32(p.h)) { rows |= 1u << ky; }
   }
-  return ConvCol(i32(img * p.cin * p.h * p.w) + y0 * i32(p.w) + x0, mask);
+  var cols = 0u;
+  for (var kx = 0u; kx < KW; kx++) {
+    let x = x0 + i32(kx);
+    if (x >= 0 && x < i32(p.w)) { cols |= 1u << kx; }
+  }
+  let channel0 = (img * p.groups + group) * p.cin;
+  return ConvCol(i32(channel0 * p.h * p.w) + y0 * i32(p.w) + x0, rows, cols);
 }
 
-fn tapValue(col: ConvCol, offset: i32, tap: u32) -> f32 {
-  let valid = (col.mask >> tap) & 1u;
-  let v = B[u32(select(0, col.base + offset, valid != 0u))];
-  return select(0.0, v, valid != 0u);
+fn tapValue(col: ConvCol, offset: i32, ky: u32, kx: u32) -> f32 {
+  let valid = ((col.rows >> ky) & (col.cols >> kx) & 1u) != 0u;
+  let v = B[u32(select(0, col.base + offset, valid))];
+  return select(0.0, v, valid);
 }
 
-fn conv(m0: u32, n0: u32) {
-  let c0 = convCol(n0);
-  let c1 = convCol(n0 + 1u);
-  let c2 = convCol(n0 + 2u);
-  let c3 = convCol(n0 + 3u);
+fn conv(group: u32, m0: u32, n0: u32) {
+  let c0 = convCol(group, n0);
+  let c1 = convCol(group, n0 + 1u);
+  let c2 = convCol(group, n0 + 2u);
+  let c3 = convCol(group, n0 + 3u);
   let plane = i32(p.h * p.w);
   for (var c = 0u; c < p.cin; c++) {
     for (var ky = 0u; ky < KH; ky++) {
       for (var kx = 0u; kx < KW; kx++) {
-        let tap = ky * KW + kx;
         let off = i32(c) * plane + i32(ky) * i32(p.w) + i32(kx);
-        let b = vec4<f32>(tapValue(c0, off, tap), tapValue(c1, off, tap), tapValue(c2, off, tap), tapValue(c3, off, tap));
-        accumulate(0u, m0, c, tap, b);
+        let b = vec4<f32>(tapValue(c0, off, ky, kx), tapValue(c1, off, ky, kx), tapValue(c2, off, ky, kx), tapValue(c3, off, ky, kx));
+        accumulate(group, m0, c, ky * KW + kx, b);
       }
     }
   }
@@ -192,7 +201,7 @@ fn conv(m0: u32, n0: u32) {
 // ------------------------------------------------------------------ MODE 2: dX for any stride
 
 // dY[img, co, oy, ox] with oy*s = y + pad - ky, when that lands on the output grid.
-fn gatherDy(n: u32, co: u32, ky: u32, kx: u32) -> f32 {
+fn gatherDy(group: u32, n: u32, co: u32, ky: u32, kx: u32) -> f32 {
   let hw = p.h * p.w;
   let nc = min(n, p.N - 1u);
   let img = nc / hw;
@@ -205,16 +214,18 @@ fn gatherDy(n: u32, co: u32, ky: u32, kx: u32) -> f32 {
   let oy = ys / s;
   let ox = xs / s;
   let ok = ys >= 0 && xs >= 0 && oy * s == ys && ox * s == xs && oy < i32(p.oh) && ox < i32(p.ow);
-  let idx = select(0u, ((img * p.cout + co) * p.oh + u32(oy)) * p.ow + u32(ox), ok);
+  let channel = (img * p.groups + group) * p.cout + co;
+  let idx = select(0u, (channel * p.oh + u32(oy)) * p.ow + u32(ox), ok);
   return select(0.0, B[idx], ok);
 }
 
-fn convDataStrided(m0: u32, n0: u32) {
+fn convDataStrided(group: u32, m0: u32, n0: u32) {
   for (var co = 0u; co < p.cout; co++) {
     for (var ky = 0u; ky < KH; ky++) {
       for (var kx = 0u; kx < KW; kx++) {
-        let b = vec4<f32>(gatherDy(n0, co, ky, kx), gatherDy(n0 + 1u, co, ky, kx), gatherDy(n0 + 2u, co, ky, kx), gatherDy(n0 + 3u, co, ky, kx));
-        accumulate(0u, m0, co, ky * KW + kx, b);
+        let b = vec4<f32>(gatherDy(group, n0, co, ky, kx), gatherDy(group, n0 + 1u, co, ky, kx),
+                          gatherDy(group, n0 + 2u, co, ky, kx), gatherDy(group, n0 + 3u, co, ky, kx));
+        accumulate(group, m0, co, ky * KW + kx, b);
       }
     }
   }
@@ -225,10 +236,10 @@ fn convDataStrided(m0: u32, n0: u32) {
 // One weight column n = (ci, ky, kx): its offset inside an image and its tap position.
 struct WCol { off: i32, ky: i32, kx: i32 }
 
-fn wCol(n: u32) -> WCol {
+fn wCol(group: u32, n: u32) -> WCol {
   let nc = min(n, p.N - 1u);
-  let ci = nc / (KH * KW);
-  let tap = nc - ci * KH * KW;
+  let ci = group * p.cin + nc / (KH * KW);
+  let tap = nc % (KH * KW);
   let ky = i32(tap / KW) - i32(p.pad);
   let kx = i32(tap % KW) - i32(p.pad);
   return WCol(i32(ci * p.h * p.w) + ky * i32(p.w) + kx, ky, kx);
@@ -241,20 +252,22 @@ fn wValue(col: WCol, rowBase: i32, y0: i32, x0: i32) -> f32 {
   return select(0.0, B[u32(select(0, rowBase + col.off, ok))], ok);
 }
 
-fn convWeight(m0: u32, n0: u32) {
-  let w0 = wCol(n0);
-  let w1 = wCol(n0 + 1u);
-  let w2 = wCol(n0 + 2u);
-  let w3 = wCol(n0 + 3u);
+fn convWeight(group: u32, m0: u32, n0: u32) {
+  let w0 = wCol(group, n0);
+  let w1 = wCol(group, n0 + 1u);
+  let w2 = wCol(group, n0 + 2u);
+  let w3 = wCol(group, n0 + 3u);
   let q = p.oh * p.ow;
+  let coutAll = p.cout * p.groups;
+  let cinAll = p.cin * p.groups;
   for (var img = 0u; img < p.batch; img++) {
     for (var oy = 0u; oy < p.oh; oy++) {
       for (var ox = 0u; ox < p.ow; ox++) {
         let y0 = i32(oy * p.stride);
         let x0 = i32(ox * p.stride);
-        let rowBase = i32(img * p.cin * p.h * p.w) + y0 * i32(p.w) + x0;
+        let rowBase = i32(img * cinAll * p.h * p.w) + y0 * i32(p.w) + x0;
         let b = vec4<f32>(wValue(w0, rowBase, y0, x0), wValue(w1, rowBase, y0, x0), wValue(w2, rowBase, y0, x0), wValue(w3, rowBase, y0, x0));
-        accumulate(0u, m0, img * p.cout * q + oy * p.ow + ox, 0u, b);
+        accumulate(group, m0, img * coutAll * q + oy * p.ow + ox, 0u, b);
       }
     }
   }
@@ -270,14 +283,15 @@ fn store(batch: u32, m: u32, n: u32, v: f32) {
     if (HAS_BIAS) { o += bias[n]; }
     C[batch * p.strideC + m * p.N + n] = o;
   } else if (MODE == 1u || MODE == 2u) {
-    // C[m = channel, n = (img, pixel)] -> out[img, channel, pixel]
+    // C[m = channel of group `batch`, n = (img, pixel)] -> out[img, channel, pixel]
     let q = select(p.oh * p.ow, p.h * p.w, MODE == 2u);
     let img = n / q;
+    let channel = batch * p.M + m;
     var o = v;
-    if (HAS_BIAS) { o += bias[m]; }
-    C[(img * p.M + m) * q + (n - img * q)] = o;
+    if (HAS_BIAS) { o += bias[channel]; }
+    C[(img * p.M * p.groups + channel) * q + (n - img * q)] = o;
   } else {
-    C[m * p.N + n] = v;
+    C[(batch * p.M + m) * p.N + n] = v;
   }
 }
 
@@ -295,9 +309,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let n0 = (wg.x * WG + lid.x) * 4u;
   if (MODE == 0u) { matmul(batch, m0, n0); }
 #if !VEC_B
-  if (MODE == 1u) { conv(m0, n0); }
-  if (MODE == 2u) { convDataStrided(m0, n0); }
-  if (MODE == 3u) { convWeight(m0, n0); }
+  if (MODE == 1u) { conv(batch, m0, n0); }
+  if (MODE == 2u) { convDataStrided(batch, m0, n0); }
+  if (MODE == 3u) { convWeight(batch, m0, n0); }
 #endif
   for (var i = 0u; i < ROWS; i++) {
     let v = acc[i];

@@ -1,8 +1,13 @@
-// 2-D max and average pooling over NCHW planes (no padding, no dilation), forward and backward.
+// 2-D pooling over NCHW planes (no dilation), forward and backward:
+//   max and avg: k x k windows with a stride and implicit padding on each side, as PyTorch. Max pooling
+//     never picks a padded cell (it is -inf); avg pooling counts padded cells as zeros and divides by
+//     k*k (AvgPool2d's default count_include_pad=True).
+//   adaptive avg: output cell (i, j) averages input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1 and the
+//     same for columns (torch.nn.AdaptiveAvgPool2d); bins may differ in size and overlap.
 // Backward passes gather: each input pixel visits the windows that contain it, so no atomics are needed.
 // Max pooling routes the gradient to the first maximum of each window, as PyTorch does.
 
-struct Params { planes: u32, H: u32, W: u32, OH: u32, OW: u32, k: u32, stride: u32 }
+struct Params { planes: u32, H: u32, W: u32, OH: u32, OW: u32, k: u32, stride: u32, pad: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
@@ -13,19 +18,41 @@ fn flatIndex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return gid.x + gid.y * nwg.x * 256u;
 }
 
-// Index (within the plane) of the first maximum of window (oy, ox).
+// Output index i -> (plane, oy, ox).
+fn outputCell(i: u32) -> vec3<u32> {
+  let plane = i / (p.OH * p.OW);
+  let r = i - plane * p.OH * p.OW;
+  let oy = r / p.OW;
+  return vec3<u32>(plane, oy, r - oy * p.OW);
+}
+
+// Input index i -> (plane, iy, ix).
+fn inputCell(i: u32) -> vec3<u32> {
+  let plane = i / (p.H * p.W);
+  let idx = i - plane * p.H * p.W;
+  let iy = idx / p.W;
+  return vec3<u32>(plane, iy, idx - iy * p.W);
+}
+
+// The window (oy, ox) clipped to the input: [y0, y1) x [x0, x1). Never empty since pad <= k / 2.
+fn windowOf(oy: u32, ox: u32) -> vec4<u32> {
+  let y = i32(oy * p.stride) - i32(p.pad);
+  let x = i32(ox * p.stride) - i32(p.pad);
+  return vec4<u32>(u32(max(y, 0)), u32(min(y + i32(p.k), i32(p.H))), u32(max(x, 0)), u32(min(x + i32(p.k), i32(p.W))));
+}
+
+// Index (within the plane) of the first maximum of window (oy, ox), padded cells excluded.
 fn argmaxOf(plane: u32, oy: u32, ox: u32) -> u32 {
-  var best = -3.40282346e38f;
-  var bestIdx = 0u;
-  var first = true;
-  for (var ky = 0u; ky < p.k; ky++) {
-    for (var kx = 0u; kx < p.k; kx++) {
-      let idx = (oy * p.stride + ky) * p.W + ox * p.stride + kx;
+  let win = windowOf(oy, ox);
+  var bestIdx = win.x * p.W + win.z;
+  var best = x[plane * p.H * p.W + bestIdx];
+  for (var iy = win.x; iy < win.y; iy++) {
+    for (var ix = win.z; ix < win.w; ix++) {
+      let idx = iy * p.W + ix;
       let v = x[plane * p.H * p.W + idx];
-      if (first || v > best) {
+      if (v > best) {
         best = v;
         bestIdx = idx;
-        first = false;
       }
     }
   }
@@ -36,17 +63,15 @@ fn argmaxOf(plane: u32, oy: u32, ox: u32) -> u32 {
 fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
   if (i >= p.planes * p.OH * p.OW) { return; }
-  let plane = i / (p.OH * p.OW);
-  let r = i - plane * p.OH * p.OW;
-  let oy = r / p.OW;
-  let ox = r - oy * p.OW;
-  out[i] = x[plane * p.H * p.W + argmaxOf(plane, oy, ox)];
+  let c = outputCell(i);
+  out[i] = x[c.x * p.H * p.W + argmaxOf(c.x, c.y, c.z)];
 }
 
-// Range of output windows along one axis that cover input coordinate v.
+// Range [lo, hi) of output windows along one axis that cover input coordinate v.
 fn windows(v: u32, outSize: u32) -> vec2<u32> {
-  let lo = select(0u, (v - p.k + 1u + p.stride - 1u) / p.stride, v + 1u > p.k);
-  let hi = min(v / p.stride + 1u, outSize);
+  let vp = v + p.pad; // coordinate in the padded input
+  let lo = select(0u, (vp - p.k + 1u + p.stride - 1u) / p.stride, vp + 1u > p.k);
+  let hi = min(vp / p.stride + 1u, outSize);
   return vec2<u32>(lo, hi);
 }
 
@@ -54,16 +79,14 @@ fn windows(v: u32, outSize: u32) -> vec2<u32> {
 fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
   if (i >= p.planes * p.H * p.W) { return; }
-  let plane = i / (p.H * p.W);
-  let idx = i - plane * p.H * p.W;
-  let iy = idx / p.W;
-  let ix = idx - iy * p.W;
-  let ry = windows(iy, p.OH);
-  let rx = windows(ix, p.OW);
+  let c = inputCell(i);
+  let idx = c.y * p.W + c.z;
+  let ry = windows(c.y, p.OH);
+  let rx = windows(c.z, p.OW);
   var g = 0.0;
   for (var oy = ry.x; oy < ry.y; oy++) {
     for (var ox = rx.x; ox < rx.y; ox++) {
-      if (argmaxOf(plane, oy, ox) == idx) { g += dy[(plane * p.OH + oy) * p.OW + ox]; }
+      if (argmaxOf(c.x, oy, ox) == idx) { g += dy[(c.x * p.OH + oy) * p.OW + ox]; }
     }
   }
   out[i] = g;
@@ -73,14 +96,12 @@ fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
   if (i >= p.planes * p.OH * p.OW) { return; }
-  let plane = i / (p.OH * p.OW);
-  let r = i - plane * p.OH * p.OW;
-  let oy = r / p.OW;
-  let ox = r - oy * p.OW;
+  let c = outputCell(i);
+  let win = windowOf(c.y, c.z);
   var s = 0.0;
-  for (var ky = 0u; ky < p.k; ky++) {
-    for (var kx = 0u; kx < p.k; kx++) {
-      s += x[(plane * p.H + oy * p.stride + ky) * p.W + ox * p.stride + kx];
+  for (var iy = win.x; iy < win.y; iy++) {
+    for (var ix = win.z; ix < win.w; ix++) {
+      s += x[(c.x * p.H + iy) * p.W + ix];
     }
   }
   out[i] = s / f32(p.k * p.k);
@@ -90,17 +111,58 @@ fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 fn avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
   if (i >= p.planes * p.H * p.W) { return; }
-  let plane = i / (p.H * p.W);
-  let idx = i - plane * p.H * p.W;
-  let iy = idx / p.W;
-  let ix = idx - iy * p.W;
-  let ry = windows(iy, p.OH);
-  let rx = windows(ix, p.OW);
+  let c = inputCell(i);
+  let ry = windows(c.y, p.OH);
+  let rx = windows(c.z, p.OW);
   var g = 0.0;
   for (var oy = ry.x; oy < ry.y; oy++) {
     for (var ox = rx.x; ox < rx.y; ox++) {
-      g += dy[(plane * p.OH + oy) * p.OW + ox];
+      g += dy[(c.x * p.OH + oy) * p.OW + ox];
     }
   }
   out[i] = g / f32(p.k * p.k);
+}
+
+// Adaptive bin o of `outSize` over an axis of `size`: [floor(o*size/outSize), ceil((o+1)*size/outSize)).
+fn bin(o: u32, size: u32, outSize: u32) -> vec2<u32> {
+  return vec2<u32>(o * size / outSize, ((o + 1u) * size + outSize - 1u) / outSize);
+}
+
+// Range [lo, hi) of adaptive bins that contain input coordinate v: start(o) <= v < end(o).
+fn binsOf(v: u32, size: u32, outSize: u32) -> vec2<u32> {
+  return vec2<u32>(v * outSize / size, ((v + 1u) * outSize - 1u) / size + 1u);
+}
+
+@compute @workgroup_size(256)
+fn adaptive_avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flatIndex(gid, nwg);
+  if (i >= p.planes * p.OH * p.OW) { return; }
+  let c = outputCell(i);
+  let by = bin(c.y, p.H, p.OH);
+  let bx = bin(c.z, p.W, p.OW);
+  var s = 0.0;
+  for (var iy = by.x; iy < by.y; iy++) {
+    for (var ix = bx.x; ix < bx.y; ix++) {
+      s += x[(c.x * p.H + iy) * p.W + ix];
+    }
+  }
+  out[i] = s / f32((by.y - by.x) * (bx.y - bx.x));
+}
+
+@compute @workgroup_size(256)
+fn adaptive_avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flatIndex(gid, nwg);
+  if (i >= p.planes * p.H * p.W) { return; }
+  let c = inputCell(i);
+  let ry = binsOf(c.y, p.H, p.OH);
+  let rx = binsOf(c.z, p.W, p.OW);
+  var g = 0.0;
+  for (var oy = ry.x; oy < ry.y; oy++) {
+    let by = bin(oy, p.H, p.OH);
+    for (var ox = rx.x; ox < rx.y; ox++) {
+      let bx = bin(ox, p.W, p.OW);
+      g += dy[(c.x * p.OH + oy) * p.OW + ox] / f32((by.y - by.x) * (bx.y - bx.x));
+    }
+  }
+  out[i] = g;
 }
