@@ -394,3 +394,21 @@ describe('architectures: CIFAR forward passes (1x3x32x32, 100 classes) equal a f
     });
   }
 });
+
+describe('architectures: ImageNet-style forward passes (100 classes) equal a float64 reference', () => {
+  // ResNet at 64x64: 7x7 stride-2 stem, padded max pool, layer4 at 2x2, global average pooling.
+  // VGG at 64x64: features end at 2x2, pooled to 7x7 in uneven, overlapping bins (head at TEST_HIDDEN width).
+  for (const [name, size] of [['resnet18', 64], ['resnet50', 64], ['vgg11_bn', 64]] as const) {
+    it(`${name} on 1x3x${size}x${size}`, async () => {
+      setInitSeed(5);
+      const m = build(name, 'imagenet', 100);
+      try {
+        const { shape, actual, expected } = await forwardBoth(m, name, 'imagenet', size);
+        expect(shape).toEqual([1, 100]);
+        expectClose(actual, expected, 2e-5 * maxAbs(expected), 1e-4, name);
+      } finally {
+        m.dispose();
+      }
+    });
+  }
+});

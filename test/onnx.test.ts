@@ -410,3 +410,50 @@ describe('run.js --export-onnx and --model FILE.onnx', () => {
     await gpu();
   }, 600_000);
 });
+
+describe('ONNX export beyond CIFAR shapes: ImageNet-stem ResNet18 and a depthwise CNN on 64x64', () => {
+  /** The engine's and onnxruntime's outputs on the same random [n, 3, 64, 64] images. */
+  async function bothAt64(model: Module, onnx: Uint8Array, n: number, seed: number): Promise<number> {
+    const r = seededRandom(seed);
+    const images = new Float32Array(n * 3 * 64 * 64).map(() => 2 * r() - 1);
+    model.eval();
+    const engine = await noGrad(() => tidy(() => model.call(fromArray(images, [n, 3, 64, 64])))).dataAndDispose();
+    return relativeError(engine, await ortOutputs(onnx, images, [3, 64, 64]));
+  }
+
+  it('ResNet18 (7x7/2 stem, padded max pool, global average pool) whole-network Intra-Fusion at 0.5: pruned and re-imported equal onnxruntime', async () => {
+    setInitSeed(31);
+    const model = createModel('resnet18', { stem: 'imagenet', numClasses: 10 });
+    randomizeBatchNorms(model, 32);
+    const before = model.parameterCount();
+    await prune(model, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: [3, 64, 64], optimalTransport: new OptimalTransport() });
+    expect(model.parameterCount()).toBeLessThan(before / 2);
+    const onnx = await exportOnnx(model, { inputShape: [3, 64, 64] });
+    const ops = new Set(decodeModel(onnx).graph!.node!.map((n) => n.op_type));
+    expect([...ops].sort()).toEqual(['Add', 'Conv', 'Flatten', 'Gemm', 'GlobalAveragePool', 'MaxPool', 'Relu']);
+    expect(await bothAt64(model, onnx, 2, 33)).toBeLessThan(1e-4);
+    const back = importOnnx(onnx, 'resnet18-imagenet.onnx');
+    expect(await bothAt64(back, onnx, 2, 34)).toBeLessThan(1e-4);
+    back.dispose();
+    model.dispose();
+  }, 300_000);
+
+  it('a depthwise-separable CNN, default-pruned through its depthwise group, equals onnxruntime', async () => {
+    setInitSeed(35);
+    const model = new Sequential(
+      new Conv2d(3, 16, 3, 2, 1, false), new BatchNorm2d(16), new ReLU(),
+      new Conv2d(16, 16, 3, 1, 1, false, 16), new BatchNorm2d(16), new ReLU(), // depthwise
+      new Conv2d(16, 24, 1, 1, 0, false), new BatchNorm2d(24), new ReLU(), new MaxPool2d(3, 2, 1),
+      new AdaptiveAvgPool2d(1), new Flatten(), new Linear(24, 10),
+    );
+    randomizeBatchNorms(model, 36);
+    await prune(model, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: [3, 64, 64] });
+    const dw = model.at(3) as Conv2d;
+    expect([dw.inChannels, dw.outChannels, dw.groups]).toEqual([8, 8, 8]);
+    const onnx = await exportOnnx(model, { inputShape: [3, 64, 64] });
+    const conv = decodeModel(onnx).graph!.node!.filter((n) => n.op_type === 'Conv')[1];
+    expect(conv.attribute!.find((a) => a.name === 'group')?.i).toEqual(8);
+    expect(await bothAt64(model, onnx, 2, 37)).toBeLessThan(1e-4);
+    model.dispose();
+  }, 120_000);
+});

@@ -91,8 +91,8 @@ export function layerWidths(model: Module): Record<string, LayerWidth> {
  */
 export function resizeToStateDict(model: Module, file: SafeTensorsFile, source = 'checkpoint'): void {
   const modules = new Map(model.namedModules());
+  let widths: Record<string, LayerWidth> = {};
   if (file.metadata.layer_widths) {
-    let widths: Record<string, LayerWidth>;
     try {
       widths = JSON.parse(file.metadata.layer_widths);
     } catch (e) {
@@ -103,12 +103,11 @@ export function resizeToStateDict(model: Module, file: SafeTensorsFile, source =
       const kind = m && layerKind(m);
       if (!m || !kind || kind.name !== w.kind) throw new DataError(`${source}: layer_widths names ${w.kind} "${path}", which this model does not have (a checkpoint of another architecture?).`);
       if (!(Number.isInteger(w.in) && w.in > 0 && Number.isInteger(w.out) && w.out > 0)) throw new DataError(`${source}: layer_widths of "${path}" is not a pair of positive integers.`);
-      kind.resizeTo(m, w.in, w.out);
     }
-    return;
   }
   for (const [prefix, m] of modules) {
-    layerKind(m)?.resize(m, (tensor) => file.tensors.get(prefix ? `${prefix}.${tensor}` : tensor)?.shape);
+    const shapeOf = (tensor: string) => file.tensors.get(prefix ? `${prefix}.${tensor}` : tensor)?.shape;
+    layerKind(m)?.resize(m, shapeOf, widths[prefix]);
   }
 }
 

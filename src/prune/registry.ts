@@ -54,11 +54,11 @@ export interface LayerKind<L extends Module = Module> {
   /** Applies the map to the in-channels (W'[:, j] = sum_i M[j, i] W[:, i]) and updates the layer's width. */
   applyIn(layer: L, map: ChannelMap, factor: number): void;
   /**
-   * Resizes a freshly built layer to a checkpoint's widths (values are loaded afterwards): from its
-   * tensor shapes (`shapeOf`), or from the in/out counts a self-describing checkpoint lists.
+   * Resizes a freshly built layer to a checkpoint (values are loaded afterwards): to the in/out counts a
+   * self-describing checkpoint lists (`declared`), else to its tensor shapes (`shapeOf`), which also say
+   * which optional tensors (a bias added by batch-norm folding) the file has.
    */
-  resize(layer: L, shapeOf: (tensor: string) => number[] | undefined): void;
-  resizeTo(layer: L, inChannels: number, outChannels: number): void;
+  resize(layer: L, shapeOf: (tensor: string) => number[] | undefined, declared?: { in: number; out: number }): void;
   /** Multiply-accumulates for one sample, given the layer's output shape [1, ...]. */
   macs(layer: L, outputShape: readonly number[]): number;
 }
@@ -113,13 +113,12 @@ const conv2dKind: LayerKind<Conv2d> = {
     mapAxis(c, axis, m.M, m.rowsOut);
     c.inChannels = m.rowsOut;
   },
-  resize(c, shapeOf) {
-    const w = shapeOf('weight');
-    if (!w || w.length !== 4) return;
+  resize(c, shapeOf, declared) {
     if (shapeOf('bias') && !c.bias) c.ensureBias();
-    conv2dKind.resizeTo(c, isDepthwise(c) ? w[0] : w[1] * c.groups, w[0]);
-  },
-  resizeTo(c, inC, outC) {
+    const w = shapeOf('weight');
+    const size = declared ?? (w?.length === 4 ? { in: isDepthwise(c) ? w[0] : w[1] * c.groups, out: w[0] } : null);
+    if (!size) return;
+    const { in: inC, out: outC } = size;
     if (outC === c.outChannels && inC === c.inChannels) return;
     if (isDepthwise(c)) c.groups = outC;
     c.outChannels = outC;
@@ -151,11 +150,11 @@ const linearKind: LayerKind<Linear> = {
     mapAxis(l, linearKind.inAxis(l, factor)!, m.M, m.rowsOut);
     l.inFeatures = m.rowsOut * factor;
   },
-  resize(l, shapeOf) {
+  resize(l, shapeOf, declared) {
     const w = shapeOf('weight');
-    if (w?.length === 2) linearKind.resizeTo(l, w[1], w[0]);
-  },
-  resizeTo(l, inF, outF) {
+    const size = declared ?? (w?.length === 2 ? { in: w[1], out: w[0] } : null);
+    if (!size) return;
+    const { in: inF, out: outF } = size;
     if (outF === l.outFeatures && inF === l.inFeatures) return;
     [l.outFeatures, l.inFeatures] = [outF, inF];
     l.replaceTensor('weight', zeros([outF, inF]));
@@ -192,12 +191,10 @@ const batchNorm2dKind: LayerKind<BatchNorm2d> = {
     b.numFeatures = k;
   },
   applyIn: () => {},
-  resize(b, shapeOf) {
+  resize(b, shapeOf, declared) {
     const w = shapeOf('weight');
-    if (w?.length === 1) batchNorm2dKind.resizeTo(b, w[0], w[0]);
-  },
-  resizeTo(b, _inC, outC) {
-    if (outC === b.numFeatures) return;
+    const outC = declared?.out ?? (w?.length === 1 ? w[0] : null);
+    if (outC === null || outC === b.numFeatures) return;
     b.numFeatures = outC;
     for (const name of BN_TENSORS) b.replaceTensor(name, zeros([outC]));
   },
