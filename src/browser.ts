@@ -1,7 +1,8 @@
 /**
- * The browser-safe public API: the engine, models, pruner and optimal transport, with nothing that
- * imports a Node built-in (no file system, no download, no per-epoch checkpoint trainer). The package's
- * "browser" export. The Node entry (`index.ts`) exports all of this plus the file-based helpers.
+ * The browser-safe public API: the engine, models, pruner, optimal transport and ONNX in/out, with
+ * nothing that imports a Node built-in (no file system, no download, no per-epoch checkpoint trainer).
+ * The package's "browser" export. The Node entry (`index.ts`) re-exports all of this plus the
+ * file-based helpers.
  */
 export { IntraFusionError, ArgumentError, UnsupportedError, DataError } from './errors.js';
 export { GpuError, requestDevice, adapterOptionsFor, type DeviceInfo } from './tensor/device.js';
@@ -14,10 +15,14 @@ export { SGD, type SgdOptions } from './nn/optim.js';
 
 export { Module, addForwardHook } from './nn/module.js';
 export { Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential } from './nn/layers.js';
-export { VGG, vgg11_bn } from './nn/vgg.js';
-export { ResNet, BasicBlock, resnet18 } from './nn/resnet.js';
-export { createModel, MODEL_NAMES, type ModelName } from './nn/models.js';
+export { VGG, VGG_CFGS, Dropout, vgg, vgg11_bn, type VggCfg, type VggName, type VggOptions } from './nn/vgg.js';
+export { ResNet, BasicBlock, Bottleneck, resnet18, resnet34, resnet50, type ResNetOptions } from './nn/resnet.js';
+export { createModel, MODEL_NAMES, STEMS, type ModelName, type ModelOptions, type Stem } from './nn/models.js';
 export * as cifar10 from './nn/cifar10.js';
-export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict } from './nn/checkpoint.js';
+export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth } from './nn/checkpoint.js';
 export { evaluate, complexity, inferenceSpeed } from './nn/metrics.js';
+// The pruner and optimal transport.
 export * from './prune/index.js';
+// ONNX export and import (protobufjs).
+export { exportOnnx, type OnnxExportOptions } from './onnx/export.js';
+export { importOnnx, OnnxModel, MIN_OPSET } from './onnx/import.js';
