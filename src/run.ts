@@ -57,6 +57,7 @@ const FLAGS = {
   global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
   'max-group-sparsity': { kind: 'number', help: 'With --global: the most any group may lose.', default: 0.9 },
   'group-sparsity': { kind: 'pairs', help: 'Per-group ratios GROUP=SPARSITY,... pruned in one run (group_idxs and sparsities ignored; group_idx and sparsity -1 in the results).' },
+  'batch-groups': { kind: 'boolean', help: 'With --whole-network or --group-sparsity: score and fuse all groups on the same weights in one OT batch (default: one after another, as the reference).', default: false },
   'iterative-steps': { kind: 'int', help: 'Prune in N steps on a linear schedule, re-scoring each step (all groups at once).', default: 1 },
   'round-to': { kind: 'int', help: 'Keep a multiple of this many channels per group.', default: 1 },
   'input-shape': { kind: 'ints', help: 'The model\'s input C H W (CIFAR-10 evaluation needs 3 32 32).', default: [3, 32, 32], aliases: ['exampleInput', 'example-input'] },
@@ -257,7 +258,7 @@ export async function main(argv: string[]): Promise<number> {
       const model = fresh();
       await prune(model, {
         importanceCriteria: criterion, sparsity, groupIdxs: mode === 'group' ? [g] : undefined, fusion, optimalTransport: ot,
-        global, maxGroupSparsity, iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number, exampleInput,
+        global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean, iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number, exampleInput,
         data: needsData ? { train: data.train, normalization } : undefined,
         lampReferencePermutation: a['lamp-reference-bug'] as boolean,
         random: seededRandom(cellSeed(a.seed as number, results.length, s, fusion)),

@@ -356,7 +356,7 @@ describe('pruning modes', () => {
     const o = { batches: 1, batchSize: 8, data };
     setInitSeed(29);
     const m = build();
-    const report = await prune(m, { importanceCriteria: 'taylor', sparsity: 0.5, random: seededRandom(1), ...o });
+    const report = await prune(m, { importanceCriteria: 'taylor', sparsity: 0.5, batchGroups: true, random: seededRandom(1), ...o });
     setInitSeed(29);
     const ref = build();
     const groups = dependencyGroups(ref);
@@ -365,7 +365,7 @@ describe('pruning modes', () => {
     ref.dispose();
   }, 60_000);
 
-  it('whole-network and global Intra-Fusion solve every group\'s transport problem in one call', async () => {
+  it('batched, global and iterative Intra-Fusion solve every group\'s transport problem in one call; whole-network by default goes group by group', async () => {
     const calls: number[] = [];
     class CountingOT extends OptimalTransport {
       override async maps(problems: OtProblem[]) {
@@ -374,7 +374,7 @@ describe('pruning modes', () => {
       }
     }
     const ot = new CountingOT();
-    for (const o of [{}, { global: true }, { iterativeSteps: 2 }]) {
+    for (const o of [{}, { batchGroups: true }, { global: true }, { iterativeSteps: 2 }]) {
       const m = smallVgg();
       await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, optimalTransport: ot, exampleInput: [3, 8, 8], ...o });
       m.dispose();
@@ -382,7 +382,7 @@ describe('pruning modes', () => {
     const m = smallVgg();
     await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, fusion: 'ot', groupIdxs: [0, 1], optimalTransport: ot, exampleInput: [3, 8, 8] });
     m.dispose();
-    expect(calls).toEqual([3, 3, 3, 3, 1, 1]);
+    expect(calls).toEqual([1, 1, 1, 3, 3, 3, 3, 1, 1]);
   });
 
   it('whole-network Intra-Fusion of VGG11-BN runs end to end and gives the halved VGG\'s parameter count', async () => {
@@ -514,6 +514,22 @@ describe('model folding through prune()', () => {
     const m = smallVgg();
     await expect(prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: [3, 8, 8], fusion: 'folding', dimensionalityPreserving: true }))
       .rejects.toThrow(/folding" needs batch-norm folding and cannot preserve dimensionality/);
+    m.dispose();
+  });
+});
+
+describe('refused rather than silently wrong', () => {
+  it('a reshape that moves channels into the batch dimension is not a flatten', () => {
+    const m = new Net({ a: conv(3, 4), fc: new Linear(64, 5) }, (p, x) => p.fc.call(ag.reshape(p.a.call(x), [4, 64])));
+    expect(() => dependencyGroups(m, { exampleInput: [3, 8, 8] })).toThrow(UnsupportedError);
+    expect(() => dependencyGroups(m, { exampleInput: [3, 8, 8] })).toThrow(/reshape \[1,4,8,8\] -> \[4,64\] .*has no channel rule/);
+    m.dispose();
+  });
+
+  it('dimensionality preservation without batch-norm folding is an ArgumentError', async () => {
+    const m = smallVgg();
+    await expect(prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: [3, 8, 8], dimensionalityPreserving: true, foldBatchNorm: false }))
+      .rejects.toThrow(/dimensionalityPreserving needs batch-norm folding/);
     m.dispose();
   });
 });

@@ -217,10 +217,11 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
         break;
       case 'flatten':
         spaces.union(space(t), space(input));
-        if (input.rank === 4 && t.rank === 2) {
+        // The batch dimension must stay where it is: [1, C, H, W] -> [C, H*W] is no flatten.
+        if (input.rank === 4 && t.rank === 2 && t.shape[0] === input.shape[0]) {
           // Channel c of [N, C, H, W] becomes columns c*H*W .. (c+1)*H*W - 1.
           factorOf.set(t, input.shape[2] * input.shape[3] * (factorOf.get(input) ?? 1));
-        } else if (input.shape.join() === t.shape.join() || (input.rank === 2 && t.rank === 2)) {
+        } else if (input.shape.join() === t.shape.join()) {
           keepFactor(input, t);
         } else {
           throw new UnsupportedError(`Pruning graph: reshape [${input.shape}] -> [${t.shape}]${at} has no channel rule (only flatten of [N, C, H, W]).`);

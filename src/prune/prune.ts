@@ -10,10 +10,10 @@
  *      sum_i M[j, i] W[:, i], batch-norms index-selected (they are the identity after folding).
  *
  * Modes:
- *   - sequential (`groupIdxs` given, no `global`, one step): the reference's order: each group is scored
- *     and pruned on the weights earlier groups already changed, one OT problem at a time; k = floor(n (1 - s))
- *     of the group's current width n;
- *   - batched (no `groupIdxs`: the whole network or a `sparsity` map's groups; `global`; `iterativeSteps`):
+ *   - sequential (the default for one step without `global`: given `groupIdxs`, a `sparsity` map's groups or
+ *     the whole network): the reference's order: each group is scored and pruned on the weights earlier
+ *     groups already changed, one OT problem at a time; k = floor(n (1 - s)) of the group's current width n;
+ *   - batched (`batchGroups`, `global`, `iterativeSteps` > 1):
  *     per step, every group is scored on the same weights (taylor: one shared gradient pass), all OT
  *     problems are solved in ONE `optimalTransport.maps` call (Sinkhorn: one GPU batch), then all maps are
  *     applied (a map acts on a layer's rows or columns, so maps of different groups commute);
@@ -60,6 +60,12 @@ export interface PruneOptions extends ImportanceOptions {
   maxGroupSparsity?: number;
   /** Prune in this many steps (linear schedule, importance recomputed each step); default 1. */
   iterativeSteps?: number;
+  /**
+   * Score and fuse all groups of a one-step, non-global run on the same weights, with one OT call (one
+   * Sinkhorn batch). Default false: groups go one after another on the weights earlier groups changed,
+   * as the reference (and the paper's whole-network Table 1) does.
+   */
+  batchGroups?: boolean;
   /** Kept channels per group rounded up to a multiple of this (Torch-Pruning's round_to); default 1. */
   roundTo?: number;
   onProgress?: (message: string) => void;
@@ -130,7 +136,7 @@ function plan(o: PruneOptions, groupCount: number): Plan {
   if (!(Number.isInteger(roundTo) && roundTo >= 1)) throw new ArgumentError(`prune: roundTo must be a positive integer, got ${roundTo}.`);
   const maxS = o.maxGroupSparsity ?? 0.9;
   if (!(maxS > 0 && maxS < 1)) throw new ArgumentError(`prune: maxGroupSparsity must be in (0, 1), got ${maxS}.`);
-  return { idxs, sparsityOf, sequential: o.groupIdxs !== undefined && !o.global && steps === 1, steps, roundTo };
+  return { idxs, sparsityOf, sequential: !o.global && steps === 1 && !o.batchGroups, steps, roundTo };
 }
 
 /** Applies a producer map (to out-channels and norms) and a consumer map (to in-channels) to every layer of a group. */
@@ -194,6 +200,10 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const graph = { exampleInput, ignored: o.ignoredLayers };
   const fusion: Fusion = o.fusion ?? (o.optimalTransport ? 'ot' : 'none');
   if (fusion !== 'none' && fusion !== 'ot' && fusion !== 'folding') throw new ArgumentError(`prune: fusion must be "none", "ot" or "folding", got "${fusion as string}".`);
+  if (o.dimensionalityPreserving && o.foldBatchNorm === false) {
+    // A pruned channel stays zero through a batch-norm only once the BN is folded to the identity.
+    throw new ArgumentError('prune: dimensionalityPreserving needs batch-norm folding (foldBatchNorm: false would let pruned channels leak the BN shift).');
+  }
   if (fusion === 'folding' && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
     // Folded channels are cluster centroids, not kept channels: they have no original index to stay at,
     // and an unfolded batch-norm's statistics cannot be merged the same way.
