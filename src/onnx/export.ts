@@ -18,7 +18,7 @@
 import { ArgumentError, UnsupportedError } from '../errors.js';
 import { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import { addForwardHook, type Module } from '../nn/module.js';
-import { weightOwners } from '../prune/graph.js';
+import { topologicalOps, weightOwners } from '../prune/graph.js';
 import { isRecording } from '../tensor/autograd.js';
 import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
 import { AttributeType, DataType, encodeModel, type Attribute, type Node, type Tensor as TensorProto } from './proto.js';
@@ -44,28 +44,6 @@ interface PendingInitializer {
 const ints = (name: string, values: number[]): Attribute => ({ name, type: AttributeType.INTS, ints: values });
 const int = (name: string, value: number): Attribute => ({ name, type: AttributeType.INT, i: value });
 const float = (name: string, value: number): Attribute => ({ name, type: AttributeType.FLOAT, f: value });
-
-/** Every recorded op between the input and `out`, inputs before the ops that read them. */
-function topologicalOps(out: Tensor): Tensor[] {
-  const order: Tensor[] = [];
-  const seen = new Set<Tensor>([out]);
-  const stack: [Tensor, number][] = [[out, 0]];
-  while (stack.length) {
-    const top = stack[stack.length - 1];
-    const inputs = top[0].node?.inputs ?? [];
-    if (top[1] < inputs.length) {
-      const next = inputs[top[1]++];
-      if (next.node && !seen.has(next)) {
-        seen.add(next);
-        stack.push([next, 0]);
-      }
-    } else {
-      stack.pop();
-      order.push(top[0]);
-    }
-  }
-  return order;
-}
 
 /** Serialises `model` (in eval mode) as an ONNX ModelProto. */
 export async function exportOnnx(model: Module, o: OnnxExportOptions): Promise<Uint8Array> {

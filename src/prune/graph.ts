@@ -91,6 +91,31 @@ export function weightOwners(model: Module): Map<Tensor, Module> {
 }
 
 /**
+ * Every recorded op between the input and `out` in post-order: inputs before the ops that read them.
+ * Iterative: deep networks would overflow recursion.
+ */
+export function topologicalOps(out: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>([out]);
+  const stack: [Tensor, number][] = [[out, 0]];
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const inputs = top[0].node?.inputs ?? [];
+    if (top[1] < inputs.length) {
+      const next = inputs[top[1]++];
+      if (next.node && !seen.has(next)) {
+        seen.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(top[0]);
+    }
+  }
+  return order;
+}
+
+/**
  * Records one eval-mode forward pass (running statistics untouched) on a zero input and calls `visit`
  * once per recorded op, in forward order, while the graph is alive, with the path of the innermost
  * module whose output the tensor is (for error messages) and the op's rank walking back from the output.
@@ -124,23 +149,8 @@ export function traceOps(
         for (const i of t.node.inputs) if (i.node) back.push(i);
       }
       // Visits in post-order: every op after the ops producing its inputs (a flatten's column factor is
-      // known before the Linear reading it). Iterative: deep networks would overflow recursion.
-      const seen = new Set<Tensor>([y]);
-      const stack: [Tensor, number][] = [[y, 0]];
-      while (stack.length) {
-        const top = stack[stack.length - 1];
-        const inputs = top[0].node?.inputs ?? [];
-        if (top[1] < inputs.length) {
-          const next = inputs[top[1]++];
-          if (next.node && !seen.has(next)) {
-            seen.add(next);
-            stack.push([next, 0]);
-          }
-        } else {
-          stack.pop();
-          if (top[0].node) visit(top[0], outputOf.get(top[0]), rank.get(top[0])!);
-        }
-      }
+      // known before the Linear reading it).
+      for (const t of topologicalOps(y)) if (t.node) visit(t, outputOf.get(t), rank.get(t)!);
     });
   } finally {
     remove();
