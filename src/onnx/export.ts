@@ -18,6 +18,7 @@
 import { ArgumentError, UnsupportedError } from '../errors.js';
 import { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import { addForwardHook, type Module } from '../nn/module.js';
+import { foldedConvValues } from '../prune/fold.js';
 import { topologicalOps, weightOwners } from '../prune/graph.js';
 import { isRecording } from '../tensor/autograd.js';
 import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
@@ -202,26 +203,12 @@ export async function exportOnnx(model: Module, o: OnnxExportOptions): Promise<U
   });
 }
 
-/** The conv's weight and bias with an eval batch-norm folded in (float64 arithmetic, stored as float32). */
+/** The conv's weight and bias with an eval batch-norm folded in, eps included, computed once on demand. */
 function foldedConv(conv: Conv2d, bn: BatchNorm2d, wName: string, bName: string): PendingInitializer[] {
-  let pending: Promise<{ w2: Float32Array; b2: Float32Array }> | null = null;
-  const folded = async () => {
-    const [w, b, gamma, beta, mean, variance] = await Promise.all(
-      [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t?.data() ?? null),
-    );
-    const C = conv.outChannels;
-    const per = w!.length / C;
-    const w2 = new Float32Array(w!.length);
-    const b2 = new Float32Array(C);
-    for (let ch = 0; ch < C; ch++) {
-      const s = gamma![ch] / Math.sqrt(variance![ch] + bn.eps);
-      for (let i = 0; i < per; i++) w2[ch * per + i] = w![ch * per + i] * s;
-      b2[ch] = ((b ? b[ch] : 0) - mean![ch]) * s + beta![ch];
-    }
-    return { w2, b2 };
-  };
+  let pending: ReturnType<typeof foldedConvValues> | null = null;
+  const folded = () => (pending ??= foldedConvValues(conv, bn, bn.eps));
   return [
-    { name: wName, dims: [...conv.weight.shape], values: async () => (await (pending ??= folded())).w2 },
-    { name: bName, dims: [conv.outChannels], values: async () => (await (pending ??= folded())).b2 },
+    { name: wName, dims: [...conv.weight.shape], values: async () => (await folded()).weight },
+    { name: bName, dims: [conv.outChannels], values: async () => (await folded()).bias },
   ];
 }

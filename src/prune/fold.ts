@@ -23,24 +23,35 @@ export function convBnPairs(model: Module, exampleInput: ExampleInput = [3, 32, 
   return pairs;
 }
 
+/**
+ * The conv's weight and bias with an eval batch-norm folded in: W * gamma / sqrt(var + eps) and
+ * (b - mean) * gamma / sqrt(var + eps) + beta (float64 arithmetic, float32 results). The pruner folds with
+ * eps = 0 (the reference), the ONNX export with the BN's eps (exact inference).
+ */
+export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: number): Promise<{ weight: Float32Array; bias: Float32Array }> {
+  const [w, b, gamma, beta, mean, variance] = await Promise.all(
+    [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t?.data() ?? null),
+  );
+  const C = conv.outChannels;
+  const per = w!.length / C;
+  const weight = new Float32Array(w!.length);
+  const bias = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    const s = gamma![c] / Math.sqrt(variance![c] + eps);
+    for (let i = 0; i < per; i++) weight[c * per + i] = w![c * per + i] * s;
+    bias[c] = ((b ? b[c] : 0) - mean![c]) * s + beta![c];
+  }
+  return { weight, bias };
+}
+
 /** Folds every conv-fed batch-norm into its conv, in place. Returns the number of pairs folded. */
 export async function foldBatchNorms(model: Module, exampleInput: ExampleInput = [3, 32, 32]): Promise<number> {
   const pairs = convBnPairs(model, exampleInput);
   for (const [conv, bn] of pairs) {
     const bias = conv.ensureBias();
-    const [w, b, gamma, beta, mean, variance] = await Promise.all(
-      [conv.weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t.data()),
-    );
-    const per = w.length / conv.outChannels;
-    const w2 = new Float32Array(w.length);
-    const b2 = new Float32Array(b.length);
-    for (let c = 0; c < conv.outChannels; c++) {
-      const s = gamma[c] / Math.sqrt(variance[c]);
-      for (let i = 0; i < per; i++) w2[c * per + i] = w[c * per + i] * s;
-      b2[c] = (b[c] - mean[c]) * s + beta[c];
-    }
-    assign(conv.weight, w2);
-    assign(bias, b2);
+    const folded = await foldedConvValues(conv, bn, 0);
+    assign(conv.weight, folded.weight);
+    assign(bias, folded.bias);
     const C = bn.numFeatures;
     assign(bn.running_mean, new Float32Array(C));
     assign(bn.running_var, new Float32Array(C).fill(1));
