@@ -32,7 +32,7 @@ export function parseNormalization(mean: string | undefined, std: string | undef
   const m = parseList(mean, 'mean');
   const s = parseList(std, 'std');
   if (m.length !== s.length || (m.length !== 3 && m.length !== 1) || s.some((v) => v <= 0)) {
-    throw new DataError(`Bad normalisation "${mean}" / "${std}": expected three (or one) numbers each, std positive.`);
+    throw new DataError(`Bad normalisation "${mean}" / "${std}": expected three numbers each (one for a grey-scale model), std positive.`);
   }
   return { mean: m, std: s };
 }
