@@ -272,3 +272,19 @@ export function refMulBroadcast(a: ArrayLike<number>, aShape: number[], b: Array
   }
   return { y, da, db, shape: out };
 }
+
+/** torch.cat along `axis` in float64 (each input viewed as [outer, D_i, inner]). */
+export function refConcat(xs: ArrayLike<number>[], shapes: number[][], axis: number): Float64Array {
+  const outer = shapes[0].slice(0, axis).reduce((a, b) => a * b, 1), inner = shapes[0].slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) xs.forEach((x, i) => out.push(...Array.from(x).slice(o * shapes[i][axis] * inner, (o + 1) * shapes[i][axis] * inner)));
+  return Float64Array.from(out);
+}
+
+/** x[..., start:end, ...] along `axis` in float64. */
+export function refSlice(x: ArrayLike<number>, shape: number[], axis: number, start: number, end: number): Float64Array {
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1), inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) out.push(...Array.from(x).slice((o * shape[axis] + start) * inner, (o * shape[axis] + end) * inner));
+  return Float64Array.from(out);
+}
