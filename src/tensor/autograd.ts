@@ -55,7 +55,7 @@ export function scale(a: Tensor, alpha: number): Tensor {
   return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)], { alpha });
 }
 
-/** torch.relu: max(x, 0); NaN stays NaN (its gradient is 0 there, as PyTorch's). */
+/** torch.relu: max(x, 0); NaN stays NaN and passes its gradient, as PyTorch's. */
 export function relu(x: Tensor): Tensor {
   return record(ew.relu(x), 'relu', [x], (g) => [ew.reluBackward(x, g)]);
 }
@@ -249,14 +249,19 @@ export function batchNorm2d(x: Tensor, state: BatchNormState, { training, eps = 
   });
 }
 
-/** torch.nn.functional.max_pool2d (ceil_mode=False): padded cells are -inf, never chosen. */
-export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], { ...geometry });
+/** A pooling op's attrs: its whole geometry, booleans as 0 / 1 (attrs are numbers). */
+function poolAttrs({ kernel, stride, padding = 0, ceilMode = false, countIncludePad = true }: PoolGeometry): Record<string, number> {
+  return { kernel, stride, padding, ceilMode: ceilMode ? 1 : 0, countIncludePad: countIncludePad ? 1 : 0 };
 }
 
-/** torch.nn.functional.avg_pool2d (ceil_mode=False, count_include_pad=True). */
+/** torch.nn.functional.max_pool2d, with ceil_mode: padded cells are -inf, never chosen. Op "maxPool2d", attrs the geometry. */
+export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
+  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], poolAttrs(geometry));
+}
+
+/** torch.nn.functional.avg_pool2d, with ceil_mode and count_include_pad (default true). Op "avgPool2d", attrs the geometry. */
 export function avgPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], { ...geometry });
+  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], poolAttrs(geometry));
 }
 
 /**
