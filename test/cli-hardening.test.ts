@@ -14,8 +14,15 @@ import { parseArgs, UsageError } from '../src/cli/args.js';
 import { prepareOutDir } from '../src/cli/results.js';
 import { checkRunArgs } from '../src/cli/run-flags.js';
 import { main as demoMain, startDemoServer } from '../src/demo/server.js';
-import { modelFromStateDict, modelToSafetensors } from '../src/nn/checkpoint.js';
+import { loadCifar10 } from '../src/data/cifar10-node.js';
+import { loadStateDict, modelFromStateDict, modelToSafetensors } from '../src/nn/checkpoint.js';
+import { Conv2d, Flatten, Linear, ReLU, Sequential, AdaptiveAvgPool2d } from '../src/nn/layers.js';
 import { createModel } from '../src/nn/models.js';
+import { exportOnnx } from '../src/onnx/export.js';
+import { importOnnx } from '../src/onnx/import.js';
+import { decodeModel, encodeModel } from '../src/onnx/proto.js';
+import * as ag from '../src/tensor/autograd.js';
+import { fromArray, tidy } from '../src/tensor/tensor.js';
 import { main as runMain } from '../src/run.js';
 import { parseSafetensors, serializeSafetensors, SafetensorsError } from '../src/tensor/safetensors.js';
 import { destroyRuntime } from '../src/tensor/tensor.js';
@@ -251,4 +258,51 @@ describe('the demo server', () => {
     await expect(demoMain(['--port', port])).rejects.toThrow(UsageError);
     await expect(demoMain(['--bogus'])).rejects.toThrow('Unknown flag --bogus (see --help).');
   }, 120_000);
+});
+
+describe('ONNX files, labels and data sets', () => {
+  /** A small CNN as ONNX bytes, with `poison` (if given) written into one weight first. */
+  async function smallOnnx(poison?: number): Promise<Uint8Array> {
+    await gpu();
+    const net = new Sequential(new Conv2d(3, 4, 3, 1, 1, true), new ReLU(), new AdaptiveAvgPool2d(1), new Flatten(), new Linear(4, 10));
+    if (poison !== undefined) {
+      const file = parseSafetensors(await modelToSafetensors(net, {}), 'net');
+      file.tensors.get('4.weight')!.values[3] = poison;
+      loadStateDict(net, file, 'net', { allowNonFinite: true });
+    }
+    const bytes = await exportOnnx(net, { inputShape: [3, 8, 8] });
+    net.dispose();
+    return bytes;
+  }
+
+  it('an ONNX graph output that no node produces, and non-finite initializers, are one-line DataErrors', async () => {
+    const model = decodeModel(await smallOnnx());
+    model.graph!.output![0].name = 'nobody';
+    expect(() => importOnnx(encodeModel(model), 'cut.onnx')).toThrow('cut.onnx: the graph output "nobody" is not produced by any node (a damaged or hand-edited file?).');
+    const nan = await smallOnnx(NaN);
+    expect(() => importOnnx(nan, 'nan.onnx')).toThrow('nan.onnx: tensor "4.weight" holds NaN at index 3 (non-finite weights; allowNonFinite / --allow-non-finite loads them anyway).');
+    importOnnx(nan, 'nan.onnx', { allowNonFinite: true }).dispose();
+    const inf = await smallOnnx(-Infinity);
+    expect(() => importOnnx(inf, 'inf.onnx')).toThrow(/tensor "4\.weight" holds -Infinity/);
+  }, 120_000);
+
+  it('crossEntropy refuses a label outside the classes, naming the row', async () => {
+    await gpu();
+    const logits = fromArray(Float32Array.from({ length: 6 }, (_, i) => i / 6), [2, 3]);
+    expect(() => ag.crossEntropy(logits, [0, 3])).toThrow('crossEntropy: label 3 of row 1 is not a class id in 0..2.');
+    expect(() => ag.crossEntropy(logits, [-1, 0])).toThrow(/label -1 of row 0/);
+    expect(() => ag.crossEntropy(logits, [0.5, 0])).toThrow(/label 0.5 of row 0/);
+    expect((await tidy(() => ag.crossEntropy(logits, [0, 2]).keep()).dataAndDispose())[0]).toBeGreaterThan(0);
+    logits.dispose();
+  });
+
+  it('CIFAR-10 files with records missing are refused, naming the file', async () => {
+    const dir = tempDir('if-cifar-');
+    const records = (n: number) => new Uint8Array(n * 3073);
+    for (let b = 1; b <= 5; b++) writeFileSync(join(dir, `data_batch_${b}.bin`), records(b === 3 ? 3 : 4));
+    writeFileSync(join(dir, 'test_batch.bin'), records(4));
+    await expect(loadCifar10(dir, { download: false })).rejects.toThrow(`${join(dir, 'data_batch_3.bin')} has 3 records, the other batch files up to 4: records are missing (a truncated copy?).`);
+    writeFileSync(join(dir, 'data_batch_3.bin'), records(4));
+    expect((await loadCifar10(dir, { download: false })).train.count).toBe(20);
+  });
 });

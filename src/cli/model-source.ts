@@ -68,7 +68,7 @@ export async function openModelSource(
 ): Promise<ModelSource> {
   const normalization: Normalization = o.normalization === 'cifar10' ? CIFAR10_STATS : IMAGENET_STATS;
   if (o.onnxFile) {
-    const onnx = onnxSource(o.onnxFile);
+    const onnx = onnxSource(o.onnxFile, o.allowNonFinite);
     return { fresh: onnx.fresh, normalization: onnx.normalization ?? normalization };
   }
   const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
@@ -101,10 +101,10 @@ async function trainCheckpoint(
 }
 
 /** An ONNX model as the run's model: imported afresh for every cell, with the normalisation it names. */
-function onnxSource(path: string): { fresh: () => Module; normalization: Normalization | null } {
-  const probe = loadOnnx(path);
+function onnxSource(path: string, allowNonFinite: boolean): { fresh: () => Module; normalization: Normalization | null } {
+  const probe = loadOnnx(path, { allowNonFinite });
   probe.dispose();
   // The pruner traces and the metrics count on CIFAR-10-sized images.
   if (probe.inputShape.join() !== '3,32,32') throw new UsageError(`--model ${path}: its input is ${probe.inputShape.join('x')}; this run prunes and evaluates 3x32x32 (CIFAR-10) models.`);
-  return { fresh: () => loadOnnx(path), normalization: parseNormalization(probe.metadata.normalize_mean, probe.metadata.normalize_std) };
+  return { fresh: () => loadOnnx(path, { allowNonFinite }), normalization: parseNormalization(probe.metadata.normalize_mean, probe.metadata.normalize_std) };
 }

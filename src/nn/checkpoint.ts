@@ -5,7 +5,10 @@
  */
 import { DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensorsFile, type TensorToWrite } from '../tensor/safetensors.js';
+import { checkFinite } from '../tensor/finite.js';
 import { assign } from '../tensor/tensor.js';
+
+export { checkFinite };
 import { layerKind } from '../prune/registry.js';
 import { BatchNorm2d } from './layers.js';
 import { createModel } from './models.js';
@@ -35,16 +38,6 @@ export interface LoadOptions {
    * silently turns every pruned or evaluated result into garbage).
    */
   allowNonFinite?: boolean;
-}
-
-/** Refuses a tensor with a NaN or infinite value (unless allowed), naming the file, the tensor and the first bad index. */
-export function checkFinite(values: ArrayLike<number>, name: string, source: string, allow = false): void {
-  if (allow) return;
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) {
-      throw new DataError(`${source}: tensor "${name}" holds ${values[i]} at index ${i} (non-finite weights; allowNonFinite / --allow-non-finite loads them anyway).`);
-    }
-  }
 }
 
 /** Loads a parsed state dict into the model in place. Shapes must match exactly. */

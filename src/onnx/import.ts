@@ -11,6 +11,7 @@
  * node; a malformed file (not protobuf, no graph, missing initializer, dynamic image size) a DataError.
  */
 import { DataError, UnsupportedError } from '../errors.js';
+import { checkFinite } from '../tensor/finite.js';
 import { AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import * as ag from '../tensor/autograd.js';
@@ -70,7 +71,12 @@ function tensorValues(t: TensorProto, where: string): { dims: number[]; values: 
 }
 
 /** Reads an ONNX model and builds the engine model. `source` names the file in errors. */
-export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel {
+export interface OnnxImportOptions {
+  /** Load initializers holding NaN or infinity (default false: refused, naming the tensor). */
+  allowNonFinite?: boolean;
+}
+
+export function importOnnx(bytes: Uint8Array, source = 'ONNX model', options: OnnxImportOptions = {}): OnnxModel {
   let model: Model;
   try {
     model = decodeModel(bytes);
@@ -85,7 +91,11 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
 
   // Constant data: initializers and Constant nodes.
   const constants = new Map<string, { dims: number[]; values: Float32Array | number[] }>();
-  for (const t of graph.initializer ?? []) constants.set(t.name ?? '', tensorValues(t, `${source}: initializer`));
+  for (const t of graph.initializer ?? []) {
+    const c = tensorValues(t, `${source}: initializer`);
+    checkFinite(c.values, t.name ?? '', source, options.allowNonFinite);
+    constants.set(t.name ?? '', c);
+  }
   for (const n of graph.node) {
     if (n.op_type !== 'Constant') continue;
     const value = n.attribute?.find((a) => a.name === 'value')?.t;
@@ -103,6 +113,10 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
     return Number(d.dim_value);
   }) as [number, number, number];
   if ((graph.output ?? []).length !== 1) throw new UnsupportedError(`${source}: the graph has ${(graph.output ?? []).length} outputs; one is supported.`);
+  const outputName = graph.output![0].name ?? '';
+  if (!graph.node.some((n) => n.op_type !== 'Constant' && (n.output ?? []).includes(outputName))) {
+    throw new DataError(`${source}: the graph output "${outputName}" is not produced by any node (a damaged or hand-edited file?).`);
+  }
 
   const readers = new Map<string, number>();
   for (const n of graph.node) for (const i of n.input ?? []) readers.set(i, (readers.get(i) ?? 0) + 1);

@@ -16,7 +16,7 @@ import {
   crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
 } from '../kernels/norm_pool_loss.js';
 import { ArgumentError, UnsupportedError } from '../errors.js';
-import { sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
+import { fromArray, sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
 
@@ -272,11 +272,24 @@ export function adaptiveAvgPool2d(x: Tensor, size: [number, number]): Tensor {
   return record(adaptiveAvgPoolForward(x, size), 'adaptiveAvgPool2d', [x], (g) => [adaptiveAvgPoolBackward(x, g, size)]);
 }
 
-/** Mean softmax cross-entropy of logits [B, C] against integer labels (a float tensor of B class ids). */
-export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
-  const saved = crossEntropyForward(logits, labels);
+/**
+ * Mean softmax cross-entropy of logits [B, C] against integer labels: B class ids, as an array (checked:
+ * an id outside 0..C-1 is an ArgumentError naming the row, not a silently wrong loss) or a float tensor.
+ */
+export function crossEntropy(logits: Tensor, labels: Tensor | ArrayLike<number>): Tensor {
+  if (!(labels instanceof Tensor)) {
+    const classes = logits.shape[logits.rank - 1];
+    for (let i = 0; i < labels.length; i++) {
+      const y = labels[i];
+      if (!(Number.isInteger(y) && y >= 0 && y < classes)) throw new ArgumentError(`crossEntropy: label ${y} of row ${i} is not a class id in 0..${classes - 1}.`);
+    }
+    if (labels.length !== logits.shape[0]) throw new ArgumentError(`crossEntropy: ${labels.length} labels for ${logits.shape[0]} rows.`);
+    labels = fromArray(labels, [labels.length]);
+  }
+  const ids = labels;
+  const saved = crossEntropyForward(logits, ids);
   const loss = ew.sumAxis(saved, 1, 1, logits.shape[0], 1 / logits.shape[0]); // first row of saved = row losses
-  return record(loss, 'crossEntropy', [logits], (g) => [crossEntropyBackward(logits, labels, saved, g)]);
+  return record(loss, 'crossEntropy', [logits], (g) => [crossEntropyBackward(logits, ids, saved, g)]);
 }
 
 // ------------------------------------------------------------------ backward
