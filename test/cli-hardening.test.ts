@@ -122,8 +122,8 @@ describe('the installed commands', () => {
   });
   afterAll(() => Object.values(bundles).forEach((f) => rmSync(f, { force: true })));
 
-  const runBin = (name: string, args: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-    const child = spawn(join(dir, name), args, { env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}` } });
+  const runBin = (name: string, args: string[], env: Record<string, string> = {}) => new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn(join(dir, name), args, { env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}`, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -140,6 +140,14 @@ describe('the installed commands', () => {
     const compare = await runBin('intra-fusion-compare', ['--model_dir', join(dir, 'absent'), '--latency=false']);
     expect(compare.code).toBe(2);
     expect(compare.stderr.trim()).toBe(`error: --model_dir ${join(dir, 'absent')} does not exist.`);
+  }, 120_000);
+
+  it('print no Dawn limit notices: a run that gets as far as the GPU has only its own line on stderr', async () => {
+    const empty = tempDir('if-nodata-');
+    const r = await runBin('intra-fusion', ['--data-dir', empty, '--out', empty, '--checkpoint', bundles['intra-fusion']], { INTRA_FUSION_CIFAR10_URL: 'http://127.0.0.1:9/none.tar.gz' });
+    expect(r.stdout).toMatch(/^adapter: /); // the adapter was requested, which is when Dawn prints them
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n').filter((l) => l.length)).toEqual([expect.stringMatching(/^error: CIFAR-10 is not in /)]);
   }, 120_000);
 });
 
