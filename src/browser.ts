@@ -20,7 +20,8 @@ export {
 export { VGG, VGG_CFGS, Dropout, vgg, vgg11_bn, type VggCfg, type VggName, type VggOptions } from './nn/vgg.js';
 export { ResNet, BasicBlock, Bottleneck, resnet18, resnet34, resnet50, type ResNetOptions } from './nn/resnet.js';
 export { createModel, MODEL_NAMES, STEMS, type ModelName, type ModelOptions, type Stem } from './nn/models.js';
-export * as cifar10 from './nn/cifar10.js';
+export * as cifar10 from './data/cifar10.js';
+export * from './data/index.js';
 export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth } from './nn/checkpoint.js';
 export { evaluate, complexity, inferenceSpeed } from './nn/metrics.js';
 // The pruner and optimal transport.

@@ -124,6 +124,18 @@ describe('autograd vs finite differences', () => {
     );
   });
 
+  it('DenseNet/Inception block: concat of the input and two conv branches, split, concat again', async () => {
+    await checkGradients(
+      { x: L([2, 3, 5, 4]), w1: L([2, 3, 3, 3], 0.5), w2: L([4, 3, 1, 1]), wl: L([3, 9]) },
+      (t) => {
+        const dense = ag.concat([t.x, ag.conv2d(t.x, t.w1, null, { stride: 1, padding: 1 }), ag.conv2d(t.x, t.w2, null, { stride: 1, padding: 0 })]);
+        const [a, b] = ag.split(dense, [4, 5]);
+        const mixed = ag.concat([ag.scale(b, 2), a], 1);
+        return ag.crossEntropy(ag.linear(ag.flatten(ag.adaptiveAvgPool2d(mixed, [1, 1])), t.wl, null), labels(2, 3));
+      },
+    );
+  });
+
   it('a tensor used twice accumulates both gradients; matmul and sum', async () => {
     await checkGradients({ a: L([3, 4]), b: L([4, 5]) }, (t) => {
       const y = ag.matmul(t.a, t.b);

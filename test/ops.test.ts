@@ -3,14 +3,26 @@
  * (test/reference.ts, PyTorch's semantics) on seeded random shapes, forward and backward through
  * autograd, plus the op names the pruner and ONNX code key on, and the one-line errors.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ag from '../src/tensor/autograd.js';
 import { Hardsigmoid, Hardswish, Hardtanh, ReLU, ReLU6, Sigmoid, SiLU } from '../src/nn/layers.js';
 import { ArgumentError, UnsupportedError } from '../src/errors.js';
 import { destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
-import { expectClose, gpu, randArray, randInt, REF_ACTIVATIONS, refMulBroadcast, rng } from './helpers.js';
+import { expectClose, gpu, randArray, randInt, REF_ACTIVATIONS, refConcat, refMulBroadcast, refPool, refSlice, rng } from './helpers.js';
 
 beforeAll(gpu);
+
+/** PyTorch's answers on the tricky points (test/fixtures/pytorch_ops.py; null stands for NaN). */
+const torchFixture = JSON.parse(readFileSync(new URL('./fixtures/pytorch-ops.json', import.meta.url), 'utf8')) as {
+  values: (number | null)[];
+  activations: { op: string; params: { min?: number; max?: number }; y: (number | null)[]; dx: (number | null)[] }[];
+  pools: {
+    kind: 'max' | 'avg'; shape: number[]; kernel: number; stride: number; padding: number; ceilMode: boolean; countIncludePad: boolean;
+    x: number[]; dy: number[]; outShape: number[]; y: number[]; dx: number[];
+  }[];
+};
+const nanOf = (v: number | null) => (v === null ? NaN : v);
 afterAll(destroyRuntime);
 
 function leaf(values: Float32Array, shape: number[]): Tensor {
@@ -82,6 +94,20 @@ describe('activations vs float64 PyTorch semantics (NaN, kinks, saturation)', ()
     });
   }
 
+  it("equal PyTorch's own forward and gradient on the fixture's kinks, bounds and NaN", async () => {
+    const run: Record<string, (x: Tensor, p: { min?: number; max?: number }) => Tensor> = {
+      relu: (x) => ag.relu(x), clamp: (x, p) => ag.clip(x, p.min, p.max), relu6: (x) => new ReLU6().call(x), hardtanh: (x, p) => ag.hardtanh(x, p.min, p.max),
+      hardsigmoid: (x) => ag.hardSigmoid(x), hardswish: (x) => ag.hardSwish(x), sigmoid: (x) => ag.sigmoid(x), silu: (x) => ag.silu(x),
+    };
+    const x = Float32Array.from(torchFixture.values, nanOf);
+    for (const a of torchFixture.activations) {
+      const X = leaf(x, [x.length]);
+      const got = await forwardBackward([X], () => run[a.op](X, a.params), (n) => new Float32Array(n).fill(1));
+      expectClose(got.y, a.y.map(nanOf), 1e-6, 1e-6, `${a.op} y vs PyTorch`);
+      expectClose(got.grads[0], a.dx.map(nanOf), 1e-6, 1e-6, `${a.op} dx vs PyTorch`);
+    }
+  });
+
   it('bad bounds and parameters are one-line errors', () => {
     tidy(() => {
       const x = fromArray([1, 2], [2]);
@@ -124,5 +150,138 @@ describe('mul: same shapes and broadcast (squeeze-excitation gates), gradients t
       expect(() => ag.mul(x, fromArray(new Float32Array(6), [2, 3]))).toThrow(/mul: shapes \[2,3,2,2\] and \[2,3\] do not broadcast/);
       expect(() => ag.mul(x, fromArray(new Float32Array(4), [2, 1, 2, 1]))).toThrow(UnsupportedError);
     });
+  });
+});
+
+describe('concat, slice and split along an axis (DenseNet, SqueezeNet, GoogLeNet), forward and backward', () => {
+  const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
+
+  it('concat of 1-5 inputs on 40 random shapes (channels mostly; other axes, ranks 2-4, a constant input)', async () => {
+    const r = rng(300);
+    for (let i = 0; i < 40; i++) {
+      const rank = i % 5 === 4 ? randInt(r, 2, 3) : 4;
+      const base = [randInt(r, 1, 3), randInt(r, 1, 9), randInt(r, 1, 7), randInt(r, 1, 7)].slice(0, rank);
+      const axis = i % 4 === 3 ? randInt(r, 0, rank - 1) : 1;
+      const shapes = Array.from({ length: randInt(r, 1, 5) }, () => base.map((d, k) => (k === axis ? randInt(r, 1, 6) : d)));
+      const xs = shapes.map((s) => randArray(r, size(s)));
+      const constant = shapes.length > 1 && r() < 0.3 ? 0 : -1; // input 0 without a gradient
+      const X = xs.map((x, k) => (k === constant ? fromArray(x, shapes[k]).keep() : leaf(x, shapes[k])));
+      let dy: Float32Array = new Float32Array(0);
+      const negative = r() < 0.3; // axis counted from the end
+      const got = await forwardBackward(X.filter((_, k) => k !== constant), () => ag.concat(X, negative ? axis - rank : axis), (n) => (dy = randArray(r, n)));
+      if (constant === 0) X[0].dispose();
+      const what = `concat #${i} ${shapes.map((s) => `[${s}]`).join(' ')} axis ${axis}`;
+      expect(got.op).toBe('concat');
+      expectClose(got.y, refConcat(xs, shapes, axis), 0, 0, `${what} y`);
+      let offset = 0;
+      const gradShape = base.map((d, k) => (k === axis ? shapes.reduce((s, sh) => s + sh[axis], 0) : d));
+      shapes.forEach((s, k) => {
+        const want = refSlice(dy, gradShape, axis, offset, (offset += s[axis]));
+        if (k !== constant) expectClose(got.grads[k - (constant === 0 ? 1 : 0)], want, 0, 0, `${what} dx${k}`);
+      });
+    }
+  });
+
+  it('split into 1-4 parts, recombined by concat in another order, on 30 random shapes', async () => {
+    const r = rng(301);
+    for (let i = 0; i < 30; i++) {
+      const shape = [randInt(r, 1, 3), randInt(r, 1, 12), randInt(r, 1, 6), randInt(r, 1, 6)];
+      const axis = i % 3 === 2 ? randInt(r, 0, 3) : 1;
+      const parts = Math.min(shape[axis], randInt(r, 1, 4));
+      const cuts = new Set<number>();
+      while (cuts.size < parts - 1) cuts.add(randInt(r, 1, shape[axis] - 1));
+      const bounds = [0, ...[...cuts].sort((a, b) => a - b), shape[axis]];
+      const sizes = bounds.slice(1).map((b, k) => b - bounds[k]);
+      const x = randArray(r, size(shape));
+      const X = leaf(x, shape);
+      const order = sizes.map((_, k) => k).reverse();
+      let dy: Float32Array = new Float32Array(0);
+      const got = await forwardBackward([X], () => {
+        const pieces = ag.split(X, sizes, axis);
+        expect(pieces.every((p) => p.node?.op === 'slice')).toBe(true);
+        return ag.concat(order.map((k) => pieces[k]), axis);
+      }, (n) => (dy = randArray(r, n)));
+      const what = `split #${i} [${shape}] axis ${axis} sizes [${sizes}]`;
+      const pieces = sizes.map((_, k) => refSlice(x, shape, axis, bounds[k], bounds[k + 1]));
+      const pieceShapes = sizes.map((d) => shape.map((s, k) => (k === axis ? d : s)));
+      expectClose(got.y, refConcat(order.map((k) => pieces[k]), order.map((k) => pieceShapes[k]), axis), 0, 0, `${what} y`);
+      // The gradient of x is dy's pieces put back in their original order.
+      const dyShape = [...got.shape];
+      let off = 0;
+      const dyPieces: Float64Array[] = [];
+      for (const k of order) dyPieces[k] = refSlice(dy, dyShape, axis, off, (off += sizes[k]));
+      expectClose(got.grads[0], refConcat(dyPieces, pieceShapes, axis), 0, 0, `${what} dx`);
+    }
+  });
+
+  it('a single slice: forward, zero-padded gradient, recorded attrs', async () => {
+    const r = rng(302);
+    const x = randArray(r, 2 * 7 * 3 * 2);
+    const X = leaf(x, [2, 7, 3, 2]);
+    let attrs: unknown;
+    let dy: Float32Array = new Float32Array(0);
+    const got = await forwardBackward([X], () => {
+      const y = ag.slice(X, 2, 5);
+      attrs = y.node?.attrs;
+      return y;
+    }, (n) => (dy = randArray(r, n)));
+    expect(attrs).toEqual({ axis: 1, start: 2, end: 5 });
+    expectClose(got.y, refSlice(x, [2, 7, 3, 2], 1, 2, 5), 0, 0, 'slice y');
+    const want = new Float64Array(x.length);
+    for (let n = 0; n < 2; n++) for (let c = 2; c < 5; c++) for (let k = 0; k < 6; k++) want[(n * 7 + c) * 6 + k] = dy[(n * 3 + c - 2) * 6 + k];
+    expectClose(got.grads[0], want, 0, 0, 'slice dx');
+  });
+
+  it('bad axes, shapes and ranges are one-line errors', () => {
+    tidy(() => {
+      const a = fromArray(new Float32Array(12), [1, 3, 2, 2]), b = fromArray(new Float32Array(8), [1, 2, 2, 2]);
+      expect(() => ag.concat([])).toThrow(/concat: no tensors/);
+      expect(() => ag.concat([a, fromArray(new Float32Array(6), [1, 3, 2, 1])])).toThrow(/concat: shapes \[1,3,2,2\], \[1,3,2,1\] differ outside axis 1/);
+      expect(() => ag.concat([a, b], 4)).toThrow(/concat: axis 4 is out of range for rank 4/);
+      expect(() => ag.concat([a, b], 2)).toThrow(ArgumentError);
+      expect(() => ag.slice(a, 2, 2)).toThrow(/slice: range \[2, 2\) is empty or outside axis 1/);
+      expect(() => ag.slice(a, 0, 4)).toThrow(ArgumentError);
+      expect(() => ag.split(a, [1, 1])).toThrow(/split: sizes \[1,1\] must be positive integers summing to 3/);
+    });
+  });
+});
+
+describe('max and avg pooling with ceil_mode, padding and count_include_pad, forward and backward', () => {
+  it("equal PyTorch's on the fixture (torchvision's GoogLeNet, SqueezeNet, DenseNet pools and the ceil rule's edges)", async () => {
+    for (const c of torchFixture.pools) {
+      const X = leaf(Float32Array.from(c.x), c.shape);
+      const g = { kernel: c.kernel, stride: c.stride, padding: c.padding, ceilMode: c.ceilMode, countIncludePad: c.countIncludePad };
+      const got = await forwardBackward([X], () => (c.kind === 'max' ? ag.maxPool2d(X, g) : ag.avgPool2d(X, g)), () => Float32Array.from(c.dy));
+      const what = `${c.kind}pool [${c.shape}] ${JSON.stringify(g)}`;
+      expect(got.shape, `${what} shape`).toEqual(c.outShape);
+      expectClose(got.y, c.y, 1e-6, 1e-5, `${what} y`);
+      expectClose(got.grads[0], c.dx, 1e-6, 1e-5, `${what} dx`);
+    }
+  });
+
+  it('on 60 random shapes vs the float64 reference (attrs recorded)', async () => {
+    const r = rng(400);
+    for (let i = 0; i < 60; i++) {
+      const kind = i % 2 === 0 ? 'max' : 'avg';
+      const k = randInt(r, 1, 5), stride = randInt(r, 1, 3), padding = randInt(r, 0, Math.floor(k / 2));
+      const ceilMode = i % 4 < 3, countIncludePad = r() < 0.5;
+      const lo = Math.max(1, k - 2 * padding);
+      const shape = [randInt(r, 1, 2), randInt(r, 1, 4), randInt(r, lo, 11), randInt(r, lo, 11)];
+      const x = randArray(r, shape.reduce((a, b) => a * b));
+      const X = leaf(x, shape);
+      const g = { kernel: k, stride, padding, ceilMode, countIncludePad };
+      let dy: Float32Array = new Float32Array(0);
+      let attrs: unknown;
+      const got = await forwardBackward([X], () => {
+        const y = kind === 'max' ? ag.maxPool2d(X, g) : ag.avgPool2d(X, g);
+        attrs = y.node?.attrs;
+        return y;
+      }, (n) => (dy = randArray(r, n)));
+      const ref = refPool(kind, x, shape, k, stride, dy, padding, ceilMode, countIncludePad);
+      const what = `${kind}pool #${i} [${shape}] ${JSON.stringify(g)}`;
+      expect(attrs).toEqual({ kernel: k, stride, padding, ceilMode: ceilMode ? 1 : 0, countIncludePad: countIncludePad ? 1 : 0 });
+      expectClose(got.y, ref.y, 1e-6, 1e-5, `${what} y`);
+      expectClose(got.grads[0], ref.dx, 1e-6, 1e-5, `${what} dx`);
+    }
   });
 });

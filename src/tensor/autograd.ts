@@ -6,6 +6,7 @@
  * walks the graph in reverse topological order and accumulates into `leaf.grad` for leaves created
  * with `requiresGrad` (as PyTorch does, so repeated backward calls add up until `zeroGrad`).
  */
+import * as cat from '../kernels/concat.js';
 import * as ew from '../kernels/elementwise.js';
 import {
   conv2dBackwardData, conv2dBackwardWeight, conv2dForward, matmul as gemm, type Conv2dGeometry,
@@ -54,7 +55,7 @@ export function scale(a: Tensor, alpha: number): Tensor {
   return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)], { alpha });
 }
 
-/** torch.relu: max(x, 0); NaN stays NaN (its gradient is 0 there, as PyTorch's). */
+/** torch.relu: max(x, 0); NaN stays NaN and passes its gradient, as PyTorch's. */
 export function relu(x: Tensor): Tensor {
   return record(ew.relu(x), 'relu', [x], (g) => [ew.reluBackward(x, g)]);
 }
@@ -162,6 +163,38 @@ export function flatten(x: Tensor): Tensor {
   return reshape(x, [x.shape[0], x.size / x.shape[0]]);
 }
 
+/**
+ * torch.cat / ONNX Concat: tensors equal in shape except along `axis` (default 1, the channels of NCHW;
+ * negative counts from the end). The gradient of each input is its slice of the output's. Op "concat",
+ * attrs { axis } (normalised, non-negative); the inputs in order give each one's offset.
+ */
+export function concat(xs: readonly Tensor[], axis = 1): Tensor {
+  const y = cat.concat(xs, axis);
+  const ax = cat.normalizeAxis(axis, y.rank, 'concat');
+  const offsets = xs.map((_, i) => xs.slice(0, i).reduce((s, x) => s + x.shape[ax], 0));
+  return record(y, 'concat', [...xs], (g) => xs.map((x, i) => (needsGrad(x) ? cat.slice(g, ax, offsets[i], offsets[i] + x.shape[ax]) : null)), { axis: ax });
+}
+
+/**
+ * x[..., start:end, ...] along `axis` (default 1, channels), a copy; ONNX Slice on one axis with step 1. The
+ * gradient is dy at [start, end), zeros elsewhere. Op "slice", attrs { axis, start, end } (normalised).
+ */
+export function slice(x: Tensor, start: number, end: number, axis = 1): Tensor {
+  const ax = cat.normalizeAxis(axis, x.rank, 'slice');
+  return record(cat.slice(x, ax, start, end), 'slice', [x], (g) => [cat.sliceBackward(g, x.shape, ax, start)], { axis: ax, start, end });
+}
+
+/** torch.split with a list of sizes / ONNX Split: consecutive slices (ops "slice") covering `axis` exactly. */
+export function split(x: Tensor, sizes: readonly number[], axis = 1): Tensor[] {
+  const ax = cat.normalizeAxis(axis, x.rank, 'split');
+  const total = sizes.reduce((s, d) => s + d, 0);
+  if (!sizes.length || total !== x.shape[ax] || sizes.some((d) => !(Number.isInteger(d) && d >= 1))) {
+    throw new ArgumentError(`split: sizes [${sizes}] must be positive integers summing to ${x.shape[ax]} (axis ${ax} of [${x.shape}]).`);
+  }
+  let start = 0;
+  return sizes.map((d) => slice(x, start, (start += d), ax));
+}
+
 export function sum(x: Tensor): Tensor {
   return record(ew.sumAll(x), 'sum', [x], (g) => [ew.broadcastScalar(g, x.shape)]);
 }
@@ -216,14 +249,19 @@ export function batchNorm2d(x: Tensor, state: BatchNormState, { training, eps = 
   });
 }
 
-/** torch.nn.functional.max_pool2d (ceil_mode=False): padded cells are -inf, never chosen. */
-export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], { ...geometry });
+/** A pooling op's attrs: its whole geometry, booleans as 0 / 1 (attrs are numbers). */
+function poolAttrs({ kernel, stride, padding = 0, ceilMode = false, countIncludePad = true }: PoolGeometry): Record<string, number> {
+  return { kernel, stride, padding, ceilMode: ceilMode ? 1 : 0, countIncludePad: countIncludePad ? 1 : 0 };
 }
 
-/** torch.nn.functional.avg_pool2d (ceil_mode=False, count_include_pad=True). */
+/** torch.nn.functional.max_pool2d, with ceil_mode: padded cells are -inf, never chosen. Op "maxPool2d", attrs the geometry. */
+export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
+  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], poolAttrs(geometry));
+}
+
+/** torch.nn.functional.avg_pool2d, with ceil_mode and count_include_pad (default true). Op "avgPool2d", attrs the geometry. */
 export function avgPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], { ...geometry });
+  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], poolAttrs(geometry));
 }
 
 /**
