@@ -67,9 +67,9 @@ const PENDING: Partial<Record<Family, Partial<Record<Check, string>>>> = {
   mobilenet_v2: { groups: 'channel rule of clip', prune: 'channel rule of clip' },
   mobilenet_v3_small: { groups: 'channel rules of hardSwish, hardSigmoid, mul', prune: 'channel rules of hardSwish, hardSigmoid, mul' },
   efficientnet_b0: { groups: 'channel rules of silu, sigmoid, mul', prune: 'channel rules of silu, sigmoid, mul' },
-  densenet121: { import: 'Concat', groups: 'Concat channel offsets', prune: 'Concat channel offsets' },
-  squeezenet1_1: { import: 'MaxPool ceil_mode, Concat', groups: 'Concat channel offsets', prune: 'Concat channel offsets' },
-  googlenet: { import: 'MaxPool ceil_mode, Concat', groups: 'Concat channel offsets', prune: 'Concat channel offsets' },
+  densenet121: { groups: 'Concat channel offsets', prune: 'Concat channel offsets' },
+  squeezenet1_1: { groups: 'Concat channel offsets', prune: 'Concat channel offsets' },
+  googlenet: { groups: 'Concat channel offsets', prune: 'Concat channel offsets' },
   resnext50_32x4d: { groups: 'grouped-conv pruning', prune: 'grouped-conv pruning' },
   regnet_y_400mf: { groups: 'grouped-conv pruning, channel rules of sigmoid, mul', prune: 'grouped-conv pruning, channel rules of sigmoid, mul' },
 };

@@ -247,6 +247,15 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
         allowOnly(attrs, [], where);
         step(([x]) => ag.sigmoid(x));
         break;
+      case 'Concat': {
+        // Activations along channels (DenseNet, SqueezeNet's Fire, Inception); a Concat of shapes was folded.
+        allowOnly(attrs, ['axis'], where);
+        const constant = ins.find((i) => constants.has(i) || shapes.has(i));
+        if (constant !== undefined) throw new UnsupportedError(`${where}: concatenating the constant "${constant}" with activations is not supported.`);
+        const axis = intAttr(attrs, 'axis', 1);
+        step((xs) => (xs.length === 1 ? xs[0] : ag.concat(xs, axis)), ins);
+        break;
+      }
       case 'Pad': {
         // PyTorch writes a Pad of zeros before AvgPool2d (count_include_pad): nothing to do then.
         allowOnly(attrs, ['mode', 'pads', 'value'], where);
@@ -259,14 +268,14 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
       case 'MaxPool': {
         allowOnly(attrs, ['kernel_shape', 'strides', 'pads', 'dilations', 'ceil_mode', 'auto_pad', 'storage_order'], where);
         const pool = poolAttrs(attrs, where);
-        layerStep(addLayer(new MaxPool2d(pool.kernel, pool.stride, pool.padding)));
+        layerStep(addLayer(new MaxPool2d(pool.kernel, pool.stride, pool.padding, pool.ceilMode)));
         break;
       }
       case 'AveragePool': {
         allowOnly(attrs, ['kernel_shape', 'strides', 'pads', 'ceil_mode', 'auto_pad', 'count_include_pad'], where);
         const pool = poolAttrs(attrs, where);
-        if (pool.padding) throw new UnsupportedError(`${where}: padded average pooling (pads ${pool.padding}) is not supported.`);
-        layerStep(addLayer(new AvgPool2d(pool.kernel, pool.stride)));
+        // ONNX's count_include_pad defaults to 0, PyTorch's to True (which it writes as a Pad node instead).
+        layerStep(addLayer(new AvgPool2d(pool.kernel, pool.stride, pool.padding, pool.ceilMode, intAttr(attrs, 'count_include_pad', 0) === 1)));
         break;
       }
       case 'GlobalAveragePool':
@@ -395,13 +404,12 @@ function notAutoPad(attrs: Attrs, where: string): void {
   if (mode !== 'NOTSET') throw new UnsupportedError(`${where}: auto_pad=${mode}; only NOTSET (explicit pads) is supported.`);
 }
 
-function poolAttrs(attrs: Attrs, where: string): { kernel: number; stride: number; padding: number } {
+function poolAttrs(attrs: Attrs, where: string): { kernel: number; stride: number; padding: number; ceilMode: boolean } {
   const kernel = square(attrs, 'kernel_shape', undefined, where);
-  if (intAttr(attrs, 'ceil_mode', 0) !== 0) throw new UnsupportedError(`${where}: ceil_mode=1 is not supported.`);
   noDilation(attrs, where);
   notAutoPad(attrs, where);
   if (intAttr(attrs, 'storage_order', 0) !== 0) throw new UnsupportedError(`${where}: storage_order=1 is not supported.`);
-  return { kernel, stride: square(attrs, 'strides', 1, where), padding: symmetricPads(attrs, where) };
+  return { kernel, stride: square(attrs, 'strides', 1, where), padding: symmetricPads(attrs, where), ceilMode: intAttr(attrs, 'ceil_mode', 0) === 1 };
 }
 
 /** y = alpha * x W' + beta * c as a Linear (weight [out, in]); `w` is [out, in] when transB, else [in, out]. */
