@@ -3,7 +3,24 @@
  * bad flags, missing data, unsupported layer, no GPU...) prints its message on one line and exits 2;
  * anything else is a bug, printed with its stack, exit 1.
  */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { IntraFusionError } from '../errors.js';
+
+/**
+ * Whether the module at `moduleUrl` is the script node was started with. Compares real paths, so it holds
+ * however the script is reached: `node dist/run.js`, or npm's bin link `intra-fusion` (a symlink, or a
+ * copy-free shim, with another name).
+ */
+export function isEntryPoint(moduleUrl: string): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
+}
 
 export function exitCodeFor(e: unknown): number {
   return e instanceof IntraFusionError ? 2 : 1;
