@@ -209,6 +209,20 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
     }
   });
 
+  const geometryPending = 'Conv2d with non-square kernels, strides and dilations (ops)';
+  it.skipIf(!!geometryPending)(named('conv_geometry: 1x7 / 7x1 kernels, dilation 2, stride (2, 1), groups 2, pools with ceil_mode and count_include_pad=0 equal PyTorch and onnxruntime', geometryPending), async () => {
+    const { onnx, ref } = edge('conv_geometry');
+    const x = referenceInput(ref);
+    const model = importOnnx(onnx, 'conv_geometry.onnx');
+    try {
+      const ours = await engineOutput(model, x, ref.input.shape);
+      expect(relativeError(ours, ref.output)).toBeLessThan(1e-4);
+      expect(relativeError(ours, await ortOutput(onnx, x, ref.input.shape))).toBeLessThan(1e-4);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('a model exported in training mode is refused at opset 12 (statistics outputs) and 14 (training_mode=1)', () => {
     expect(() => importOnnx(edge('bn_training_opset12').onnx, 'train12.onnx')).toThrow(
       /^train12\.onnx: node "\/bn\/BatchNormalization" \(BatchNormalization\): a training-mode batch norm \(statistics outputs "[^"]+", "[^"]+", "[^"]+", "[^"]+"\) is not supported; export the model in eval mode/);
