@@ -13,7 +13,7 @@
  * ONNX model), cells.ts (which cells and methods run), cell.ts (prune and evaluate one method),
  * results.ts (results file and summary).
  */
-import { DataError } from './errors.js';
+import { DataError, IntraFusionError } from './errors.js';
 import { isEntryPoint, runMain } from './cli/main.js';
 import { methodsFor, planCells } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
@@ -56,9 +56,17 @@ export async function main(argv: string[]): Promise<number> {
   const test = o.evalSamples ? subset(data.test, o.evalSamples) : data.test;
   const source = await openModelSource(o, { train: data.train, test }, log);
 
+  // One traced forward pass: a file whose tensors do not fit together fails here, naming it and the layer.
   const probe = source.fresh();
-  const groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
-  probe.dispose();
+  let groupCount: number;
+  try {
+    groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
+  } catch (e) {
+    if (e instanceof IntraFusionError) throw new DataError(`${source.file}: the model does not run at the file's shapes: ${e.message}`);
+    throw e;
+  } finally {
+    probe.dispose();
+  }
   const cells = planCells(o, o.modelName, groupCount);
   const methods = methodsFor(o.fusion);
 

@@ -23,6 +23,8 @@ export interface ModelSource {
   fresh: () => Module;
   /** The input normalisation the file names, else the one --normalization picks. */
   normalization: Normalization;
+  /** The checkpoint or ONNX file, for errors. */
+  file: string;
 }
 
 /** Checkpoints shipped in the package's models/ folder, by model name. */
@@ -69,7 +71,7 @@ export async function openModelSource(
   const normalization: Normalization = o.normalization === 'cifar10' ? CIFAR10_STATS : IMAGENET_STATS;
   if (o.onnxFile) {
     const onnx = onnxSource(o.onnxFile, o.allowNonFinite);
-    return { fresh: onnx.fresh, normalization: onnx.normalization ?? normalization };
+    return { fresh: onnx.fresh, normalization: onnx.normalization ?? normalization, file: o.onnxFile };
   }
   const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
   if (!existsSync(checkpointPath)) await trainCheckpoint(o, checkpointPath, normalization, data, log);
@@ -78,6 +80,7 @@ export async function openModelSource(
   return {
     fresh: () => modelFromStateDict(o.modelName, file, checkpointPath, { allowNonFinite: o.allowNonFinite }),
     normalization: parseNormalization(file.metadata.normalize_mean, file.metadata.normalize_std) ?? normalization,
+    file: checkpointPath,
   };
 }
 
