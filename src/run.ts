@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataError } from './errors.js';
-import { runMain } from './cli/main.js';
+import { isMainModule, runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { ProgressBar } from './cli/progress.js';
 import { modelFromStateDict } from './nn/checkpoint.js';
@@ -325,4 +325,4 @@ function onnxSource(path: string): { fresh: () => Module; normalization: Normali
   return { fresh: () => loadOnnx(path), normalization: parseNormalization(probe.metadata.normalize_mean, probe.metadata.normalize_std) };
 }
 
-if (process.argv[1] && /run\.(js|ts|mjs)$/.test(process.argv[1])) runMain(main);
+if (isMainModule(import.meta.url)) runMain(main);
