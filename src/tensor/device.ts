@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" /> // the GPU* types in the published declarations
 /**
  * GPU device acquisition for Node (Dawn through the npm package `webgpu`) and browsers (navigator.gpu).
  *

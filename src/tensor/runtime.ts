@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" /> // the GPU* types in the published declarations
 /**
  * The runtime: one GPU device, a buffer pool, a pipeline cache and a command batcher.
  *
