@@ -6,7 +6,7 @@
  * Per-layer score vectors are averaged over layers, then divided by their mean.
  *   l1      sum |slice|                       (BN skipped)
  *   l2      sum slice^2                       (BN skipped)
- *   taylor  sum |w * dL/dw|, gradients accumulated over `batches` training batches in eval mode
+ *   taylor  sum |w * dL/dw|, gradients accumulated over `batches` calibration batches in eval mode
  *   lamp    ||slice||_2 plus |gamma_c| of each BN, then the LAMP step: sort descending, v_r / sum_{t<=r} v_t
  *           (`lampReferencePermutation` reproduces the reference's indexing bug, see the spec)
  *   chip    nuclear-norm drop of each conv output map when channel c is zeroed, averaged over samples
@@ -15,7 +15,9 @@
 import * as ag from '../tensor/autograd.js';
 import { ArgumentError, UnsupportedError } from '../errors.js';
 import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
-import { batchIndices, makeBatch, order, type Cifar10Split, type Normalization } from '../nn/cifar10.js';
+import { batchIndices, order, type Cifar10Split } from '../data/cifar10.js';
+import { cifar10Dataset, isDataset, type Dataset } from '../data/dataset.js';
+import type { Normalization } from '../data/normalization.js';
 import { Conv2d } from '../nn/layers.js';
 import { addForwardHook, type Module } from '../nn/module.js';
 import type { ExampleInput, Group, Prunable } from './graph.js';
@@ -24,20 +26,22 @@ import { layerKind, type ChannelAxis } from './registry.js';
 export const CRITERIA = ['l1', 'l2', 'taylor', 'lamp', 'chip', 'random'] as const;
 export type Criterion = (typeof CRITERIA)[number];
 
-export interface ImportanceData {
-  train: Cifar10Split;
-  normalization: Normalization;
-}
+/** Calibration data for taylor and chip: any Dataset, or a CIFAR-10 split with its normalisation. */
+export type ImportanceData = Dataset | { train: Cifar10Split; normalization: Normalization };
+
+const calibrationDataset = (d: ImportanceData): Dataset => (isDataset(d) ? d : cifar10Dataset(d.train, d.normalization, 'CIFAR-10 train'));
 
 export interface ImportanceOptions {
-  /** Training data, needed by taylor and chip. */
+  /** Calibration data, needed by taylor and chip. */
   data?: ImportanceData;
   /** Batches for taylor and chip (reference: 5) and their size (reference: 128). */
   batches?: number;
   batchSize?: number;
+  /** Calibration samples in all (default batches x batchSize, capped by the data): overrides `batches`. */
+  samples?: number;
   random?: () => number;
   lampReferencePermutation?: boolean;
-  /** The model's input shape; taylor and chip draw CIFAR-10 batches, so it must be [3, 32, 32] for them. */
+  /** The model's input shape; taylor and chip check that the calibration data has it. */
   exampleInput?: ExampleInput;
   /** taylor: gradients already accumulated for the group's layers (prune() shares them across a batch of groups). */
   gradients?: Map<Prunable, Float32Array>;
@@ -129,18 +133,23 @@ export function lampScores(v: ArrayLike<number>, referencePermutation = false): 
   return out;
 }
 
-/** The first `batches` (reference: 5) shuffled, augmented training batches of `batchSize` (reference: 128). */
-function* trainingBatches(data: ImportanceData, o: ImportanceOptions): Generator<{ x: Tensor; y: Float32Array; count: number }> {
+/**
+ * The calibration batches: the first `samples` (default `batches` (reference: 5) x `batchSize` (reference: 128))
+ * of a shuffled order, with the dataset's training augmentation (CIFAR-10's flip and crop, as the reference).
+ */
+async function* calibrationBatches(data: ImportanceData, o: ImportanceOptions): AsyncGenerator<{ x: Tensor; y: Float32Array; count: number }> {
+  const ds = calibrationDataset(data);
   const shape = o.exampleInput ?? [3, 32, 32];
-  if (shape.join() !== '3,32,32') {
-    throw new ArgumentError(`taylor and chip draw CIFAR-10 batches (3x32x32 images), but the model's exampleInput is [${shape}].`);
+  if (ds.shape.join() !== shape.join()) {
+    throw new ArgumentError(`taylor and chip: the calibration data ${ds.name} has samples of ${ds.shape.join('x')}, but the model's input is ${shape.join('x')}.`);
   }
+  const batchSize = o.batchSize ?? 128;
+  const samples = Math.min(o.samples ?? (o.batches ?? 5) * batchSize, ds.count);
+  if (!(samples >= 1)) throw new ArgumentError(`taylor and chip need at least one calibration sample, got ${samples}.`);
   const random = o.random ?? Math.random;
-  let drawn = 0;
-  for (const idx of batchIndices(order(data.train.count, true, random), o.batchSize ?? 128)) {
-    if (drawn++ >= (o.batches ?? 5)) return;
-    const { x, y } = makeBatch(data.train, idx, { normalization: data.normalization, augment: true, random });
-    yield { x: fromArray(x, [idx.length, 3, 32, 32]), y, count: idx.length };
+  for (const idx of batchIndices(order(ds.count, true, random).subarray(0, samples), batchSize)) {
+    const { x, y } = await ds.batch(idx, { augment: true, random });
+    yield { x: fromArray(x, [idx.length, ...ds.shape]), y, count: idx.length };
   }
 }
 
@@ -157,7 +166,7 @@ export async function taylorGradients(model: Module, layers: Prunable[], o: Impo
   const params = model.parameters();
   ag.zeroGrad(params);
   try {
-    for (const { x, y, count } of trainingBatches(o.data, o)) {
+    for await (const { x, y, count } of calibrationBatches(o.data, o)) {
       // No zero_grad between batches: gradients accumulate, as in the reference.
       tidy(() => ag.backward(ag.crossEntropy(model.call(x), fromArray(y, [count]))));
       x.dispose();
@@ -262,7 +271,7 @@ async function chipImportance(model: Module, group: Group, o: ImportanceOptions)
   model.eval();
   let batches = 0;
   try {
-    for (const { x } of trainingBatches(o.data, o)) {
+    for await (const { x } of calibrationBatches(o.data, o)) {
       batches++;
       captured.length = 0;
       const maps = ag.noGrad(() => tidy(() => {
