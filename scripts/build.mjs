@@ -24,7 +24,7 @@ await build({
   target: 'node20',
   sourcemap,
   loader: { '.wgsl': 'text' },
-  // onnxruntime-node is a test-only client: the product never imports it, and a bundle must not either.
+  // onnxruntime-node (an optional peer: --eval-backend onnxruntime) and sharp are imported at run time, when used.
   external: ['webgpu', '@tensorflow/*', 'esbuild', 'onnxruntime-node', 'sharp'],
   logLevel: 'warning',
   banner: { js: '#!/usr/bin/env node' },

@@ -14,7 +14,7 @@ if (!example) {
 const outfile = resolve(`${example.replace(/\.ts$/, '')}.${process.pid}.tmp.mjs`);
 await build({
   entryPoints: [example], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning',
-  loader: { '.wgsl': 'text' }, external: ['webgpu', 'onnxruntime-node'],
+  loader: { '.wgsl': 'text' }, external: ['webgpu', 'onnxruntime-node', 'sharp'],
   alias: { 'intra-fusion-webgpu': resolve('src/index.ts') },
 });
 try {

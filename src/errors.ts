@@ -7,6 +7,7 @@
  *   UnsupportedError  a layer, op or attribute outside what this library handles (names the layer or node)
  *   DataError         a data set, checkpoint or file that is missing, malformed or does not fit
  *   GpuError          the WebGPU device: no adapter, device lost, a kernel that failed on the GPU
+ *   DependencyError   an optional package that the requested feature needs is not installed (says how to)
  *   (OtError, SafetensorsError and UsageError are narrower classes of the same family)
  */
 export class IntraFusionError extends Error {
@@ -27,4 +28,8 @@ export class DataError extends IntraFusionError {
 
 export class GpuError extends IntraFusionError {
   override name = 'GpuError';
+}
+
+export class DependencyError extends IntraFusionError {
+  override name = 'DependencyError';
 }

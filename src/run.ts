@@ -24,11 +24,16 @@ import { checkRunArgs, runUsage } from './cli/run-flags.js';
 import { subset } from './nn/cifar10.js';
 import { loadCifar10 } from './nn/cifar10-node.js';
 import { dependencyGroups } from './prune/index.js';
+import { requireOnnxRuntime } from './onnx/onnxruntime.js';
 import { destroyRuntime, initRuntime } from './tensor/tensor.js';
 
 export type { MethodResult, RunResult } from './cli/results.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
+
+/** Printed when the adapter is a software one; the ratio is bench/eval-backends.ts's on a 2-core machine (README). */
+export const SOFTWARE_ADAPTER_HINT =
+  'hint: this is a software (fallback) WebGPU adapter; --eval-backend onnxruntime evaluated VGG11-BN about 15x faster on a 2-core CPU (npm install onnxruntime-node).';
 
 export async function main(argv: string[]): Promise<number> {
   const o = checkRunArgs(argv);
@@ -36,8 +41,10 @@ export async function main(argv: string[]): Promise<number> {
     log(runUsage());
     return 0;
   }
+  if (o.evalBackend === 'onnxruntime') await requireOnnxRuntime(); // a missing package fails now, not after loading data
   const rt = await initRuntime(o.gpuId);
   log(`adapter: ${rt.adapterDescription}`);
+  if (rt.isFallback && o.evalBackend === 'webgpu') log(SOFTWARE_ADAPTER_HINT);
   const data = await loadCifar10(o.dataDir, {
     url: process.env.INTRA_FUSION_CIFAR10_URL, // a mirror of the official archive (same MD5), when set
     onProgress: (() => {

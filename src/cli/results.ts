@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { writeFileAtomic } from '../nn/checkpoint-node.js';
-import type { RunMode } from './run-flags.js';
+import type { EvalBackend, RunMode } from './run-flags.js';
 
 export interface MethodResult {
   parameters: number;
@@ -13,6 +13,8 @@ export interface MethodResult {
   accuracy: number;
   mean_batch_accuracy: number;
   inference_time: number;
+  /** What ran this model's evaluation and latency (--eval-backend). */
+  eval_backend: EvalBackend;
   accuracy_before_fine_tuning?: number;
   checkpoint?: string;
   onnx?: string;
