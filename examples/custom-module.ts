@@ -26,13 +26,13 @@ class MyNet extends Module {
 await initRuntime(0);
 const inputShape: [number, number, number] = [3, 64, 64];
 const model = new MyNet().eval();
-const groups = dependencyGroups(model, { exampleInput: inputShape });
+const groups = dependencyGroups(model, { inputShape });
 console.log(`${groups.length} prunable groups (index 0 nearest the output):`);
 for (const [i, g] of groups.entries()) console.log(`  ${g.describe()}`);
 const before = complexity(model, inputShape);
 
 const pruned = await prune(model, {
-  importanceCriteria: 'l1', sparsity: 0.5, exampleInput: inputShape, // every group, one after another
+  importanceCriteria: 'l1', sparsity: 0.5, inputShape, // every group, one after another
   optimalTransport: new OptimalTransport(), // Intra-Fusion; leave it out for default pruning
 });
 const after = complexity(model, inputShape);

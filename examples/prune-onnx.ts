@@ -19,7 +19,7 @@ output ??= input.replace(/(\.onnx)?$/i, '_pruned.onnx');
 
 const model = loadOnnx(input); // an OnnxModel: engine layers the pruner handles like a built-in model
 const before = complexity(model, model.inputShape);
-await prune(model, { importanceCriteria: 'l1', sparsity: 0.3, exampleInput: model.inputShape, optimalTransport: new OptimalTransport() });
+await prune(model, { importanceCriteria: 'l1', sparsity: 0.3, inputShape: model.inputShape, optimalTransport: new OptimalTransport() });
 const after = complexity(model, model.inputShape);
 console.log(`parameters ${before.parameters} -> ${after.parameters}, MFLOPs ${(before.flops / 1e6).toFixed(1)} -> ${(after.flops / 1e6).toFixed(1)}`);
 await saveOnnx(model, output, { inputShape: model.inputShape, metadata: { pruned: 'intra-fusion l1 0.3' } });

@@ -116,7 +116,7 @@ export interface Complexity {
 }
 
 /** Parameter count and FLOPs (2 x MACs, see above; MACs per layer kind from the pruner's registry) for one input. */
-export function complexity(model: Module, imageShape: [number, number, number] = [3, 32, 32]): Complexity {
+export function complexity(model: Module, inputShape: [number, number, number] = [3, 32, 32]): Complexity {
   let macs = 0;
   const remove = addForwardHook((m, _input, output) => {
     macs += layerKind(m)?.macs(m, output.shape) ?? 0;
@@ -124,7 +124,7 @@ export function complexity(model: Module, imageShape: [number, number, number] =
   const wasTraining = model.training;
   model.eval();
   try {
-    noGrad(() => tidy(() => void model.call(fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]))));
+    noGrad(() => tidy(() => void model.call(fromArray(new Float32Array(inputShape.reduce((a, b) => a * b)), [1, ...inputShape]))));
   } finally {
     remove();
     model.train(wasTraining);

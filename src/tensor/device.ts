@@ -56,6 +56,7 @@ export async function getGpu(): Promise<GPU> {
   return nodeGpu;
 }
 
+/** The requestAdapter() options for a `gpu_id`: -1 fallback, 0 high-performance, 1 low-power. */
 export function adapterOptionsFor(gpuId: number): GPURequestAdapterOptions {
   if (!Number.isInteger(gpuId) || gpuId < -1 || gpuId > 1) {
     throw new ArgumentError(

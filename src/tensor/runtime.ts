@@ -50,6 +50,7 @@ export interface PoolStats {
   bytes: number;
 }
 
+/** One GPU device with its buffer pool, pipeline cache and command batcher (see initRuntime). */
 export class Runtime {
   readonly device: GPUDevice;
   readonly adapterDescription: string;
