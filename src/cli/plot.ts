@@ -36,7 +36,9 @@ export function accuracyPlot(allRows: CompareRow[], o: PlotOptions = {}): string
   const xs = rows.map((r) => r.sparsity);
   const ys = [...rows, ...originals].map((r) => value(r)!);
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 0.1);
-  const y0 = Math.max(0, Math.floor(Math.min(...ys) / 10) * 10), y1 = Math.min(100, Math.ceil(Math.max(...ys) / 10) * 10 || 100);
+  let y0 = Math.max(0, Math.floor(Math.min(...ys) / 10) * 10), y1 = Math.min(100, Math.ceil(Math.max(...ys) / 10) * 10 || 100);
+  // At least one 10-point band (all values equal, e.g. every model at 20%, would leave none: no grid step).
+  if (y1 - y0 < 10) [y0, y1] = y1 >= 100 ? [90, 100] : [y0, y0 + 10];
   const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const py = (y: number) => T + (1 - (y - y0) / Math.max(1e-9, y1 - y0)) * (H - T - B);
   const colours = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
