@@ -13,12 +13,12 @@
  * ONNX model), cells.ts (which cells and methods run), cell.ts (prune and evaluate one method),
  * results.ts (results file and summary).
  */
-import { runMain } from './cli/main.js';
+import { isEntryPoint, runMain } from './cli/main.js';
 import { methodsFor, planCells } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
 import { checkClassCount, checkDataFlags, openRunData } from './cli/data-source.js';
-import { describeModel, openModelSource } from './cli/model-source.js';
-import { ResultsFile, summaryTable, type RunResult } from './cli/results.js';
+import { checkModelFiles, describeModel, openModelSource } from './cli/model-source.js';
+import { prepareOutDir, ResultsFile, summaryTable, type RunResult } from './cli/results.js';
 import { checkRunArgs, runUsage } from './cli/run-flags.js';
 import { formatNormalization } from './data/normalization.js';
 import { noGrad } from './tensor/autograd.js';
@@ -35,13 +35,19 @@ export async function main(argv: string[]): Promise<number> {
     log(runUsage());
     return 0;
   }
+  // Everything that can be checked without the GPU and the data, before any long work.
+  checkModelFiles(o);
   checkDataFlags(o);
+  prepareOutDir(o.out, log);
+  const results = o.resume ? ResultsFile.resume(o.resume, o) : ResultsFile.create(o.out);
+
   const rt = await initRuntime(o.gpuId);
   log(`adapter: ${rt.adapterDescription}`);
   const { normalization, source: normalizationSource } = describeModel(o);
   log(`normalisation: ${formatNormalization(normalization)} (${normalizationSource})`);
   const data = await openRunData(o, normalization, log);
-  const source = await openModelSource(o, normalization, { train: data.calibration, test: data.test }, log);
+  const test = data.test;
+  const source = await openModelSource(o, normalization, { train: data.calibration, test }, log);
 
   const probe = source.fresh();
   const groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
@@ -51,18 +57,20 @@ export async function main(argv: string[]): Promise<number> {
   const cells = planCells(o, o.modelName, groupCount);
   const methods = methodsFor(o.fusion);
 
-  const test = data.test;
   const ctx: RunContext = { o, source, train: data.calibration, test, ot: optimalTransportFor(o), log };
-  const results = new ResultsFile(o.out);
-  const original = await measureOriginal(ctx);
-  for (const cell of cells) {
+  results.checkEvalSamples(test?.count ?? 0);
+  const keys = methods.map(([key]) => key);
+  const todo = cells.filter((cell) => !results.finished(cell, keys));
+  if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
+  const original = results.entries[0]?.original_model ?? await measureOriginal(ctx);
+  for (const cell of todo) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: o.modelName, importance_criteria: o.criterion, group_idx: cell.g, sparsity: cell.s,
       ...(o.groupSparsity ? { group_sparsity: o.groupSparsity } : {}), mode: o.mode, iterative_steps: o.iterativeSteps, round_to: o.roundTo,
       eval_samples: test?.count ?? 0, evaluated: test !== null, data: data.path, data_format: data.format,
       input_shape: [...o.exampleInput], normalization, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original,
     } as RunResult;
-    for (const method of methods) entry[method[0]] = await runMethod(ctx, cell, method, results.entries.length, method === methods[0]);
+    for (const method of methods) entry[method[0]] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
     results.add(entry);
   }
   log('');
@@ -72,4 +80,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && /run\.(js|ts|mjs)$/.test(process.argv[1])) runMain(main);
+if (isEntryPoint(import.meta.url)) runMain(main);

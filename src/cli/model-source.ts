@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DataError } from '../errors.js';
 import { modelFromStateDict } from '../nn/checkpoint.js';
 import { saveCheckpoint } from '../nn/checkpoint-node.js';
 import type { Dataset } from '../data/dataset.js';
@@ -33,7 +34,7 @@ export interface ModelSource {
 export function describeModel(o: RunOptions): { normalization: Normalization; source: string } {
   let metadata: Record<string, string> = {};
   if (o.onnxFile) {
-    const probe = loadOnnx(o.onnxFile);
+    const probe = loadOnnx(o.onnxFile, { allowNonFinite: o.allowNonFinite });
     probe.dispose();
     if (o.inputShape && o.inputShape.join() !== probe.inputShape.join()) {
       throw new UsageError(`--input-shape ${o.inputShape.join(' ')} does not match ${o.onnxFile}'s static input ${probe.inputShape.join('x')}.`);
@@ -77,6 +78,16 @@ export function checkpointFor(modelName: string, flag: string | undefined, epoch
   return existsSync(local) || epochs > 0 || !shipped ? local : shipped;
 }
 
+/** Before any long work: the files the model comes from exist (or --epochs will train the checkpoint). */
+export function checkModelFiles(o: RunOptions): void {
+  if (o.onnxFile) {
+    if (!existsSync(o.onnxFile)) throw new DataError(`ONNX model not found: ${o.onnxFile} (--model).`);
+    return;
+  }
+  const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
+  if (!existsSync(checkpointPath) && !o.epochs) throw new UsageError(`Checkpoint ${checkpointPath} does not exist: pass --checkpoint FILE, or --epochs N to train one first.`);
+}
+
 /** The model of the run: loaded from --model or the checkpoint, trained first when --epochs asks for it. */
 export async function openModelSource(
   o: RunOptions, normalization: Normalization, data: { train: Dataset | null; test: Dataset | null }, log: (line: string) => void,
@@ -84,13 +95,13 @@ export async function openModelSource(
   if (o.onnxFile) {
     const path = o.onnxFile;
     log(`model: ${path} (ONNX, input ${o.exampleInput.join('x')})`);
-    return { fresh: () => loadOnnx(path), normalization };
+    return { fresh: () => loadOnnx(path, { allowNonFinite: o.allowNonFinite }), normalization };
   }
   const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
   if (!existsSync(checkpointPath)) await trainCheckpoint(o, checkpointPath, normalization, data, log);
   log(`checkpoint: ${checkpointPath}`);
   const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
-  return { fresh: () => modelFromStateDict(o.modelName, file, checkpointPath), normalization };
+  return { fresh: () => modelFromStateDict(o.modelName, file, checkpointPath, { allowNonFinite: o.allowNonFinite }), normalization };
 }
 
 /** No checkpoint yet: train one for --epochs epochs (resumable) and save it where it was looked for. */
