@@ -43,7 +43,11 @@ export function describeModel(o: RunOptions): { normalization: Normalization; so
     metadata = probe.metadata;
   } else {
     const path = checkpointFor(o.modelName, o.checkpoint, o.epochs);
-    if (existsSync(path)) metadata = parseSafetensors(readFileSync(path), path).metadata;
+    try {
+      if (existsSync(path)) metadata = parseSafetensors(readFileSync(path), path).metadata;
+    } catch {
+      // A broken checkpoint is reported when it is loaded (openModelSource), after the data.
+    }
   }
   return chooseNormalization({
     preset: o.normalization, mean: o.mean, std: o.std, fallback: IMAGENET_STATS,
