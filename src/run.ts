@@ -23,11 +23,16 @@ import { checkRunArgs, runUsage } from './cli/run-flags.js';
 import { formatNormalization } from './data/normalization.js';
 import { noGrad } from './tensor/autograd.js';
 import { dependencyGroups } from './prune/index.js';
+import { requireOnnxRuntime } from './onnx/onnxruntime.js';
 import { destroyRuntime, fromArray, initRuntime, tidy } from './tensor/tensor.js';
 
 export type { MethodResult, RunResult } from './cli/results.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
+
+/** Printed when the adapter is a software one; the ratio is bench/eval-backends.ts's on a 2-core machine (README). */
+export const SOFTWARE_ADAPTER_HINT =
+  'hint: this is a software (fallback) WebGPU adapter; --eval-backend onnxruntime evaluated VGG11-BN about 15x faster on a 2-core CPU (npm install onnxruntime-node).';
 
 export async function main(argv: string[]): Promise<number> {
   const o = checkRunArgs(argv);
@@ -36,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Everything that can be checked without the GPU and the data, before any long work.
+  if (o.evalBackend === 'onnxruntime') await requireOnnxRuntime(); // says how to install it when missing
   checkModelFiles(o);
   checkDataFlags(o);
   prepareOutDir(o.out, log);
@@ -43,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const rt = await initRuntime(o.gpuId);
   log(`adapter: ${rt.adapterDescription}`);
+  if (rt.isFallback && o.evalBackend === 'webgpu') log(SOFTWARE_ADAPTER_HINT);
   const { normalization, source: normalizationSource } = describeModel(o);
   log(`normalisation: ${formatNormalization(normalization)} (${normalizationSource})`);
   const data = await openRunData(o, normalization, log);

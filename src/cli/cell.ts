@@ -6,16 +6,17 @@ import { join } from 'node:path';
 import { seededRandom } from '../nn/init.js';
 import { saveCheckpoint } from '../nn/checkpoint-node.js';
 import type { Dataset } from '../data/dataset.js';
-import { complexity, evaluate, inferenceSpeed } from '../nn/metrics.js';
+import { complexity, evaluate, evaluateLogits, inferenceSpeed, type EvalResult } from '../nn/metrics.js';
 import type { Module } from '../nn/module.js';
 import { train } from '../nn/trainer.js';
 import { onnxPathBeside, saveOnnx } from '../onnx/node.js';
+import { evaluateOnnxRuntime, onnxRuntimeSession } from '../onnx/onnxruntime.js';
 import { OptimalTransport, prune, type ExampleInput } from '../prune/index.js';
 import { cellSeed, type Cell, type Method } from './cells.js';
 import type { ModelSource } from './model-source.js';
 import { ProgressBar } from './progress.js';
 import type { MethodResult } from './results.js';
-import type { RunOptions } from './run-flags.js';
+import type { EvalBackend, RunOptions } from './run-flags.js';
 
 /** What every cell of a run shares. */
 export interface RunContext {
@@ -44,20 +45,33 @@ export function exportOptions(ctx: RunContext, metadata: Record<string, string>)
   };
 }
 
-/** Accuracy (top-1, top-5) on the evaluation data (null without data), complexity and latency of one model. */
-export async function measure(model: Module, test: Dataset | null, batchSize: number, label: string, inputShape: ExampleInput): Promise<MethodResult> {
-  let accuracy: number | null = null, top5: number | null = null, meanBatch: number | null = null;
-  if (test) {
-    const bar = new ProgressBar(`evaluating ${label}`, test.count);
-    const r = await evaluate(model, test, { batchSize, onProgress: (d) => bar.update(d) });
-    [accuracy, top5, meanBatch] = [Number(r.accuracy.toFixed(2)), r.top5 === null ? null : Number(r.top5.toFixed(2)), Number(r.meanBatchAccuracy.toFixed(2))];
+/**
+ * Accuracy (top-1, top-5) on the evaluation data (null without data), complexity and latency of one model.
+ * With the onnxruntime backend the model is exported to ONNX in memory and onnxruntime-node runs both the
+ * evaluation and the latency passes.
+ */
+export async function measure(model: Module, test: Dataset | null, batchSize: number, label: string, inputShape: ExampleInput, backend: EvalBackend): Promise<MethodResult> {
+  let r: EvalResult | null = null;
+  let latencyMs: number;
+  const options = test ? { batchSize, onProgress: ((bar: ProgressBar) => (d: number) => bar.update(d))(new ProgressBar(`evaluating ${label}${backend === 'webgpu' ? '' : ` (${backend})`}`, test.count)) } : null;
+  if (backend === 'onnxruntime') {
+    const session = await onnxRuntimeSession(model, inputShape);
+    try {
+      if (test) r = await evaluateLogits(session.logits, test, options!);
+      latencyMs = await session.latencyMs(5);
+    } finally {
+      await session.release();
+    }
+  } else {
+    if (test) r = await evaluate(model, test, options!);
+    latencyMs = (await inferenceSpeed(model, { batchSize: Math.min(batchSize, 32), reps: 3, inputShape })).latencyMs;
   }
   const c = complexity(model, inputShape);
-  const speed = await inferenceSpeed(model, { batchSize: Math.min(batchSize, 32), reps: 3, inputShape });
   return {
     parameters: c.parameters, flops: c.flops, macs: c.macs,
-    accuracy, ...(top5 !== null ? { top5 } : {}), mean_batch_accuracy: meanBatch,
-    inference_time: Number((speed.latencyMs / 1e3).toFixed(5)),
+    accuracy: r ? Number(r.accuracy.toFixed(2)) : null, ...(r?.top5 != null ? { top5: Number(r.top5.toFixed(2)) } : {}),
+    mean_batch_accuracy: r ? Number(r.meanBatchAccuracy.toFixed(2)) : null,
+    inference_time: Number((latencyMs / 1e3).toFixed(5)), eval_backend: backend,
   };
 }
 
@@ -68,7 +82,7 @@ export async function measureOriginal(ctx: RunContext): Promise<MethodResult> {
   const { o, source, test, log } = ctx;
   if (test) log(`evaluating the original ${o.modelName} on ${test.count} samples`);
   const original = source.fresh();
-  const result = await measure(original, test, o.batchSize, 'original', o.exampleInput);
+  const result = await measure(original, test, o.batchSize, 'original', o.exampleInput, o.evalBackend);
   if (o.exportOnnx) {
     result.onnx = join(o.out, 'pruned_models', `${o.modelName}_unpruned.onnx`);
     await saveOnnx(original, result.onnx, exportOptions(ctx, { model: o.modelName, method: 'unpruned' }));
@@ -101,14 +115,14 @@ export async function runMethod(ctx: RunContext, cell: Cell, [key, fusion, name]
   if (first && Number(process.env.INTRA_FUSION_CRASH_AT_CELL) === cellIndex + 1) process.kill(process.pid, 'SIGKILL');
   let before: number | undefined;
   if (o.fineTuneEpochs > 0 && ctx.train) {
-    if (test) before = (await evaluate(model, test, { batchSize: o.batchSize })).accuracy;
+    if (test) before = (o.evalBackend === 'onnxruntime' ? await evaluateOnnxRuntime(model, test, { batchSize: o.batchSize, inputShape: o.exampleInput }) : await evaluate(model, test, { batchSize: o.batchSize })).accuracy;
     log(`  fine-tuning ${label} for ${o.fineTuneEpochs} epochs${before === undefined ? '' : ` (from ${before.toFixed(2)}%)`}`);
     await train(model, ctx.train, {
       epochs: o.fineTuneEpochs, lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'step', stepSize: 30, gamma: 0.5, batchSize: o.batchSize,
       normalization, seed: o.seed + cell.g * 1000 + Math.round(cell.s * 100), log: (l) => log(`    ${l}`),
     });
   }
-  const r = await measure(model, test, o.batchSize, label, o.exampleInput);
+  const r = await measure(model, test, o.batchSize, label, o.exampleInput, o.evalBackend);
   if (before !== undefined) r.accuracy_before_fine_tuning = Number(before.toFixed(2));
   const path = join(o.out, 'pruned_models', `${o.modelName}_${o.criterion}_${cell.name}_${key === 'default_pruning' ? 'default' : key}.safetensors`);
   const metadata = {

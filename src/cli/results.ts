@@ -8,7 +8,7 @@ import { DataError } from '../errors.js';
 import { writeFileAtomic } from '../nn/checkpoint-node.js';
 import { UsageError } from './args.js';
 import type { Cell, MethodKey } from './cells.js';
-import type { RunMode, RunOptions } from './run-flags.js';
+import type { EvalBackend, RunMode, RunOptions } from './run-flags.js';
 
 export interface MethodResult {
   parameters: number;
@@ -20,6 +20,8 @@ export interface MethodResult {
   top5?: number;
   mean_batch_accuracy: number | null;
   inference_time: number;
+  /** What ran this model's evaluation and latency (--eval-backend). */
+  eval_backend: EvalBackend;
   accuracy_before_fine_tuning?: number;
   checkpoint?: string;
   onnx?: string;

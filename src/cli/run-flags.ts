@@ -10,6 +10,9 @@ import { MODEL_NAMES } from '../nn/models.js';
 import { CRITERIA, type ExampleInput } from '../prune/index.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './args.js';
 
+export const EVAL_BACKENDS = ['webgpu', 'onnxruntime'] as const;
+export type EvalBackend = (typeof EVAL_BACKENDS)[number];
+
 export const RUN_FLAGS = {
   'model-name': { kind: 'string', help: 'Model to prune.', default: 'vgg11_bn', choices: MODEL_NAMES },
   group_idxs: { kind: 'ints', help: 'Groups to prune, one run each (index 0 nearest the output).', default: [1, 2, 3] },
@@ -53,6 +56,7 @@ export const RUN_FLAGS = {
   // ONNX in and out.
   model: { kind: 'string', help: 'An ONNX model (FILE.onnx, any static input size) to prune instead of a built-in one; --model-name and --checkpoint are then unused.' },
   'export-onnx': { kind: 'boolean', help: 'Also write every model as ONNX: one .onnx beside each pruned checkpoint, and <name>_unpruned.onnx.', default: false },
+  'eval-backend': { kind: 'string', help: 'What runs the evaluations (accuracy, latency): this engine on WebGPU, or onnxruntime-node on the CPU (each model exported to ONNX in memory; needs npm install onnxruntime-node; much faster where the only adapter is a software one). Pruning stays on WebGPU.', default: 'webgpu', choices: EVAL_BACKENDS },
 } satisfies Record<string, FlagSpec>;
 
 export type RunMode = 'group' | 'whole-network' | 'global' | 'per-group';
@@ -110,6 +114,7 @@ export interface RunOptions {
   /** The input shape the run uses (set once the model is known). */
   exampleInput: ExampleInput;
   exportOnnx: boolean;
+  evalBackend: EvalBackend;
 }
 
 export const runUsage = () => usage('node dist/run.js', 'Prune with default structured pruning and with Intra-Fusion, then evaluate both.', RUN_FLAGS);
@@ -182,6 +187,6 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
     lampReferenceBug: a['lamp-reference-bug'] as boolean, allowNonFinite: a['allow-non-finite'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
     fusion: a.fusion as Fusion, global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean,
     iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number,
-    inputShape: inputShape as ExampleInput | undefined, exampleInput: (inputShape ?? [3, 32, 32]) as ExampleInput, exportOnnx: a['export-onnx'] as boolean,
+    inputShape: inputShape as ExampleInput | undefined, exampleInput: (inputShape ?? [3, 32, 32]) as ExampleInput, exportOnnx: a['export-onnx'] as boolean, evalBackend: a['eval-backend'] as EvalBackend,
   };
 }
