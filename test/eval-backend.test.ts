@@ -114,7 +114,7 @@ describe('evaluation backends', () => {
       expect(m.inference_time).toBeGreaterThan(0);
     }
     expect(r.original_model.accuracy).toBeGreaterThan(80);
-    expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy);
+    expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy!);
     await initRuntime(0); // main() destroyed the runtime
   }, 600_000);
 
