@@ -31,6 +31,7 @@ interface Step {
 
 /** An imported ONNX graph: engine layers as children, run in the file's topological order. */
 export class OnnxModel extends Module {
+  /** @internal Built by importOnnx. */
   constructor(
     /** Input [channels, height, width] (the batch dimension is free). */
     readonly inputShape: [number, number, number],
@@ -55,12 +56,13 @@ export class OnnxModel extends Module {
 type Attrs = Map<string, Attribute>;
 const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b ?? new Uint8Array());
 
-/** Reads an ONNX model and builds the engine model. `source` names the file in errors. */
+/** Options of importOnnx. */
 export interface OnnxImportOptions {
   /** Load initializers holding NaN or infinity (default false: refused, naming the tensor). */
   allowNonFinite?: boolean;
 }
 
+/** Reads an ONNX model and builds the engine model. `source` names the file in errors. */
 export function importOnnx(bytes: Uint8Array, source = 'ONNX model', options: OnnxImportOptions = {}): OnnxModel {
   let model: Model;
   try {

@@ -16,10 +16,10 @@ import type { Module } from '../nn/module.js';
 import { traceOps, weightOwners, type ExampleInput } from './graph.js';
 
 /** Pairs (conv, bn) where the BN's input is that conv's output, found by tracing one forward pass. */
-export function convBnPairs(model: Module, exampleInput: ExampleInput = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
+export function convBnPairs(model: Module, inputShape: ExampleInput = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
   const owner = weightOwners(model);
   const pairs: [Conv2d, BatchNorm2d][] = [];
-  traceOps(model, exampleInput, (t) => {
+  traceOps(model, inputShape, (t) => {
     if (t.node!.op !== 'batchNorm2d') return;
     const bn = owner.get(t.node!.inputs[1]);
     const producer = t.node!.inputs[0].node;
@@ -63,8 +63,8 @@ export interface FoldedPair {
 }
 
 /** Folds every conv-fed batch-norm into its conv, in place; returns the pairs folded. */
-export async function foldBatchNormPairs(model: Module, exampleInput: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<FoldedPair[]> {
-  const pairs = convBnPairs(model, exampleInput);
+export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<FoldedPair[]> {
+  const pairs = convBnPairs(model, inputShape);
   const folded: FoldedPair[] = [];
   for (const [conv, bn] of pairs) {
     const addedBias = conv.bias === null;
@@ -85,8 +85,8 @@ export async function foldBatchNormPairs(model: Module, exampleInput: ExampleInp
 }
 
 /** Folds every conv-fed batch-norm into its conv, in place. Returns the number of pairs folded. */
-export async function foldBatchNorms(model: Module, exampleInput: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<number> {
-  return (await foldBatchNormPairs(model, exampleInput, o)).length;
+export async function foldBatchNorms(model: Module, inputShape: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<number> {
+  return (await foldBatchNormPairs(model, inputShape, o)).length;
 }
 
 /**
