@@ -51,7 +51,7 @@ beforeAll(async () => {
 }, 120_000);
 
 type Weights = Map<string, { shape: number[]; values: Float32Array }>;
-interface Run { results: RunResult[]; files: string[]; checkpoint: (method: 'default' | 'intra_fusion' | 'folding', cell?: number) => Weights; out: string; log: string }
+interface Run { results: RunResult[]; files: string[]; onnxFiles: string[]; checkpoint: (method: 'default' | 'intra_fusion' | 'folding', cell?: number) => Weights; out: string; log: string }
 
 let runs = 0;
 /** Runs run.js on the tiny model; returns its results, its pruned files and their tensors. */
@@ -70,13 +70,15 @@ async function run(args: string[], o: { out?: string } = {}): Promise<Run> {
   const logs = readdirSync(join(out, 'logs')).filter((f) => f.endsWith('.json'));
   const results = JSON.parse(readFileSync(join(out, 'logs', logs[0]), 'utf8')) as RunResult[];
   const dir = join(out, 'pruned_models');
-  const files = existsSync(dir) ? readdirSync(dir).sort() : [];
+  // Runs on an ONNX model also write each pruned model as .onnx (so compare.js can read them): checkpoints here.
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort() : [];
+  const onnxFiles = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.onnx')).sort() : [];
   const checkpoint = (method: string, cell = 0) => {
     const key = method === 'default' ? 'default_pruning' : method;
     const path = (results[cell] as unknown as Record<string, { checkpoint: string }>)[key].checkpoint;
     return parseSafetensors(readFileSync(path), path).tensors as Weights;
   };
-  return { results, files, checkpoint, out, log: lines.join('') };
+  return { results, files, onnxFiles, checkpoint, out, log: lines.join('') };
 }
 
 const shapes = (w: Weights) => Object.fromEntries([...w].filter(([k]) => k.endsWith('weight')).map(([k, t]) => [k, t.shape]));
@@ -213,7 +215,8 @@ describe('training, outputs and resuming', () => {
     expect(none.files).toEqual([]);
     expect(none.results[0].default_pruning.checkpoint).toBeUndefined();
     const onnx = await run(['--group_idxs', '0', '--sparsities', '0.5', '--fusion', 'none', '--export-onnx']);
-    expect(onnx.files).toEqual(['tiny_l1_g0_s0.5_default.onnx', 'tiny_l1_g0_s0.5_default.safetensors', 'tiny_unpruned.onnx']);
+    expect(onnx.files).toEqual(['tiny_l1_g0_s0.5_default.safetensors']);
+    expect(onnx.onnxFiles).toEqual(['tiny_l1_g0_s0.5_default.onnx', 'tiny_unpruned.onnx']);
   }, 300_000);
 
   it('--resume skips the finished cells and adds the others to the same file; other settings are refused', async () => {
