@@ -56,7 +56,7 @@ describe('optimal transport solvers', () => {
       // float32 log-domain potentials reach cost/reg ~ 1e3, so agreement is ~1e-4 relative at best.
       expectClose(r.plan, refs[i].plan, 1e-3 * max, 0, refs[i].name);
     });
-  });
+  }, 300_000); // long on a loaded 2-core machine (hit 120 s there)
 
   it('rejects inconsistent problems clearly', () => {
     expect(() => emd([0.5, 0.5], [1], [0, 1, 2])).toThrow(/cost matrix has 3 entries, expected 2 x 1/);
@@ -80,7 +80,7 @@ describe('dependency groups', () => {
       'group 7 (64 channels): out features.0; bn features.1; in features.4',
     ]);
     m.dispose();
-  });
+  }, 300_000); // long on a loaded 2-core machine (hit 120 s there)
 
   it('ResNet18: 12 groups with the residual groups merged across adds', () => {
     const m = createModel('resnet18');
@@ -116,7 +116,7 @@ describe('dependency groups', () => {
         }
       }
     }
-  });
+  }, 300_000); // long on a loaded 2-core machine (hit 120 s there)
 });
 
 describe('folding and importance', () => {
@@ -229,7 +229,7 @@ describe('default pruning and Intra-Fusion', () => {
       shrunk.dispose();
       kept.dispose();
     }
-  });
+  }, 300_000); // long on a loaded 2-core machine (hit 120 s there)
 
   it('gives clear errors for bad options', async () => {
     const m = createModel('vgg11_bn');
