@@ -7,10 +7,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isEntryPoint, runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
+import { EVAL_BACKENDS, type EvalBackend } from './cli/run-flags.js';
 import { accuracyPlot, METHOD_LABEL, type CompareRow } from './cli/plot.js';
 import { writeFileAtomic } from './nn/checkpoint-node.js';
 import { modelFromStateDict } from './nn/checkpoint.js';
 import { complexity, inferenceSpeed } from './nn/metrics.js';
+import type { Module } from './nn/module.js';
+import { onnxRuntimeSession, requireOnnxRuntime } from './onnx/onnxruntime.js';
 import { parseSafetensors } from './tensor/safetensors.js';
 import { destroyRuntime, initRuntime } from './tensor/tensor.js';
 
@@ -19,11 +22,23 @@ const FLAGS = {
   plot: { kind: 'string', help: 'Where to write the accuracy-vs-sparsity SVG. Default: <model_dir>/comparison.svg' },
   latency: { kind: 'boolean', help: 'Measure batch-1 latency of each model (--latency=false to skip).', default: true },
   gpu_id: { kind: 'int', help: 'Adapter: -1 software/fallback, 0 default, 1 low-power.', default: 0 },
+  'eval-backend': { kind: 'string', help: 'What measures the latency: this engine on WebGPU, or onnxruntime-node on the CPU (needs npm install onnxruntime-node).', default: 'webgpu', choices: EVAL_BACKENDS },
 } satisfies Record<string, FlagSpec>;
 
 export type { CompareRow };
 
-export async function compare(dir: string, o: { latency: boolean; gpuId: number }): Promise<CompareRow[]> {
+/** Batch-1 latency in ms of one model, on the engine or through onnxruntime. */
+async function latencyOf(model: Module, backend: EvalBackend): Promise<number> {
+  if (backend === 'webgpu') return (await inferenceSpeed(model, { batchSize: 8, reps: 3 })).latencyMs;
+  const session = await onnxRuntimeSession(model, [3, 32, 32]);
+  try {
+    return await session.latencyMs(5);
+  } finally {
+    await session.release();
+  }
+}
+
+export async function compare(dir: string, o: { latency: boolean; gpuId: number; evalBackend?: EvalBackend }): Promise<CompareRow[]> {
   if (!existsSync(dir)) throw new UsageError(`--model_dir ${dir} does not exist.`);
   const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
   if (!files.length) throw new UsageError(`No .safetensors checkpoints in ${dir}.`);
@@ -39,7 +54,7 @@ export async function compare(dir: string, o: { latency: boolean; gpuId: number 
     }
     const model = modelFromStateDict(meta.model, file, path);
     const c = complexity(model);
-    const latencyMs = o.latency ? (await inferenceSpeed(model, { batchSize: 8, reps: 3 })).latencyMs : null;
+    const latencyMs = o.latency ? await latencyOf(model, o.evalBackend ?? 'webgpu') : null;
     model.dispose();
     rows.push({
       file: f, model: meta.model, method: meta.method, group: Number(meta.group_idx), sparsity: Number(meta.sparsity),
@@ -56,8 +71,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const dir = resolve(a.model_dir as string);
-  const rows = await compare(dir, { latency: a.latency as boolean, gpuId: a.gpu_id as number });
-  console.log('| model | group | sparsity | method | parameters | MFLOPs | accuracy % | latency ms |');
+  const evalBackend = a['eval-backend'] as EvalBackend;
+  if (evalBackend === 'onnxruntime' && a.latency) await requireOnnxRuntime(); // says how to install it when missing
+  const rows = await compare(dir, { latency: a.latency as boolean, gpuId: a.gpu_id as number, evalBackend });
+  console.log(`| model | group | sparsity | method | parameters | MFLOPs | accuracy % | latency ms${evalBackend === 'webgpu' ? '' : ` (${evalBackend})`} |`);
   console.log('|---|---:|---:|---|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(`| ${r.model} | ${r.group} | ${r.sparsity} | ${METHOD_LABEL[r.method] ?? r.method} | ${r.parameters} | ${(r.flops / 1e6).toFixed(1)} | ${r.accuracy.toFixed(2)} | ${r.latencyMs === null ? '-' : r.latencyMs.toFixed(1)} |`);
