@@ -166,7 +166,7 @@ describe.each(FAMILIES)('%s exported by PyTorch', (family) => {
     try {
       // BNs the exporter folded into their convs are not in the file; every other BN must be in its group.
       const bnPresent = new Set(model.namedModules().filter(([, m]) => m.constructor.name === 'BatchNorm2d').map(([n]) => n));
-      const ours = dependencyGroups(model, { exampleInput: model.inputShape }).map((g) => describeGroup(g, bnPresent));
+      const ours = dependencyGroups(model, { inputShape: model.inputShape }).map((g) => describeGroup(g, bnPresent));
       const theirs = torchPruningGroups(family).map((g) => ({
         channels: g.channels, out: g.out, in: g.in, bn: g.bn.filter((b) => bnPresent.has(b)),
         at: Object.fromEntries(Object.entries(g.at).filter(([name]) => !g.bn.includes(name) || bnPresent.has(name)).sort(([a], [b]) => a.localeCompare(b))),
@@ -186,7 +186,7 @@ describe.each(FAMILIES)('%s exported by PyTorch', (family) => {
       try {
         const before = model.parameterCount();
         await prune(model, {
-          importanceCriteria: 'l1', sparsity: 0.5, exampleInput: model.inputShape,
+          importanceCriteria: 'l1', sparsity: 0.5, inputShape: model.inputShape,
           ...(method === 'intra-fusion' ? { optimalTransport: new OptimalTransport() } : method === 'folding' ? { fusion: 'folding' as const } : {}),
         });
         const after = model.parameterCount();

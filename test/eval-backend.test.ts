@@ -115,7 +115,7 @@ describe('evaluation backends', () => {
       expect(m.inference_time).toBeGreaterThan(0);
     }
     expect(r.original_model.accuracy).toBeGreaterThan(80);
-    expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy);
+    expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy!);
     // compare.js measures the pruned checkpoints' latency through onnxruntime too.
     const rows = await compare(join(out, 'pruned_models'), { latency: true, gpuId: 0, evalBackend: 'onnxruntime' });
     expect(rows.map((row) => row.method).sort()).toEqual(['default_pruning', 'intra_fusion']);
