@@ -68,6 +68,7 @@ export class Conv2d extends Module {
   }
 }
 
+/** Batch normalisation over channels, with running statistics (PyTorch semantics and names). */
 export class BatchNorm2d extends Module {
   weight: Tensor;
   bias: Tensor;
@@ -92,6 +93,7 @@ export class BatchNorm2d extends Module {
   }
 }
 
+/** Fully connected layer y = x W^T + b. */
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
@@ -105,6 +107,7 @@ export class Linear extends Module {
   }
 }
 
+/** max(x, 0). */
 export class ReLU extends Module {
   forward(x: Tensor): Tensor {
     return ag.relu(x);
@@ -146,6 +149,7 @@ export class Hardswish extends Module {
   }
 }
 
+/** 1 / (1 + e^-x). */
 export class Sigmoid extends Module {
   forward(x: Tensor): Tensor {
     return ag.sigmoid(x);
@@ -193,6 +197,7 @@ export class AvgPool2d extends Module {
   }
 }
 
+/** [B, ...] to [B, rest]. */
 export class Flatten extends Module {
   forward(x: Tensor): Tensor {
     return ag.flatten(x);

@@ -11,11 +11,13 @@
  * node; a malformed file (not protobuf, no graph, missing initializer, dynamic image size) a DataError.
  */
 import { DataError, UnsupportedError } from '../errors.js';
+import { checkFinite } from '../tensor/finite.js';
 import { AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import * as ag from '../tensor/autograd.js';
 import { assign, type Tensor } from '../tensor/tensor.js';
-import { AttributeType, DataType, decodeModel, type Attribute, type Model, type Node, type Tensor as TensorProto } from './proto.js';
+import { prepass, resolveDims, type ConstTensor, type Dim } from './prepass.js';
+import { AttributeType, decodeModel, type Attribute, type Model, type Node } from './proto.js';
 
 /** The oldest default-domain opset accepted (opset 7 gave Gemm, BatchNormalization, Dropout their current meaning). */
 export const MIN_OPSET = 7;
@@ -29,6 +31,7 @@ interface Step {
 
 /** An imported ONNX graph: engine layers as children, run in the file's topological order. */
 export class OnnxModel extends Module {
+  /** @internal Built by importOnnx. */
   constructor(
     /** Input [channels, height, width] (the batch dimension is free). */
     readonly inputShape: [number, number, number],
@@ -53,24 +56,14 @@ export class OnnxModel extends Module {
 type Attrs = Map<string, Attribute>;
 const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b ?? new Uint8Array());
 
-/** The values of an initializer or Constant tensor (float types as float32, int64 as numbers). */
-function tensorValues(t: TensorProto, where: string): { dims: number[]; values: Float32Array | number[] } {
-  const dims = (t.dims ?? []).map(Number);
-  const count = dims.reduce((a, b) => a * b, 1);
-  if (t.data_location === 1) throw new UnsupportedError(`${where}: tensor "${t.name}" keeps its data in an external file; save the model with its weights inside.`);
-  const raw = t.raw_data?.length ? new Uint8Array(t.raw_data) : null; // a copy: the decoded view may be unaligned
-  let values: Float32Array | number[];
-  if (t.data_type === DataType.FLOAT) values = raw ? new Float32Array(raw.buffer, 0, raw.byteLength / 4) : Float32Array.from(t.float_data ?? []);
-  else if (t.data_type === DataType.DOUBLE) values = Float32Array.from(raw ? new Float64Array(raw.buffer, 0, raw.byteLength / 8) : t.double_data ?? []);
-  else if (t.data_type === DataType.INT64) values = raw ? Array.from(new BigInt64Array(raw.buffer, 0, raw.byteLength / 8), Number) : (t.int64_data ?? []).map(Number);
-  else if (t.data_type === DataType.INT32) values = raw ? Array.from(new Int32Array(raw.buffer, 0, raw.byteLength / 4)) : t.int32_data ?? [];
-  else throw new UnsupportedError(`${where}: tensor "${t.name}" has data type ${t.data_type}; float, double, int32 and int64 are supported.`);
-  if (values.length !== count) throw new DataError(`${where}: tensor "${t.name}" has ${values.length} values for shape [${dims}] (${count}); the file is damaged.`);
-  return { dims, values };
+/** Options of importOnnx. */
+export interface OnnxImportOptions {
+  /** Load initializers holding NaN or infinity (default false: refused, naming the tensor). */
+  allowNonFinite?: boolean;
 }
 
 /** Reads an ONNX model and builds the engine model. `source` names the file in errors. */
-export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel {
+export function importOnnx(bytes: Uint8Array, source = 'ONNX model', options: OnnxImportOptions = {}): OnnxModel {
   let model: Model;
   try {
     model = decodeModel(bytes);
@@ -83,26 +76,22 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
   if (opset === undefined) throw new DataError(`${source}: no opset_import for the default ONNX domain.`);
   if (opset < MIN_OPSET) throw new UnsupportedError(`${source}: opset ${opset} is too old; opsets ${MIN_OPSET} and newer are supported (re-export with a newer opset).`);
 
-  // Constant data: initializers and Constant nodes.
-  const constants = new Map<string, { dims: number[]; values: Float32Array | number[] }>();
-  for (const t of graph.initializer ?? []) constants.set(t.name ?? '', tensorValues(t, `${source}: initializer`));
-  for (const n of graph.node) {
-    if (n.op_type !== 'Constant') continue;
-    const value = n.attribute?.find((a) => a.name === 'value')?.t;
-    if (!value) throw new UnsupportedError(`${source}: node "${n.name}" (Constant): only the "value" tensor attribute is supported.`);
-    constants.set(n.output![0], tensorValues(value, `${source}: node "${n.name}" (Constant)`));
-  }
-
-  const inputs = (graph.input ?? []).filter((v) => !constants.has(v.name));
+  const initializerNames = new Set((graph.initializer ?? []).map((t) => t.name ?? ''));
+  const inputs = (graph.input ?? []).filter((v) => !initializerNames.has(v.name));
   if (inputs.length !== 1) throw new UnsupportedError(`${source}: the graph has ${inputs.length} inputs (${inputs.map((v) => v.name).join(', ')}); one image input is supported.`);
   const input = inputs[0];
   const dims = input.type?.tensor_type?.shape?.dim ?? [];
   if (dims.length !== 4) throw new UnsupportedError(`${source}: input "${input.name}" has rank ${dims.length}; an NCHW image input [N, C, H, W] is supported.`);
+  const staticBatch = Number(dims[0].dim_value) > 0 ? Number(dims[0].dim_value) : undefined;
   const inputShape = dims.slice(1).map((d, i) => {
     if (!(Number(d.dim_value) > 0)) throw new DataError(`${source}: input "${input.name}" has a dynamic ${['channel', 'height', 'width'][i]} dimension ("${d.dim_param ?? '?'}"); only the batch dimension may be dynamic. Re-export with a fixed input size.`);
     return Number(d.dim_value);
   }) as [number, number, number];
   if ((graph.output ?? []).length !== 1) throw new UnsupportedError(`${source}: the graph has ${(graph.output ?? []).length} outputs; one is supported.`);
+  const outputName = graph.output![0].name ?? '';
+  if (!graph.node.some((n) => n.op_type !== 'Constant' && (n.output ?? []).includes(outputName))) {
+    throw new DataError(`${source}: the graph output "${outputName}" is not produced by any node (a damaged or hand-edited file?).`);
+  }
 
   const readers = new Map<string, number>();
   for (const n of graph.node) for (const i of n.input ?? []) readers.set(i, (readers.get(i) ?? 0) + 1);
@@ -114,8 +103,14 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
   const fusedAdds = new Set<Node>();
   const byOutput = new Map(graph.node.flatMap((n) => (n.output ?? []).map((o) => [o, n] as const)));
 
-  for (const node of topologicalOrder(graph.node, new Set([input.name, ...constants.keys()]), source)) {
-    if (node.op_type === 'Constant' || fusedAdds.has(node)) continue;
+  const order = topologicalOrder(graph.node, new Set([input.name, ...initializerNames]), source);
+  const { constants, shapes, folded } = prepass(graph.initializer ?? [], order, opset, source);
+  for (const name of initializerNames) {
+    const c = constants.get(name);
+    if (c) checkFinite(c.values, name, source, options.allowNonFinite);
+  }
+  for (const node of order) {
+    if (folded.has(node) || fusedAdds.has(node)) continue;
     const where = `${source}: node "${node.name ?? ''}" (${node.op_type})`;
     if (node.domain && node.domain !== 'ai.onnx') throw new UnsupportedError(`${where}: operator domain "${node.domain}" is not supported.`);
     const attrs: Attrs = new Map((node.attribute ?? []).map((a) => [a.name, a]));
@@ -129,10 +124,14 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
       if (!c) throw new DataError(`${where}: ${role} "${ins[i] ?? ''}" is not an initializer (missing, or computed in the graph).`);
       return c;
     };
-    /** Names a layer after its weight ("features.0.weight" -> "features.0") or the node, uniquely. */
+    /**
+     * Names a layer after its weight ("features.0.weight" -> "features.0"), else after the module path in
+     * the node's scoped name (PyTorch names a conv with BN folded in "/layer1/layer1.0/conv1/Conv" and its
+     * weight "onnx::Conv_193"), else the node, uniquely.
+     */
     const addLayer = <M extends Module>(m: M): M => {
       const fromWeight = /^(.+)\.weight$/.exec(ins[1] ?? '')?.[1];
-      const base = (fromWeight ?? node.name ?? '').replace(/[^A-Za-z0-9_.]+/g, '_').replace(/^[_.]+|[_.]+$/g, '') || `${node.op_type!.toLowerCase()}${layers.length}`;
+      const base = (fromWeight ?? scopePath(node.name ?? '') ?? node.name ?? '').replace(/[^A-Za-z0-9_.-]+/g, '_').replace(/^[_.]+|[_.]+$/g, '') || `${node.op_type!.toLowerCase()}${layers.length}`;
       let name = base;
       for (let k = 1; layerNames.has(name); k++) name = `${base}_${k}`;
       layerNames.add(name);
@@ -164,7 +163,12 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
       }
       case 'BatchNormalization': {
         allowOnly(attrs, ['epsilon', 'momentum', 'spatial', 'training_mode', 'is_test'], where);
-        if (intAttr(attrs, 'training_mode', 0) !== 0) throw new UnsupportedError(`${where}: training_mode=1 is not supported (inference graphs only).`);
+        // Training mode: opset 14+ says training_mode=1; opsets up to 13 ask for the running statistics as
+        // extra outputs (PyTorch writes all five). Either way the graph normalises with batch statistics.
+        const statsOutputs = (node.output ?? []).slice(1).filter((o) => o !== '');
+        if (intAttr(attrs, 'training_mode', 0) !== 0 || statsOutputs.length) {
+          throw new UnsupportedError(`${where}: a training-mode batch norm (${intAttr(attrs, 'training_mode', 0) !== 0 ? 'training_mode=1' : `statistics outputs ${statsOutputs.map((o) => `"${o}"`).join(', ')}`}) is not supported; export the model in eval mode (model.eval(), training=TrainingMode.EVAL).`);
+        }
         if (intAttr(attrs, 'spatial', 1) !== 1) throw new UnsupportedError(`${where}: spatial=0 is not supported.`);
         const [scale, b, mean, variance] = [1, 2, 3, 4].map((i, j) => weight(i, ['scale', 'B', 'mean', 'var'][j]));
         const bn = addLayer(new BatchNorm2d(scale.values.length, attrs.get('epsilon')?.f ?? 1e-5));
@@ -207,23 +211,87 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
         break;
       case 'Mul': {
         allowOnly(attrs, [], where);
-        const factor = ins.map((i) => constants.get(i)).find((c) => c?.values.length === 1);
-        const x = ins.find((i) => !constants.has(i));
-        if (!factor || x === undefined) throw new UnsupportedError(`${where}: only multiplying by a constant scalar is supported.`);
-        step(([t]) => ag.scale(t, factor.values[0]), [x]);
+        const [a, b] = ins;
+        const factor = [a, b].map((i) => constants.get(i)).find((c) => c !== undefined);
+        if (factor) {
+          const x = constants.has(a) ? b : a;
+          if (factor.values.length !== 1 || constants.has(x)) throw new UnsupportedError(`${where}: multiplying by a constant tensor of shape [${factor.dims}]; a scalar or another activation is supported.`);
+          step(([t]) => ag.scale(t, factor.values[0]), [x]);
+          break;
+        }
+        // x * sigmoid(x) is SiLU and x * hardsigmoid(x) is HardSwish as PyTorch writes them (SiLU at every
+        // opset, HardSwish before opset 14): one op each, when the gate has no other reader.
+        const gate = [b, a].map((g) => byOutput.get(g)).find((g) => g && readers.get(g.output![0]) === 1 && g.input?.[0] === (g.output![0] === b ? a : b));
+        const isPyTorchHardSigmoid = (g: Node) => Math.abs(floatAttr(g, 'alpha', 0.2) - 1 / 6) < 1e-7 && floatAttr(g, 'beta', 0.5) === 0.5;
+        if (gate?.op_type === 'Sigmoid' || (gate?.op_type === 'HardSigmoid' && isPyTorchHardSigmoid(gate))) {
+          const x = gate.input![0];
+          const steps0 = steps.findIndex((st) => st.output === gate.output![0]);
+          if (steps0 >= 0) steps.splice(steps0, 1);
+          step(([t]) => (gate.op_type === 'Sigmoid' ? ag.silu(t) : ag.hardSwish(t)), [x]);
+          break;
+        }
+        // Two activations: a squeeze-excitation gate [N, C, 1, 1] over [N, C, H, W], or the same shapes.
+        step(([p, q]) => ag.mul(p, q), [a, b]);
+        break;
+      }
+      case 'Clip': {
+        // ReLU6 and hardtanh: bounds as attributes before opset 11, as optional constant inputs after.
+        allowOnly(attrs, opset < 11 ? ['min', 'max'] : [], where);
+        const bound = (i: number, attr: string, fallback: number) => {
+          if (opset < 11) return attrs.get(attr)?.f ?? fallback;
+          const name = node.input?.[i];
+          if (!name) return fallback;
+          const c = constants.get(name);
+          if (!c || c.values.length !== 1) throw new UnsupportedError(`${where}: its ${attr} "${name}" must be a constant scalar.`);
+          return c.values[0];
+        };
+        const [lo, hi] = [bound(1, 'min', -Infinity), bound(2, 'max', Infinity)];
+        step(([x]) => ag.clip(x, lo, hi));
+        break;
+      }
+      case 'HardSigmoid': {
+        allowOnly(attrs, ['alpha', 'beta'], where);
+        const [alpha, beta] = [floatAttr(node, 'alpha', 0.2), floatAttr(node, 'beta', 0.5)];
+        step(([x]) => ag.hardSigmoid(x, alpha, beta));
+        break;
+      }
+      case 'HardSwish':
+        allowOnly(attrs, [], where);
+        step(([x]) => ag.hardSwish(x));
+        break;
+      case 'Sigmoid':
+        allowOnly(attrs, [], where);
+        step(([x]) => ag.sigmoid(x));
+        break;
+      case 'Concat': {
+        // Activations along channels (DenseNet, SqueezeNet's Fire, Inception); a Concat of shapes was folded.
+        allowOnly(attrs, ['axis'], where);
+        const constant = ins.find((i) => constants.has(i) || shapes.has(i));
+        if (constant !== undefined) throw new UnsupportedError(`${where}: concatenating the constant "${constant}" with activations is not supported.`);
+        const axis = intAttr(attrs, 'axis', 1);
+        step((xs) => (xs.length === 1 ? xs[0] : ag.concat(xs, axis)), ins);
+        break;
+      }
+      case 'Pad': {
+        // PyTorch writes a Pad of zeros before AvgPool2d (count_include_pad): nothing to do then.
+        allowOnly(attrs, ['mode', 'pads', 'value'], where);
+        const mode = attrs.has('mode') ? text(attrs.get('mode')!.s) : 'constant';
+        const pads = opset < 11 ? intsAttr(attrs, 'pads') ?? [] : node.input?.[1] ? Array.from(weight(1, 'pads').values) : [];
+        if (pads.some((p) => p !== 0)) throw new UnsupportedError(`${where}: ${mode} padding [${pads}] is not supported (only an all-zero Pad).`);
+        step(([x]) => x);
         break;
       }
       case 'MaxPool': {
         allowOnly(attrs, ['kernel_shape', 'strides', 'pads', 'dilations', 'ceil_mode', 'auto_pad', 'storage_order'], where);
         const pool = poolAttrs(attrs, where);
-        layerStep(addLayer(new MaxPool2d(pool.kernel, pool.stride, pool.padding)));
+        layerStep(addLayer(new MaxPool2d(pool.kernel, pool.stride, pool.padding, pool.ceilMode)));
         break;
       }
       case 'AveragePool': {
         allowOnly(attrs, ['kernel_shape', 'strides', 'pads', 'ceil_mode', 'auto_pad', 'count_include_pad'], where);
         const pool = poolAttrs(attrs, where);
-        if (pool.padding) throw new UnsupportedError(`${where}: padded average pooling (pads ${pool.padding}) is not supported.`);
-        layerStep(addLayer(new AvgPool2d(pool.kernel, pool.stride)));
+        // ONNX's count_include_pad defaults to 0, PyTorch's to True (which it writes as a Pad node instead).
+        layerStep(addLayer(new AvgPool2d(pool.kernel, pool.stride, pool.padding, pool.ceilMode, intAttr(attrs, 'count_include_pad', 0) === 1)));
         break;
       }
       case 'GlobalAveragePool':
@@ -236,17 +304,28 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
         step(([x]) => ag.flatten(x));
         break;
       case 'Reshape': {
+        // A flatten [N, C, H, W] -> [N, C*H*W] written any way exporters write it: [0, -1], [-1, features],
+        // the static batch [2, -1], or x.view(x.size(0), -1) (its shape chain folded by the pre-pass).
         allowOnly(attrs, ['allowzero'], where);
-        const target = weight(1, 'shape');
-        const [first, second] = Array.from(target.values);
-        if (target.values.length !== 2 || !(first === 0 || first === -1) || intAttr(attrs, 'allowzero', 0) !== 0) {
-          throw new UnsupportedError(`${where}: reshape to [${Array.from(target.values)}]; only a flatten to [batch, features] is supported.`);
+        if (intAttr(attrs, 'allowzero', 0) !== 0) throw new UnsupportedError(`${where}: allowzero=1 is not supported.`);
+        const target: Dim[] | undefined = shapes.get(ins[1])?.dims ?? (constants.has(ins[1]) ? Array.from(constants.get(ins[1])!.values) : undefined);
+        if (!target) throw new UnsupportedError(`${where}: the target shape "${ins[1]}" is computed from values other than shapes; only a constant or shape-derived target is supported.`);
+        const isBatch = (d: Dim) => d === 0 || d === staticBatch || (typeof d === 'object' && d.axis === 0);
+        const describe = target.map((d) => (typeof d === 'number' ? d : `${d.of}.shape[${d.axis}]`)).join(', ');
+        if (target.length !== 2 || !(isBatch(target[0]) || (target[0] === -1 && typeof target[1] === 'number' && target[1] > 0))) {
+          throw new UnsupportedError(`${where}: reshape to [${describe}]; only a flatten to [batch, features] is supported.`);
         }
-        step(([x]) => {
+        const symbolic = [...new Set(target.flatMap((d) => (typeof d === 'object' ? [d.of] : [])))];
+        step((values) => {
+          const x = values[0];
+          const valueShape = (name: string) => values[1 + symbolic.indexOf(name)].shape;
+          const [first, second] = resolveDims(target, valueShape);
           const features = x.size / x.shape[0];
-          if (second !== -1 && second !== features) throw new UnsupportedError(`${where}: reshape of [${x.shape}] to [${first}, ${second}] is not a flatten to [batch, ${features}].`);
+          // The static batch of a fixed-batch export means "the batch" (tracing runs one sample).
+          const batchOk = first === 0 || first === x.shape[0] || (staticBatch !== undefined && first === staticBatch) || (first === -1 && second === features);
+          if (!batchOk || !(second === -1 || second === features)) throw new UnsupportedError(`${where}: reshape of [${x.shape}] to [${first}, ${second}] is not a flatten to [${x.shape[0]}, ${features}].`);
           return ag.flatten(x);
-        });
+        }, [ins[0], ...symbolic]);
         break;
       }
       case 'Identity':
@@ -260,6 +339,23 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model'): OnnxModel 
   }
   const metadata = Object.fromEntries((model.metadata_props ?? []).map((p) => [p.key, p.value]));
   return new OnnxModel(inputShape, input.name, graph.output![0].name, layers, steps, metadata);
+}
+
+/**
+ * The module path in a PyTorch scoped node name: "/features/features.1/conv/conv.0/conv.0.0/Conv" ->
+ * "features.1.conv.0.0" (each scope repeats its parent's name when it is a numbered child). Undefined for
+ * names without scopes.
+ */
+export function scopePath(nodeName: string): string | undefined {
+  const scopes = nodeName.split('/');
+  if (scopes.length < 3 || scopes[0] !== '') return undefined;
+  let path = '';
+  let previous = '';
+  for (const scope of scopes.slice(1, -1)) {
+    path = previous && scope.startsWith(`${previous}.`) ? path.slice(0, path.length - previous.length) + scope : path ? `${path}.${scope}` : scope;
+    previous = scope;
+  }
+  return path || undefined;
 }
 
 /** Kahn's order over values: a node runs once all its inputs exist. Unreachable inputs are a DataError. */
@@ -283,6 +379,10 @@ function topologicalOrder(nodes: Node[], available: Set<string>, source: string)
 
 function allowOnly(attrs: Attrs, allowed: string[], where: string): void {
   for (const name of attrs.keys()) if (!allowed.includes(name)) throw new UnsupportedError(`${where}: attribute "${name}" is not supported.`);
+}
+
+function floatAttr(node: Node, name: string, fallback: number): number {
+  return node.attribute?.find((a) => a.name === name)?.f ?? fallback;
 }
 
 function intAttr(attrs: Attrs, name: string, fallback: number): number {
@@ -320,13 +420,12 @@ function notAutoPad(attrs: Attrs, where: string): void {
   if (mode !== 'NOTSET') throw new UnsupportedError(`${where}: auto_pad=${mode}; only NOTSET (explicit pads) is supported.`);
 }
 
-function poolAttrs(attrs: Attrs, where: string): { kernel: number; stride: number; padding: number } {
+function poolAttrs(attrs: Attrs, where: string): { kernel: number; stride: number; padding: number; ceilMode: boolean } {
   const kernel = square(attrs, 'kernel_shape', undefined, where);
-  if (intAttr(attrs, 'ceil_mode', 0) !== 0) throw new UnsupportedError(`${where}: ceil_mode=1 is not supported.`);
   noDilation(attrs, where);
   notAutoPad(attrs, where);
   if (intAttr(attrs, 'storage_order', 0) !== 0) throw new UnsupportedError(`${where}: storage_order=1 is not supported.`);
-  return { kernel, stride: square(attrs, 'strides', 1, where), padding: symmetricPads(attrs, where) };
+  return { kernel, stride: square(attrs, 'strides', 1, where), padding: symmetricPads(attrs, where), ceilMode: intAttr(attrs, 'ceil_mode', 0) === 1 };
 }
 
 /** y = alpha * x W' + beta * c as a Linear (weight [out, in]); `w` is [out, in] when transB, else [in, out]. */

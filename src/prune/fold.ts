@@ -10,10 +10,10 @@ import type { Module } from '../nn/module.js';
 import { traceOps, weightOwners, type ExampleInput } from './graph.js';
 
 /** Pairs (conv, bn) where the BN's input is that conv's output, found by tracing one forward pass. */
-export function convBnPairs(model: Module, exampleInput: ExampleInput = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
+export function convBnPairs(model: Module, inputShape: ExampleInput = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
   const owner = weightOwners(model);
   const pairs: [Conv2d, BatchNorm2d][] = [];
-  traceOps(model, exampleInput, (t) => {
+  traceOps(model, inputShape, (t) => {
     if (t.node!.op !== 'batchNorm2d') return;
     const bn = owner.get(t.node!.inputs[1]);
     const producer = t.node!.inputs[0].node;
@@ -45,8 +45,8 @@ export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: numbe
 }
 
 /** Folds every conv-fed batch-norm into its conv, in place. Returns the number of pairs folded. */
-export async function foldBatchNorms(model: Module, exampleInput: ExampleInput = [3, 32, 32]): Promise<number> {
-  const pairs = convBnPairs(model, exampleInput);
+export async function foldBatchNorms(model: Module, inputShape: ExampleInput = [3, 32, 32]): Promise<number> {
+  const pairs = convBnPairs(model, inputShape);
   for (const [conv, bn] of pairs) {
     const bias = conv.ensureBias();
     const folded = await foldedConvValues(conv, bn, 0);

@@ -51,15 +51,18 @@ export interface GraphOptions {
    */
   ignored?: Module[];
   /** One sample's shape [channels, height, width] (default [3, 32, 32]). */
+  inputShape?: ExampleInput;
+  /** @deprecated Use `inputShape` (the one name across prune, complexity, inferenceSpeed and exportOnnx). */
   exampleInput?: ExampleInput;
-  /** @deprecated alias of exampleInput. */
+  /** @deprecated Use `inputShape`. */
   imageShape?: ExampleInput;
 }
 
-export function exampleShape(o: { exampleInput?: ExampleInput; imageShape?: ExampleInput }): ExampleInput {
-  const shape = o.exampleInput ?? o.imageShape ?? [3, 32, 32];
+/** The input shape an options object names (`inputShape`, or a deprecated alias), checked; default [3, 32, 32]. */
+export function exampleShape(o: { inputShape?: ExampleInput; exampleInput?: ExampleInput; imageShape?: ExampleInput }): ExampleInput {
+  const shape = o.inputShape ?? o.exampleInput ?? o.imageShape ?? [3, 32, 32];
   if (shape.length !== 3 || !shape.every((v) => Number.isInteger(v) && v > 0)) {
-    throw new ArgumentError(`exampleInput must be [channels, height, width] of positive integers, got [${shape}].`);
+    throw new ArgumentError(`inputShape must be [channels, height, width] of positive integers, got [${shape}].`);
   }
   return shape;
 }

@@ -51,6 +51,8 @@ export interface PruneOptions extends ImportanceOptions {
   /** Fold batch-norms first (default true, as the reference always does). */
   foldBatchNorm?: boolean;
   /** One sample's input shape [c, h, w] (default [3, 32, 32]). */
+  inputShape?: ExampleInput;
+  /** @deprecated Use `inputShape`. */
   exampleInput?: ExampleInput;
   /** Layers whose outputs are never pruned; default: the layers producing the model output (the classifier). */
   ignoredLayers?: Module[];
@@ -88,6 +90,7 @@ export interface PrunedGroup {
   seconds: { importance: number; transport: number; apply: number };
 }
 
+/** Channels kept out of n at a sparsity s: floor(n (1 - s)). */
 export function keptCount(n: number, sparsity: number): number {
   return Math.floor(n * (1 - sparsity));
 }
@@ -213,7 +216,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const foldingSeed = () => Math.floor((o.random ? o.random() : 0) * 2 ** 31);
   const ot = fusion === 'ot' ? o.optimalTransport ?? new OptimalTransport() : null;
   const dimPreserving = o.dimensionalityPreserving ?? false;
-  const importanceOptions = { ...o, exampleInput };
+  const importanceOptions = { ...o, inputShape: exampleInput };
   const original = dependencyGroups(model, graph);
   const p = plan(o, original.length);
   if (o.foldBatchNorm ?? true) {

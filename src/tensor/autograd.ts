@@ -16,7 +16,7 @@ import {
   crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
 } from '../kernels/norm_pool_loss.js';
 import { ArgumentError, UnsupportedError } from '../errors.js';
-import { sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
+import { fromArray, sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
 
@@ -31,6 +31,7 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Whether ops are recorded for backward() now (false inside noGrad). */
 export function isRecording(): boolean {
   return recording;
 }
@@ -46,11 +47,13 @@ function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['b
 
 // ------------------------------------------------------------------ ops
 
+/** Elementwise a + b (same shapes). */
 export function add(a: Tensor, b: Tensor): Tensor {
   if (a.shape.join() !== b.shape.join()) throw new ArgumentError(`add: shapes [${a.shape}] and [${b.shape}] differ.`);
   return record(ew.add(a, b), 'add', [a, b], (g) => [g, g]);
 }
 
+/** a * alpha for a scalar alpha. */
 export function scale(a: Tensor, alpha: number): Tensor {
   return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)], { alpha });
 }
@@ -159,6 +162,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   return record(out, 'reshape', [x], (g) => [new Tensor(x.shape, g)]);
 }
 
+/** [B, ...] to [B, rest] (a view). */
 export function flatten(x: Tensor): Tensor {
   return reshape(x, [x.shape[0], x.size / x.shape[0]]);
 }
@@ -195,14 +199,17 @@ export function split(x: Tensor, sizes: readonly number[], axis = 1): Tensor[] {
   return sizes.map((d) => slice(x, start, (start += d), ax));
 }
 
+/** The sum of all elements, as a one-element tensor. */
 export function sum(x: Tensor): Tensor {
   return record(ew.sumAll(x), 'sum', [x], (g) => [ew.broadcastScalar(g, x.shape)]);
 }
 
+/** The mean of all elements, as a one-element tensor. */
 export function mean(x: Tensor): Tensor {
   return record(ew.sumAll(x, 1 / x.size), 'mean', [x], (g) => [ew.broadcastScalar(g, x.shape, 1 / x.size)]);
 }
 
+/** Matrix product of [M, K] and [K, N]. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.rank !== 2 || b.rank !== 2) throw new ArgumentError('matmul (autograd): rank-2 operands only.');
   return record(gemm(a, b), 'matmul', [a, b], (g) => [
@@ -281,11 +288,24 @@ export function adaptiveAvgPool2d(x: Tensor, size: [number, number]): Tensor {
   return record(adaptiveAvgPoolForward(x, size), 'adaptiveAvgPool2d', [x], (g) => [adaptiveAvgPoolBackward(x, g, size)]);
 }
 
-/** Mean softmax cross-entropy of logits [B, C] against integer labels (a float tensor of B class ids). */
-export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
-  const saved = crossEntropyForward(logits, labels);
+/**
+ * Mean softmax cross-entropy of logits [B, C] against integer labels: B class ids, as an array (checked:
+ * an id outside 0..C-1 is an ArgumentError naming the row, not a silently wrong loss) or a float tensor.
+ */
+export function crossEntropy(logits: Tensor, labels: Tensor | ArrayLike<number>): Tensor {
+  if (!(labels instanceof Tensor)) {
+    const classes = logits.shape[logits.rank - 1];
+    for (let i = 0; i < labels.length; i++) {
+      const y = labels[i];
+      if (!(Number.isInteger(y) && y >= 0 && y < classes)) throw new ArgumentError(`crossEntropy: label ${y} of row ${i} is not a class id in 0..${classes - 1}.`);
+    }
+    if (labels.length !== logits.shape[0]) throw new ArgumentError(`crossEntropy: ${labels.length} labels for ${logits.shape[0]} rows.`);
+    labels = fromArray(labels, [labels.length]);
+  }
+  const ids = labels;
+  const saved = crossEntropyForward(logits, ids);
   const loss = ew.sumAxis(saved, 1, 1, logits.shape[0], 1 / logits.shape[0]); // first row of saved = row losses
-  return record(loss, 'crossEntropy', [logits], (g) => [crossEntropyBackward(logits, labels, saved, g)]);
+  return record(loss, 'crossEntropy', [logits], (g) => [crossEntropyBackward(logits, ids, saved, g)]);
 }
 
 // ------------------------------------------------------------------ backward
