@@ -26,7 +26,7 @@ import { createModel, MODEL_NAMES } from './nn/models.js';
 import type { Module } from './nn/module.js';
 import { train } from './nn/trainer.js';
 import { loadOnnx, onnxPathBeside, saveOnnx } from './onnx/node.js';
-import { CRITERIA, dependencyGroups, OptimalTransport, prune, type ExampleInput } from './prune/index.js';
+import { CRITERIA, dependencyGroups, FUSION_METHODS, OptimalTransport, prune, type ExampleInput, type Fusion } from './prune/index.js';
 import { parseSafetensors } from './tensor/safetensors.js';
 import { destroyRuntime, initRuntime } from './tensor/tensor.js';
 
@@ -52,7 +52,7 @@ const FLAGS = {
   'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
   seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
-  fusion: { kind: 'string', help: 'Methods to run: both (default pruning and Intra-Fusion), none (default only), ot (Intra-Fusion only), folding (k-means model folding only) or all three.', default: 'both', choices: ['both', 'none', 'ot', 'folding', 'all'] },
+  fusion: { kind: 'string', help: `Methods to run: both (default pruning and Intra-Fusion), all, or one of ${FUSION_METHODS.map((m) => `${m.name} (${m.label})`).join(', ')}.`, default: 'both', choices: ['both', 'all', ...FUSION_METHODS.map((m) => m.name)] },
   'whole-network': { kind: 'boolean', help: 'Prune every group at once per sparsity (group_idxs ignored; results have group_idx -1).', default: false },
   global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
   'max-group-sparsity': { kind: 'number', help: 'With --global: the most any group may lose.', default: 0.9 },
@@ -99,8 +99,8 @@ export interface RunResult {
   folding?: MethodResult;
 }
 
-/** Result key, prune() fusion and label of each method. */
-const METHODS = [['default_pruning', 'none', 'default'], ['intra_fusion', 'ot', 'Intra-Fusion'], ['folding', 'folding', 'folding']] as const;
+/** The methods --fusion picks from the table: 'both' is default pruning and Intra-Fusion, 'all' every method. */
+const methodsFor = (fusion: string) => FUSION_METHODS.filter((m) => fusion === 'all' || fusion === m.name || (fusion === 'both' && (m.name === 'none' || m.name === 'ot')));
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -119,8 +119,8 @@ function checkpointFor(modelName: string, flag: string | undefined, epochs: numb
 }
 
 /** A seed per (seed, cell, sparsity, method), so each method of each cell draws its own batches, reproducibly. */
-const cellSeed = (seed: number, cell: number, sparsity: number, fusion: string) =>
-  seed * 1_000_003 + cell * 2003 + Math.round(sparsity * 1000) * 7 + ['none', 'ot', 'folding'].indexOf(fusion);
+const cellSeed = (seed: number, cell: number, sparsity: number, fusion: Fusion) =>
+  seed * 1_000_003 + cell * 2003 + Math.round(sparsity * 1000) * 7 + FUSION_METHODS.findIndex((m) => m.name === fusion);
 
 async function measure(model: Module, test: Cifar10Split, normalization: Normalization, batchSize: number, label: string, inputShape: ExampleInput): Promise<MethodResult> {
   const bar = new ProgressBar(`evaluating ${label}`, test.count);
@@ -243,8 +243,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   const criterion = a.importance_criteria as string;
   const needsData = criterion === 'taylor' || criterion === 'chip';
-  // Result key and prune() fusion of each method; --fusion picks them.
-  const methods = METHODS.filter(([, fusion]) => a.fusion === 'all' || a.fusion === fusion || (a.fusion === 'both' && fusion !== 'folding'));
+  const methods = methodsFor(a.fusion as string);
   for (const { g, s, sparsity } of cells) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: modelName, importance_criteria: criterion, group_idx: g, sparsity: s,
@@ -253,8 +252,8 @@ export async function main(argv: string[]): Promise<number> {
     } as RunResult;
     const cellName = mode === 'per-group' ? `gs${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join('-')}` : `g${g === -1 ? 'all' : g}_s${s}`;
     const where = mode === 'per-group' ? `groups ${Object.entries(groupSparsity!).map(([k, v]) => `${k}=${v}`).join(',')}` : `${g === -1 ? `all groups (${mode})` : `group ${g}`} sparsity ${s}`;
-    for (const [key, fusion, name] of methods) {
-      const label = `${name} ${where}`;
+    for (const { key, name: fusion, label: methodLabel } of methods) {
+      const label = `${methodLabel} ${where}`;
       const model = fresh();
       await prune(model, {
         importanceCriteria: criterion, sparsity, groupIdxs: mode === 'group' ? [g] : undefined, fusion, optimalTransport: ot,
@@ -265,7 +264,7 @@ export async function main(argv: string[]): Promise<number> {
         onProgress: (m) => log(`  ${m}`),
       });
       // For the interrupted-run test: die (as a kill would) inside cell N, after its first method.
-      if (key === methods[0][0] && Number(process.env.INTRA_FUSION_CRASH_AT_CELL) === results.length + 1) process.kill(process.pid, 'SIGKILL');
+      if (key === methods[0].key && Number(process.env.INTRA_FUSION_CRASH_AT_CELL) === results.length + 1) process.kill(process.pid, 'SIGKILL');
       let before: number | undefined;
       const ftEpochs = a['fine-tune-epochs'] as number;
       if (ftEpochs > 0) {
@@ -300,14 +299,13 @@ export async function main(argv: string[]): Promise<number> {
     results.push(entry);
     writeFileAtomic(resultsPath, JSON.stringify(results, null, 2));
   }
-  const folding = methods.some(([key]) => key === 'folding');
-  log(`\n| group | sparsity | default % | Intra-Fusion % |${folding ? ' folding % |' : ''} parameters |`);
-  log(`|---:|---:|---:|---:|${folding ? '---:|' : ''}---:|`);
+  log(`\n| group | sparsity | ${methods.map((m) => `${m.label} %`).join(' | ')} | parameters |`);
+  log(`|---:|---:|${methods.map(() => '---:|').join('')}---:|`);
   for (const r of results) {
     const group = r.mode === 'per-group' ? Object.keys(r.group_sparsity!).join(',') : r.group_idx === -1 ? 'all' : r.group_idx;
     const sparsity = r.mode === 'per-group' ? Object.values(r.group_sparsity!).join(',') : r.sparsity;
-    const [dp, intra] = [r.default_pruning as MethodResult | undefined, r.intra_fusion as MethodResult | undefined];
-    log(`| ${group} | ${sparsity} | ${dp?.accuracy ?? '-'} | ${intra?.accuracy ?? '-'} |${folding ? ` ${r.folding?.accuracy ?? '-'} |` : ''} ${(intra ?? dp ?? r.folding)!.parameters} |`);
+    const results = methods.map((m) => r[m.key] as MethodResult | undefined);
+    log(`| ${group} | ${sparsity} | ${results.map((m) => m?.accuracy ?? '-').join(' | ')} | ${results.find((m) => m)?.parameters ?? '-'} |`);
   }
   log(`\nresults: ${resultsPath}`);
   destroyRuntime();

@@ -1,4 +1,5 @@
 /** The accuracy-vs-sparsity chart (SVG text), shared by compare.js and the browser demo. */
+import { FUSION_METHODS } from '../prune/methods.js';
 
 export interface CompareRow {
   file: string;
@@ -12,7 +13,8 @@ export interface CompareRow {
   latencyMs: number | null;
 }
 
-export const METHOD_LABEL: Record<string, string> = { default_pruning: 'default', intra_fusion: 'Intra-Fusion' };
+/** Plot label of each results key (the fusion methods' table). */
+export const METHOD_LABEL: Record<string, string> = Object.fromEntries(FUSION_METHODS.map((m) => [m.key, m.label]));
 
 /** An accuracy-vs-sparsity line chart: one colour per group, dashed default vs solid Intra-Fusion. */
 export function accuracyPlot(rows: CompareRow[]): string {

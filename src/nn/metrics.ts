@@ -8,7 +8,7 @@
 import { noGrad } from '../tensor/autograd.js';
 import { fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
 import { batchIndices, makeBatch, order, type Cifar10Split, type Normalization } from './cifar10.js';
-import { layerKind } from '../prune/registry.js';
+import { layerKind } from './kinds.js';
 import { addForwardHook, type Module } from './module.js';
 
 export interface EvalResult {

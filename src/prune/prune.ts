@@ -26,15 +26,18 @@
  */
 import { ArgumentError } from '../errors.js';
 import { fromArray } from '../tensor/tensor.js';
+import { layerKind, type ChannelMap } from '../nn/kinds.js';
 import type { Module } from '../nn/module.js';
-import { OptimalTransport, type OtProblem } from '../ot/transport.js';
-import { foldBatchNorms } from './fold.js';
-import { foldingMaps } from './folding.js';
-import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './graph.js';
-import { layerKind, type ChannelMap } from './registry.js';
-import { assertCriterion, groupFeatures, groupImportance, groupLayers, splitByImportance, taylorGradients, type Criterion, type ImportanceOptions } from './importance.js';
+import { OptimalTransport } from '../ot/transport.js';
+import { foldBatchNorms } from './bn-fold.js';
+import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
+import { groupLayers } from './features.js';
+import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
+import { FUSION_METHODS, fusionMethod, type Fusion, type GroupMap } from './methods.js';
+import { taylorGradients } from './taylor.js';
+import type { ImportanceOptions } from './training-batches.js';
 
-export type Fusion = 'none' | 'ot' | 'folding';
+export type { Fusion };
 
 export interface PruneOptions extends ImportanceOptions {
   importanceCriteria: Criterion | string;
@@ -162,13 +165,6 @@ function applyMaps(group: Group, producerMap: Float64Array, consumerMap: Float64
   }
 }
 
-/** The 0/1 selection map of the kept channels (k x n). */
-function selectionMap(n: number, keptIdx: number[]): Float64Array {
-  const map = new Float64Array(keptIdx.length * n);
-  keptIdx.forEach((i, j) => (map[j * n + i] = 1));
-  return map;
-}
-
 /**
  * Kept counts under global ranking: the `total` least important channels over all groups (importance
  * divided by its group mean) are pruned, no group going below `floor` channels.
@@ -198,20 +194,23 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const progress = o.onProgress ?? (() => {});
   const exampleInput = exampleShape(o);
   const graph = { exampleInput, ignored: o.ignoredLayers };
-  const fusion: Fusion = o.fusion ?? (o.optimalTransport ? 'ot' : 'none');
-  if (fusion !== 'none' && fusion !== 'ot' && fusion !== 'folding') throw new ArgumentError(`prune: fusion must be "none", "ot" or "folding", got "${fusion as string}".`);
+  const method = fusionMethod(o.fusion ?? (o.optimalTransport ? 'ot' : 'none'));
+  if (!method) throw new ArgumentError(`prune: fusion must be ${FUSION_METHODS.map((m) => `"${m.name}"`).join(', ')}, got "${o.fusion as string}".`);
   if (o.dimensionalityPreserving && o.foldBatchNorm === false) {
     // A pruned channel stays zero through a batch-norm only once the BN is folded to the identity.
     throw new ArgumentError('prune: dimensionalityPreserving needs batch-norm folding (foldBatchNorm: false would let pruned channels leak the BN shift).');
   }
-  if (fusion === 'folding' && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
+  if (!method.keepsChannels && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
     // Folded channels are cluster centroids, not kept channels: they have no original index to stay at,
     // and an unfolded batch-norm's statistics cannot be merged the same way.
-    throw new ArgumentError('prune: fusion "folding" needs batch-norm folding and cannot preserve dimensionality.');
+    throw new ArgumentError(`prune: fusion "${method.name}" needs batch-norm folding and cannot preserve dimensionality.`);
   }
-  // k-means seeding for folding: drawn from `random` when given, so a seeded run is reproducible.
-  const foldingSeed = () => Math.floor((o.random ? o.random() : 0) * 2 ** 31);
-  const ot = fusion === 'ot' ? o.optimalTransport ?? new OptimalTransport() : null;
+  const methodContext = {
+    optimalTransport: o.optimalTransport ?? new OptimalTransport(),
+    // k-means seeding for folding: drawn from `random` when given, so a seeded run is reproducible.
+    seed: () => Math.floor((o.random ? o.random() : 0) * 2 ** 31),
+    progress,
+  };
   const dimPreserving = o.dimensionalityPreserving ?? false;
   const importanceOptions = { ...o, exampleInput };
   const original = dependencyGroups(model, graph);
@@ -244,30 +243,13 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     });
     // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges
     // neurons by averaging (model folding) passes its own consumer map.
-    const maps: { map: Float64Array; consumerMap?: Float64Array; transport?: PrunedGroup['transport'] }[] = [];
-    if (ot) {
-      const problems: OtProblem[] = [];
-      for (const c of chosen) problems.push({ ...(await groupFeatures(c.group)), keptIdx: c.keptIdx, importance: c.importance });
-      const solved = await ot.maps(problems);
-      solved.forEach((m, i) => {
-        maps.push({ map: m.M, transport: { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged, marginalError: m.marginalError } });
-        if (m.converged === false) progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${chosen[i].g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);
-      });
-    } else if (fusion === 'folding') {
-      for (const c of chosen) {
-        const { X, D } = await groupFeatures(c.group);
-        const f = foldingMaps(X, D, c.k, { seed: foldingSeed() });
-        maps.push({ map: f.producer, consumerMap: f.consumer });
-      }
-    } else {
-      for (const c of chosen) maps.push({ map: selectionMap(c.n, c.keptIdx) });
-    }
+    const maps: GroupMap[] = await method.maps(chosen, methodContext);
     const t2 = performance.now();
     chosen.forEach((c, i) => {
       const a0 = performance.now();
       applyMaps(c.group, maps[i].map, maps[i].consumerMap ?? maps[i].map, c.keptIdx, dimPreserving);
       const description = c.group.describe();
-      progress(`${fusion === 'ot' ? 'fused' : fusion === 'folding' ? 'folded' : 'pruned'} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
+      progress(`${method.verb} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
       report.push({
         index: c.g, step, description, channels: c.n, kept: c.k, keptIdx: c.keptIdx, prunedIdx: c.pruned, importance: c.importance,
         map: maps[i].map, transport: maps[i].transport,

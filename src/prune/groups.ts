@@ -3,7 +3,7 @@
  * (spec section 1), not hand-listed per model.
  *
  * One forward pass on an example input is recorded by autograd. Every activation tensor gets a channel
- * space; the op table (registry.ts) says how each op's output space relates to its inputs' (preserve,
+ * space; the op table (src/graph/ops.ts) says how each op's output space relates to its inputs' (preserve,
  * merge, flatten, or the layer kind's rule: Conv2d / Linear consume one space and produce a new one,
  * batch-norm and depthwise convs keep it). A group is one merged space: the layers producing it
  * (out-channels pruned), its batch-norms, and the layers consuming it (in-channels pruned; a Linear after
@@ -14,13 +14,14 @@
  * the group nearest the output. The model's input space and, by default, its output space (the
  * classifier's outputs) are never groups.
  */
-import { ArgumentError, UnsupportedError } from '../errors.js';
-import { isRecording } from '../tensor/autograd.js';
-import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
-import { addForwardHook, type Module } from '../nn/module.js';
-import { layerKind, OP_FLOWS, type LayerKind } from './registry.js';
+import { UnsupportedError } from '../errors.js';
+import { layerKind, type Prunable } from '../nn/kinds.js';
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { opSpecs, opSpec } from '../graph/ops.js';
+import { exampleShape, layerOfOp, traceOps, weightOwners, type ExampleInput } from '../graph/trace.js';
 
-export type Prunable = Module & { weight: Tensor };
+export { exampleShape, type ExampleInput, type Prunable };
 
 export interface Consumer {
   layer: Prunable;
@@ -42,8 +43,6 @@ export interface Group {
   describe(): string;
 }
 
-export type ExampleInput = [number, number, number];
-
 export interface GraphOptions {
   /**
    * Layers never out-pruned (a group holding one of their outputs is not a group). Default: the layers
@@ -54,14 +53,6 @@ export interface GraphOptions {
   exampleInput?: ExampleInput;
   /** @deprecated alias of exampleInput. */
   imageShape?: ExampleInput;
-}
-
-export function exampleShape(o: { exampleInput?: ExampleInput; imageShape?: ExampleInput }): ExampleInput {
-  const shape = o.exampleInput ?? o.imageShape ?? [3, 32, 32];
-  if (shape.length !== 3 || !shape.every((v) => Number.isInteger(v) && v > 0)) {
-    throw new ArgumentError(`exampleInput must be [channels, height, width] of positive integers, got [${shape}].`);
-  }
-  return shape;
 }
 
 class UnionFind {
@@ -79,95 +70,6 @@ class UnionFind {
     const rb = this.find(b);
     if (ra !== rb) this.parent.set(ra, rb);
   }
-}
-
-/** The innermost module owning each parameter tensor (how a traced op finds its layer). */
-export function weightOwners(model: Module): Map<Tensor, Module> {
-  const owners = new Map<Tensor, Module>();
-  // namedModules() lists parents before children and a module's parameters include its children's:
-  // later (deeper) modules overwrite.
-  for (const [, m] of model.namedModules()) for (const [, t] of m.namedParameters()) owners.set(t, m);
-  return owners;
-}
-
-/**
- * Every recorded op between the input and `out` in post-order: inputs before the ops that read them.
- * Iterative: deep networks would overflow recursion.
- */
-export function topologicalOps(out: Tensor): Tensor[] {
-  const order: Tensor[] = [];
-  const seen = new Set<Tensor>([out]);
-  const stack: [Tensor, number][] = [[out, 0]];
-  while (stack.length) {
-    const top = stack[stack.length - 1];
-    const inputs = top[0].node?.inputs ?? [];
-    if (top[1] < inputs.length) {
-      const next = inputs[top[1]++];
-      if (next.node && !seen.has(next)) {
-        seen.add(next);
-        stack.push([next, 0]);
-      }
-    } else {
-      stack.pop();
-      order.push(top[0]);
-    }
-  }
-  return order;
-}
-
-/**
- * Records one eval-mode forward pass (running statistics untouched) on a zero input and calls `visit`
- * once per recorded op, in forward order, while the graph is alive, with the path of the innermost
- * module whose output the tensor is (for error messages) and the op's rank walking back from the output.
- * `onInput` sees the input first.
- */
-export function traceOps(
-  model: Module, exampleInput: ExampleInput, visit: (t: Tensor, modulePath: string | undefined, rank: number) => void,
-  onInput?: (x: Tensor) => void, onOutput?: (y: Tensor) => void,
-): void {
-  if (!isRecording()) throw new ArgumentError('Tracing the model needs autograd recording (called inside noGrad?).');
-  const wasTraining = model.training;
-  model.eval();
-  const outputOf = new Map<Tensor, string>();
-  // Hooks run innermost first (a child's call returns before its parent's), so the first path sticks.
-  const remove = addForwardHook((_m, _x, y, path) => {
-    if (!outputOf.has(y)) outputOf.set(y, path || '(model)');
-  });
-  try {
-    tidy(() => {
-      const x = fromArray(new Float32Array(exampleInput.reduce((a, b) => a * b)), [1, ...exampleInput]);
-      onInput?.(x);
-      const y = model.call(x);
-      onOutput?.(y);
-      // Rank: the order a walk back from the output meets each op (reports list layers in this order).
-      const rank = new Map<Tensor, number>();
-      const back: Tensor[] = [y];
-      while (back.length) {
-        const t = back.pop()!;
-        if (rank.has(t) || !t.node) continue;
-        rank.set(t, rank.size);
-        for (const i of t.node.inputs) if (i.node) back.push(i);
-      }
-      // Visits in post-order: every op after the ops producing its inputs (a flatten's column factor is
-      // known before the Linear reading it).
-      for (const t of topologicalOps(y)) if (t.node) visit(t, outputOf.get(t), rank.get(t)!);
-    });
-  } finally {
-    remove();
-    model.train(wasTraining);
-  }
-}
-
-/** The registered layer running a traced layer op (its weight is inputs[1]), with its kind. */
-export function layerOfOp(t: Tensor, owners: Map<Tensor, Module>, where: string | undefined): { layer: Prunable; kind: LayerKind } {
-  const { op, inputs } = t.node!;
-  const owner = inputs[1] ? owners.get(inputs[1]) : undefined;
-  const kind = owner && layerKind(owner);
-  if (!owner || !kind) {
-    const who = owner ? `module ${owner.path || '(model)'} (${owner.constructor.name})` : `a ${op} whose weight belongs to no module${where ? ` (inside ${where})` : ''}`;
-    throw new UnsupportedError(`Pruning graph: ${who} runs ${op} but is not a registered layer kind (Conv2d, Linear, BatchNorm2d).`);
-  }
-  return { layer: owner as Prunable, kind };
 }
 
 /** Traces the model and returns its dependency groups in the reference's order. */
@@ -199,9 +101,8 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
   traceOps(model, shape, (t, where, rank) => {
     const { op, inputs } = t.node!;
     const input = inputs[0];
-    const flow = OP_FLOWS[op];
     const at = where ? ` in ${where}` : '';
-    switch (flow) {
+    switch (opSpec(op)?.channels) {
       case 'layer': {
         const { layer, kind } = layerOfOp(t, ownerOf, where);
         if (rankOf.has(layer)) throw new UnsupportedError(`Pruning graph: ${layer.path || 'the model'} is called more than once per forward pass (shared weights cannot be pruned per call).`);
@@ -238,7 +139,7 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
         }
         break;
       default:
-        throw new UnsupportedError(`Pruning graph: the op "${op}"${at} has no channel rule; supported ops: ${Object.keys(OP_FLOWS).join(', ')}.`);
+        throw new UnsupportedError(`Pruning graph: the op "${op}"${at} has no channel rule; ops with one: ${opSpecs().filter((s) => s.channels !== 'none').map((s) => s.name).join(', ')} (add one with registerOp).`);
     }
   }, (x) => (inputSpace = space(x)), (y) => (outputSpace = space(y)));
 
