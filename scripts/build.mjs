@@ -16,7 +16,7 @@ await build({
   sourcemap: true,
   loader: { '.wgsl': 'text' },
   // onnxruntime-node is a test-only client: the product never imports it, and a bundle must not either.
-  external: ['webgpu', '@tensorflow/*', 'esbuild', 'onnxruntime-node'],
+  external: ['webgpu', '@tensorflow/*', 'esbuild', 'onnxruntime-node', 'sharp'],
   logLevel: 'warning',
   banner: { js: '#!/usr/bin/env node' },
 });

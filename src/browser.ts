@@ -14,11 +14,14 @@ export * as kernels from './kernels/index.js';
 export { SGD, type SgdOptions } from './nn/optim.js';
 
 export { Module, addForwardHook } from './nn/module.js';
-export { Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential } from './nn/layers.js';
+export {
+  Conv2d, BatchNorm2d, Linear, ReLU, ReLU6, Hardtanh, Hardsigmoid, Hardswish, Sigmoid, SiLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential,
+} from './nn/layers.js';
 export { VGG, VGG_CFGS, Dropout, vgg, vgg11_bn, type VggCfg, type VggName, type VggOptions } from './nn/vgg.js';
 export { ResNet, BasicBlock, Bottleneck, resnet18, resnet34, resnet50, type ResNetOptions } from './nn/resnet.js';
 export { createModel, MODEL_NAMES, STEMS, type ModelName, type ModelOptions, type Stem } from './nn/models.js';
-export * as cifar10 from './nn/cifar10.js';
+export * as cifar10 from './data/cifar10.js';
+export * from './data/index.js';
 export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth } from './nn/checkpoint.js';
 export { evaluate, complexity, inferenceSpeed } from './nn/metrics.js';
 // The pruner and optimal transport.

@@ -108,6 +108,34 @@ describe('autograd vs finite differences', () => {
     );
   });
 
+  // Kinks (relu, relu6) would put finite differences across a jump of the gradient: the smooth ops only here;
+  // ops.test.ts checks every kink against PyTorch's rule.
+  it('MobileNetV3/EfficientNet block: hardswish, squeeze-excitation (sigmoid and hardsigmoid gates, broadcast mul), silu', async () => {
+    await checkGradients(
+      { x: L([2, 3, 6, 5]), w: L([4, 3, 3, 3], 0.5), w1: L([2, 4, 1, 1]), w2: L([4, 2, 1, 1]), wl: L([3, 4]) },
+      (t) => {
+        const h = ag.hardSwish(ag.conv2d(t.x, t.w, null, { stride: 1, padding: 1 }));
+        const squeezed = ag.silu(ag.conv2d(ag.adaptiveAvgPool2d(h, [1, 1]), t.w1, null, { stride: 1, padding: 0 }));
+        const gate = ag.conv2d(squeezed, t.w2, null, { stride: 1, padding: 0 });
+        const excited = ag.mul(ag.mul(h, ag.sigmoid(gate)), ag.hardSigmoid(gate));
+        const pooled = ag.adaptiveAvgPool2d(ag.silu(ag.scale(excited, 4)), [1, 1]);
+        return ag.crossEntropy(ag.linear(ag.flatten(pooled), t.wl, null), labels(2, 3));
+      },
+    );
+  });
+
+  it('DenseNet/Inception block: concat of the input and two conv branches, split, concat again', async () => {
+    await checkGradients(
+      { x: L([2, 3, 5, 4]), w1: L([2, 3, 3, 3], 0.5), w2: L([4, 3, 1, 1]), wl: L([3, 9]) },
+      (t) => {
+        const dense = ag.concat([t.x, ag.conv2d(t.x, t.w1, null, { stride: 1, padding: 1 }), ag.conv2d(t.x, t.w2, null, { stride: 1, padding: 0 })]);
+        const [a, b] = ag.split(dense, [4, 5]);
+        const mixed = ag.concat([ag.scale(b, 2), a], 1);
+        return ag.crossEntropy(ag.linear(ag.flatten(ag.adaptiveAvgPool2d(mixed, [1, 1])), t.wl, null), labels(2, 3));
+      },
+    );
+  });
+
   it('a tensor used twice accumulates both gradients; matmul and sum', async () => {
     await checkGradients({ a: L([3, 4]), b: L([4, 5]) }, (t) => {
       const y = ag.matmul(t.a, t.b);

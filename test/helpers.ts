@@ -43,6 +43,12 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   let worst = -1;
   let worstExcess = 0;
   for (let i = 0; i < expected.length; i++) {
+    // An expected NaN (PyTorch propagating one) must be NaN; an unexpected NaN always fails below.
+    if (Number.isNaN(expected[i])) {
+      if (!Number.isNaN(actual[i])) expect.fail(`${what}: element ${i} is ${actual[i]}, expected NaN`);
+      continue;
+    }
+    if (actual[i] === expected[i]) continue; // also equal infinities, whose difference is NaN
     const err = Math.abs(actual[i] - expected[i]);
     const excess = err - (atol + rtol * Math.abs(expected[i]));
     if (!(excess <= worstExcess) || Number.isNaN(actual[i])) {

@@ -227,3 +227,64 @@ export function refSgd(p0: ArrayLike<number>, grads: ArrayLike<number>[], o: { l
   });
   return p;
 }
+
+// ------------------------------------------------------------------ activations (PyTorch's semantics, NaN included)
+
+/**
+ * Forward f and derivative df of each activation, one line each, written with PyTorch's own comparisons
+ * (aten's CPU kernels), so kinks and NaN behave as there: e.g. clamp passes the gradient at its bounds,
+ * hardtanh (ReLU6) does not; hardtanh and hardswish pass it for NaN inputs, relu and clamp give 0.
+ */
+export const sigmoid64 = (x: number) => 1 / (1 + Math.exp(-x));
+export const REF_ACTIVATIONS: Record<string, { f: (x: number, a: number, b: number) => number; df: (x: number, a: number, b: number) => number }> = {
+  relu: { f: (x) => (Number.isNaN(x) ? x : Math.max(x, 0)), df: (x) => (x > 0 ? 1 : 0) },
+  clip: { f: (x, lo, hi) => (Number.isNaN(x) ? x : Math.min(Math.max(x, lo), hi)), df: (x, lo, hi) => (x >= lo && x <= hi ? 1 : 0) },
+  hardtanh: { f: (x, lo, hi) => (Number.isNaN(x) ? x : Math.min(Math.max(x, lo), hi)), df: (x, lo, hi) => (x <= lo || x >= hi ? 0 : 1) },
+  hardSigmoid: { f: (x, a, b) => (Number.isNaN(x) ? x : Math.max(0, Math.min(1, a * x + b))), df: (x, a, b) => (a * x + b > 0 && a * x + b < 1 ? a : 0) },
+  hardSwish: { f: (x) => (x * Math.min(Math.max(x + 3, 0), 6)) / 6, df: (x) => (x < -3 ? 0 : x <= 3 ? x / 3 + 0.5 : 1) },
+  sigmoid: { f: (x) => sigmoid64(x), df: (x) => sigmoid64(x) * (1 - sigmoid64(x)) },
+  silu: { f: (x) => x * sigmoid64(x), df: (x) => sigmoid64(x) * (1 + x * (1 - sigmoid64(x))) },
+};
+
+/** a * b under NumPy broadcasting of both shapes to `out` (right-aligned), and the gradients of both for upstream dy. */
+export function refMulBroadcast(a: ArrayLike<number>, aShape: number[], b: ArrayLike<number>, bShape: number[], dy: ArrayLike<number>) {
+  const rank = Math.max(aShape.length, bShape.length);
+  const pad = (s: number[]) => [...Array(rank - s.length).fill(1), ...s];
+  const as = pad(aShape), bs = pad(bShape);
+  const out = as.map((d, i) => Math.max(d, bs[i]));
+  const n = out.reduce((x, y) => x * y, 1);
+  const index = (s: number[], i: number) => {
+    let flat = 0;
+    for (let d = 0, rest = i, div = n; d < rank; d++) {
+      div /= out[d];
+      const c = Math.floor(rest / div);
+      rest -= c * div;
+      flat = flat * s[d] + (s[d] === 1 ? 0 : c);
+    }
+    return flat;
+  };
+  const y = new Float64Array(n), da = new Float64Array(a.length), db = new Float64Array(b.length);
+  for (let i = 0; i < n; i++) {
+    const ia = index(as, i), ib = index(bs, i);
+    y[i] = a[ia] * b[ib];
+    da[ia] += dy[i] * b[ib];
+    db[ib] += dy[i] * a[ia];
+  }
+  return { y, da, db, shape: out };
+}
+
+/** torch.cat along `axis` in float64 (each input viewed as [outer, D_i, inner]). */
+export function refConcat(xs: ArrayLike<number>[], shapes: number[][], axis: number): Float64Array {
+  const outer = shapes[0].slice(0, axis).reduce((a, b) => a * b, 1), inner = shapes[0].slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) xs.forEach((x, i) => out.push(...Array.from(x).slice(o * shapes[i][axis] * inner, (o + 1) * shapes[i][axis] * inner)));
+  return Float64Array.from(out);
+}
+
+/** x[..., start:end, ...] along `axis` in float64. */
+export function refSlice(x: ArrayLike<number>, shape: number[], axis: number, start: number, end: number): Float64Array {
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1), inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) out.push(...Array.from(x).slice((o * shape[axis] + start) * inner, (o * shape[axis] + end) * inner));
+  return Float64Array.from(out);
+}

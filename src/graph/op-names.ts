@@ -5,7 +5,8 @@
  */
 export type OpName =
   | 'conv2d' | 'linear' | 'batchNorm2d'
-  | 'relu' | 'scale' | 'add'
+  | 'relu' | 'clip' | 'hardSigmoid' | 'hardSwish' | 'sigmoid' | 'silu' | 'scale' | 'add' | 'mul'
+  | 'concat' | 'slice'
   | 'maxPool2d' | 'avgPool2d' | 'adaptiveAvgPool2d'
   | 'reshape'
   | 'sum' | 'mean' | 'matmul' | 'crossEntropy';

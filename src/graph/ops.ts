@@ -20,16 +20,23 @@ export type { OpName };
  *   layer    the op of a registered layer kind (its weight is inputs[1]); the kind decides (new space or same)
  *   preserve output channel c is channel c of the first input (elementwise ops, pooling)
  *   merge    every operand and the output share one channel space (residual add)
+ *   merge    every operand and the output share one channel space (residual add, and a channel-broadcast
+ *            mul: a squeeze-excitation gate [N, C, 1, 1] merges with the gated [N, C, H, W]; an operand
+ *            without the output's channels, e.g. a scalar, carries none)
  *   flatten  [N, C, H, W] -> [N, C*H*W]: channel c becomes H*W consecutive columns
+ *   concat   along channels: input i's channel c is output channel offset_i + c (other axes: refused)
+ *   slice    along channels: output channel c is input channel start + c (other axes: refused)
  *   none     no channel rule: tracing a model that uses it for pruning is refused, naming it
  */
-export type ChannelRule = 'layer' | 'preserve' | 'merge' | 'flatten' | 'none';
+export type ChannelRule = 'layer' | 'preserve' | 'merge' | 'flatten' | 'concat' | 'slice' | 'none';
 
 export const CHANNEL_RULES: Readonly<Record<ChannelRule, string>> = {
   layer: 'the layer kind decides (Conv2d, Linear: new channels; BatchNorm2d, depthwise conv: same channels)',
   preserve: 'output channel c is input channel c',
   merge: 'all operands and the output share one channel space (pruned together)',
   flatten: 'channel c becomes H*W consecutive features of the next Linear',
+  concat: 'along channels: input i channel c is output channel offset_i + c',
+  slice: 'along channels: output channel c is input channel start + c',
   none: 'not prunable through: refused with its name',
 };
 
@@ -54,6 +61,8 @@ export interface OnnxExportContext {
   foldedBatchNorm(convOp: Tensor): Tensor | undefined;
   /** Writes one node computing `t` (its output is named after `t`). */
   emit(t: Tensor, opType: string, inputs: string[], attributes?: Attribute[]): void;
+  /** Writes an intermediate node of a multi-node export of `t`; returns its output's name. */
+  intermediate(t: Tensor, opType: string, inputs: string[], attributes?: Attribute[]): string;
 }
 
 export interface OpSpec {
@@ -62,10 +71,11 @@ export interface OpSpec {
   summary: string;
   channels: ChannelRule;
   /**
-   * Whether a zero input channel gives a zero output channel (relu(0) = 0, but sigmoid(0) = 0.5). The
-   * zeroed-dense equivalence (pruning = zeroing the pruned producer rows) holds through these ops only.
+   * Whether a zero input channel gives a zero output channel (relu(0) = 0, but sigmoid(0) = 0.5), or a
+   * function of the recorded attrs (clip: when min <= 0 <= max). The zeroed-dense equivalence (pruning =
+   * zeroing the pruned producer rows) holds through these ops only.
    */
-  zeroStaysZero: boolean;
+  zeroStaysZero: boolean | ((attrs: Readonly<Record<string, number>>) => boolean);
   onnx?: {
     /** ONNX op types the export writes (for docs). */
     exportsAs: string[];
@@ -137,6 +147,75 @@ const BUILTIN_OPS: { readonly [K in OpName]: OpSpec } = {
   relu: {
     name: 'relu', summary: 'ReLU', channels: 'preserve', zeroStaysZero: true,
     onnx: { exportsAs: ['Relu'], imports: ['Relu'], export: (t, ctx) => ctx.emit(t, 'Relu', [ctx.input(t.node!.inputs[0])]) },
+  },
+  clip: {
+    name: 'clip', summary: 'clamp to [min, max]: ReLU6, hardtanh', channels: 'preserve', zeroStaysZero: (a) => a.min <= 0 && a.max >= 0,
+    onnx: {
+      exportsAs: ['Clip'], imports: ['Clip'],
+      export(t, ctx) {
+        const { min, max } = t.node!.attrs!;
+        // Opset 11+: the bounds are inputs; an infinite bound is left out ('').
+        const bound = (v: number, which: string) => (Number.isFinite(v) ? ctx.initializer(ctx.unique(`${ctx.nameOf(t)}.${which}`), [], async () => Float32Array.of(v)) : '');
+        const inputs = [ctx.input(t.node!.inputs[0]), bound(min, 'min'), bound(max, 'max')];
+        while (inputs[inputs.length - 1] === '') inputs.pop();
+        ctx.emit(t, 'Clip', inputs);
+      },
+    },
+  },
+  hardSigmoid: {
+    name: 'hardSigmoid', summary: 'max(0, min(1, alpha x + beta))', channels: 'preserve', zeroStaysZero: false,
+    onnx: {
+      exportsAs: ['HardSigmoid'], imports: ['HardSigmoid'],
+      export: (t, ctx) => ctx.emit(t, 'HardSigmoid', [ctx.input(t.node!.inputs[0])], [float('alpha', t.node!.attrs!.alpha), float('beta', t.node!.attrs!.beta)]),
+    },
+  },
+  hardSwish: {
+    name: 'hardSwish', summary: 'x relu6(x + 3) / 6', channels: 'preserve', zeroStaysZero: true,
+    onnx: {
+      // ONNX HardSwish is opset 14; at 13 it is x * HardSigmoid(x, 1/6, 1/2), what PyTorch's exporter writes.
+      exportsAs: ['HardSwish', 'HardSigmoid + Mul'], imports: ['HardSwish'],
+      export(t, ctx) {
+        const x = ctx.input(t.node!.inputs[0]);
+        if (ctx.opset >= 14) return ctx.emit(t, 'HardSwish', [x]);
+        ctx.emit(t, 'Mul', [x, ctx.intermediate(t, 'HardSigmoid', [x], [float('alpha', 1 / 6), float('beta', 0.5)])]);
+      },
+    },
+  },
+  sigmoid: {
+    name: 'sigmoid', summary: 'logistic sigmoid (squeeze-excitation gates)', channels: 'preserve', zeroStaysZero: false,
+    onnx: { exportsAs: ['Sigmoid'], imports: ['Sigmoid'], export: (t, ctx) => ctx.emit(t, 'Sigmoid', [ctx.input(t.node!.inputs[0])]) },
+  },
+  silu: {
+    name: 'silu', summary: 'x sigmoid(x) (swish)', channels: 'preserve', zeroStaysZero: true,
+    onnx: {
+      exportsAs: ['Sigmoid + Mul'], imports: [],
+      export(t, ctx) {
+        const x = ctx.input(t.node!.inputs[0]);
+        ctx.emit(t, 'Mul', [x, ctx.intermediate(t, 'Sigmoid', [x])]);
+      },
+    },
+  },
+  mul: {
+    name: 'mul', summary: 'elementwise product, broadcasting (squeeze-excitation x * gate[N, C, 1, 1])', channels: 'merge', zeroStaysZero: true,
+    onnx: { exportsAs: ['Mul'], imports: ['Mul'], export: (t, ctx) => ctx.emit(t, 'Mul', t.node!.inputs.map((i) => ctx.input(i))) },
+  },
+  concat: {
+    name: 'concat', summary: 'concatenation (DenseNet, Inception, SqueezeNet fire modules)', channels: 'concat', zeroStaysZero: true,
+    onnx: {
+      exportsAs: ['Concat'], imports: ['Concat'],
+      export: (t, ctx) => ctx.emit(t, 'Concat', t.node!.inputs.map((i) => ctx.input(i)), [int('axis', t.node!.attrs!.axis)]),
+    },
+  },
+  slice: {
+    name: 'slice', summary: 'a contiguous range along one axis (split, chunk)', channels: 'slice', zeroStaysZero: true,
+    onnx: {
+      exportsAs: ['Slice'], imports: ['Slice', 'Split'],
+      export(t, ctx) {
+        const { axis, start, end } = t.node!.attrs!;
+        const int64 = (which: string, v: number) => ctx.initializer(ctx.unique(`${ctx.nameOf(t)}.${which}`), [1], async () => BigInt64Array.of(BigInt(v)), DataType.INT64);
+        ctx.emit(t, 'Slice', [ctx.input(t.node!.inputs[0]), int64('starts', start), int64('ends', end), int64('axes', axis)]);
+      },
+    },
   },
   scale: {
     name: 'scale', summary: 'multiplication by a constant scalar', channels: 'preserve', zeroStaysZero: true,

@@ -5,9 +5,11 @@ import { empty, getRuntime, type Shape, type Tensor } from '../tensor/tensor.js'
 import elementwiseSource from './wgsl/elementwise.wgsl';
 import reduceSource from './wgsl/reduce.wgsl';
 
-type Entry = 'relu' | 'relu_backward' | 'axpby' | 'mul' | 'affine' | 'fill' | 'broadcast_scalar';
+type Entry = 'relu' | 'relu_backward' | 'clip' | 'clip_backward' | 'hardtanh_backward' | 'hardsigmoid' | 'hardsigmoid_backward'
+  | 'hardswish' | 'hardswish_backward' | 'sigmoid' | 'sigmoid_backward' | 'silu' | 'silu_backward'
+  | 'axpby' | 'mul' | 'mul_broadcast' | 'affine' | 'fill' | 'broadcast_scalar';
 
-function run(entry: Entry, a: Tensor | null, b: Tensor | null, outShape: Shape, alpha = 0, beta = 0): Tensor {
+function run(entry: Entry, a: Tensor | null, b: Tensor | null, outShape: Shape, alpha = 0, beta = 0, inner = 1, count = 1): Tensor {
   const rt = getRuntime();
   const out = empty(outShape);
   const n = out.size;
@@ -18,7 +20,7 @@ function run(entry: Entry, a: Tensor | null, b: Tensor | null, outShape: Shape, 
       { buffer: b?.buffer ?? rt.dummy(1), kind: 'read' },
       { buffer: out.buffer, kind: 'write' },
     ],
-    new Params().u32(n).f32(alpha).f32(beta).build(),
+    new Params().u32(n).f32(alpha).f32(beta).u32(inner).u32(count).build(),
     grid1d(n),
   );
   return out;
@@ -28,13 +30,44 @@ function sameSize(a: Tensor, b: Tensor, op: string): void {
   if (a.size !== b.size) throw new ArgumentError(`${op}: shapes [${a.shape}] and [${b.shape}] have different sizes.`);
 }
 
+// Activations: PyTorch's forward and backward, NaN included (see elementwise.wgsl). Backward launchers take
+// the forward input x (sigmoid: its output y) and the upstream gradient dy.
+
+/** max(x, 0); NaN stays NaN. */
 export const relu = (x: Tensor) => run('relu', x, null, x.shape);
-/** Gradient of relu given its input x and the upstream gradient dy. */
 export const reluBackward = (x: Tensor, dy: Tensor) => (sameSize(x, dy, 'reluBackward'), run('relu_backward', x, dy, x.shape));
+/** min(max(x, lo), hi); NaN stays NaN. */
+export const clip = (x: Tensor, lo: number, hi: number) => run('clip', x, null, x.shape, lo, hi);
+/** torch.clamp's gradient: passes where lo <= x <= hi. */
+export const clipBackward = (x: Tensor, dy: Tensor, lo: number, hi: number) => (sameSize(x, dy, 'clipBackward'), run('clip_backward', x, dy, x.shape, lo, hi));
+/** torch.nn.Hardtanh's (ReLU6's) gradient: passes where lo < x < hi. */
+export const hardtanhBackward = (x: Tensor, dy: Tensor, lo: number, hi: number) =>
+  (sameSize(x, dy, 'hardtanhBackward'), run('hardtanh_backward', x, dy, x.shape, lo, hi));
+/** max(0, min(1, alpha * x + beta)). */
+export const hardSigmoid = (x: Tensor, alpha: number, beta: number) => run('hardsigmoid', x, null, x.shape, alpha, beta);
+export const hardSigmoidBackward = (x: Tensor, dy: Tensor, alpha: number, beta: number) =>
+  (sameSize(x, dy, 'hardSigmoidBackward'), run('hardsigmoid_backward', x, dy, x.shape, alpha, beta));
+/** x * relu6(x + 3) / 6. */
+export const hardSwish = (x: Tensor) => run('hardswish', x, null, x.shape);
+export const hardSwishBackward = (x: Tensor, dy: Tensor) => (sameSize(x, dy, 'hardSwishBackward'), run('hardswish_backward', x, dy, x.shape));
+export const sigmoid = (x: Tensor) => run('sigmoid', x, null, x.shape);
+/** From the sigmoid's output y: dy * y * (1 - y). */
+export const sigmoidBackward = (y: Tensor, dy: Tensor) => (sameSize(y, dy, 'sigmoidBackward'), run('sigmoid_backward', y, dy, y.shape));
+/** x * sigmoid(x). */
+export const silu = (x: Tensor) => run('silu', x, null, x.shape);
+export const siluBackward = (x: Tensor, dy: Tensor) => (sameSize(x, dy, 'siluBackward'), run('silu_backward', x, dy, x.shape));
+
 /** alpha * a + beta * b */
 export const axpby = (alpha: number, a: Tensor, beta: number, b: Tensor) => (sameSize(a, b, 'axpby'), run('axpby', a, b, a.shape, alpha, beta));
 export const add = (a: Tensor, b: Tensor) => axpby(1, a, 1, b);
 export const mul = (a: Tensor, b: Tensor) => (sameSize(a, b, 'mul'), run('mul', a, b, a.shape));
+/** a * b with a viewed as [outer, b.size, inner] and b repeated over outer and inner. */
+export function mulBroadcast(a: Tensor, b: Tensor, inner: number): Tensor {
+  if (!(Number.isInteger(inner) && inner >= 1 && a.size % (b.size * inner) === 0)) {
+    throw new ArgumentError(`mulBroadcast: [${b.shape}] does not repeat over [${a.shape}] with inner size ${inner}.`);
+  }
+  return run('mul_broadcast', a, b, a.shape, 0, 0, inner, b.size);
+}
 /** alpha * a + beta */
 export const affine = (a: Tensor, alpha: number, beta = 0) => run('affine', a, null, a.shape, alpha, beta);
 export const fill = (shape: Shape, value: number) => run('fill', null, null, shape, value);
@@ -54,7 +87,7 @@ function reduce(entry: 'sum_axis' | 'sum_prod_axis', x: Tensor, y: Tensor | null
       { buffer: out.buffer, kind: 'write' },
     ],
     new Params().u32(outer).u32(C).u32(inner).f32(alpha).build(),
-    [C],
+    grid1d(C, 1), // one workgroup per output element, folded into y past 65535
   );
   return out;
 }

@@ -3,3 +3,4 @@ export * from './gemm.js';
 export * from './elementwise.js';
 export * from './norm_pool_loss.js';
 export { preprocess } from './preprocess.js';
+export * from './concat.js';

@@ -76,6 +76,54 @@ export class ReLU extends Module {
   }
 }
 
+/** torch.nn.Hardtanh: clamps to [minVal, maxVal]; the gradient is 0 at the bounds (op "clip"). */
+export class Hardtanh extends Module {
+  constructor(readonly minVal = -1, readonly maxVal = 1) {
+    super();
+    if (Number.isNaN(minVal) || Number.isNaN(maxVal) || minVal > maxVal) throw new ArgumentError(`Hardtanh: bounds [${minVal}, ${maxVal}] must be numbers with min <= max.`);
+  }
+  forward(x: Tensor): Tensor {
+    return ag.hardtanh(x, this.minVal, this.maxVal);
+  }
+}
+
+/** torch.nn.ReLU6 = Hardtanh(0, 6) (MobileNet; ONNX Clip(0, 6)). */
+export class ReLU6 extends Hardtanh {
+  constructor() {
+    super(0, 6);
+  }
+}
+
+/** torch.nn.Hardsigmoid: relu6(x + 3) / 6. `alpha`, `beta` give ONNX HardSigmoid's max(0, min(1, alpha x + beta)). */
+export class Hardsigmoid extends Module {
+  constructor(readonly alpha = 1 / 6, readonly beta = 0.5) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return ag.hardSigmoid(x, this.alpha, this.beta);
+  }
+}
+
+/** torch.nn.Hardswish: x * relu6(x + 3) / 6 (MobileNetV3). */
+export class Hardswish extends Module {
+  forward(x: Tensor): Tensor {
+    return ag.hardSwish(x);
+  }
+}
+
+export class Sigmoid extends Module {
+  forward(x: Tensor): Tensor {
+    return ag.sigmoid(x);
+  }
+}
+
+/** torch.nn.SiLU (swish): x * sigmoid(x) (EfficientNet). */
+export class SiLU extends Module {
+  forward(x: Tensor): Tensor {
+    return ag.silu(x);
+  }
+}
+
 export class MaxPool2d extends Module {
   constructor(readonly kernelSize: number, readonly stride = kernelSize, readonly padding = 0) {
     super();

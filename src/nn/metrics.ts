@@ -7,13 +7,18 @@
  */
 import { noGrad } from '../tensor/autograd.js';
 import { fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
-import { batchIndices, makeBatch, order, type Cifar10Split, type Normalization } from './cifar10.js';
+import type { Cifar10Split } from '../data/cifar10.js';
+import { batches, cifar10Dataset, evaluationIndices, isDataset, type Dataset } from '../data/dataset.js';
+import type { Normalization } from '../data/normalization.js';
+import { DataError } from '../errors.js';
 import { layerKind } from './kinds.js';
 import { addForwardHook, type Module } from './module.js';
 
 export interface EvalResult {
-  /** Per-sample accuracy in percent. */
+  /** Per-sample (top-1) accuracy in percent. */
   accuracy: number;
+  /** Top-5 accuracy in percent; null for models with 5 classes or fewer (where it says nothing). */
+  top5: number | null;
   /** Mean of per-batch accuracies in percent (the reference's `evaluate()`, spec section 5). */
   meanBatchAccuracy: number;
   loss: number;
@@ -22,56 +27,66 @@ export interface EvalResult {
 }
 
 export interface EvalOptions {
-  normalization: Normalization;
+  /** Needed only when evaluating a CIFAR-10 split directly (a Dataset normalises its own samples). */
+  normalization?: Normalization;
   batchSize?: number;
-  /** Evaluate only the first `limit` images (fast subset mode). */
+  /** Evaluate only `limit` samples (the first ones; spread over the classes for data sorted by class). */
   limit?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
-function argmaxRows(logits: Float32Array, rows: number, cols: number): Uint8Array {
-  const out = new Uint8Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    for (let c = 1; c < cols; c++) if (logits[r * cols + c] > logits[r * cols + best]) best = c;
-    out[r] = best;
-  }
-  return out;
+/** The data as a Dataset: a CIFAR-10 split with the given normalisation, or the dataset itself. */
+export function asDataset(data: Dataset | Cifar10Split, normalization?: Normalization): Dataset {
+  if (isDataset(data)) return data;
+  if (!normalization) throw new DataError('Evaluating a CIFAR-10 split needs its normalisation (or pass a Dataset).');
+  return cifar10Dataset(data, normalization);
 }
 
-/** Runs the model in eval mode over a split (restoring its previous mode). */
-export async function evaluate(model: Module, split: Cifar10Split, o: EvalOptions): Promise<EvalResult> {
-  const count = Math.min(o.limit ?? split.count, split.count);
+/** Runs the model in eval mode over a dataset (restoring its previous mode). */
+export async function evaluate(model: Module, data: Dataset | Cifar10Split, o: EvalOptions = {}): Promise<EvalResult> {
+  const ds = asDataset(data, o.normalization);
+  const indices = evaluationIndices(ds, o.limit);
+  const count = indices.length;
+  if (!count) throw new DataError(`${ds.name} has no samples to evaluate.`);
   const batchSize = o.batchSize ?? 128;
   const wasTraining = model.training;
   model.eval();
   const start = performance.now();
   let correct = 0;
+  let correct5 = 0;
   let lossSum = 0;
   let batchAccSum = 0;
-  let batches = 0;
+  let batchCount = 0;
   let done = 0;
+  let classes = 0;
   try {
-    for (const idx of batchIndices(order(count, false), batchSize)) {
-      const { x, y } = makeBatch(split, idx, { normalization: o.normalization });
-      const logits = noGrad(() => tidy(() => model.call(fromArray(x, [idx.length, 3, 32, 32]))));
+    for await (const { x, y, count: n } of batches(ds, { batchSize, indices })) {
+      const logits = noGrad(() => tidy(() => model.call(fromArray(x, [n, ...ds.shape]))));
       const values = await logits.dataAndDispose();
-      const classes = values.length / idx.length;
-      const pred = argmaxRows(values, idx.length, classes);
+      classes = values.length / n;
       let batchCorrect = 0;
-      for (let i = 0; i < idx.length; i++) {
-        if (pred[i] === y[i]) batchCorrect++;
+      for (let i = 0; i < n; i++) {
+        const label = y[i];
+        if (!(label >= 0 && label < classes)) {
+          throw new DataError(`${ds.name}: sample ${indices[done + i]} has label ${label}, outside the model's ${classes} classes (0..${classes - 1}).`);
+        }
+        const row = values.subarray(i * classes, (i + 1) * classes);
+        // Rank of the true class: how many logits beat it (ties count for the earlier index, as argmax).
+        let rank = 0;
+        for (let c = 0; c < classes; c++) if (row[c] > row[label] || (row[c] === row[label] && c < label)) rank++;
+        if (rank === 0) batchCorrect++;
+        if (rank < 5) correct5++;
         // Cross-entropy on the CPU from the logits already read back.
         let m = -Infinity;
-        for (let c = 0; c < classes; c++) m = Math.max(m, values[i * classes + c]);
+        for (let c = 0; c < classes; c++) m = Math.max(m, row[c]);
         let s = 0;
-        for (let c = 0; c < classes; c++) s += Math.exp(values[i * classes + c] - m);
-        lossSum += m + Math.log(s) - values[i * classes + y[i]];
+        for (let c = 0; c < classes; c++) s += Math.exp(row[c] - m);
+        lossSum += m + Math.log(s) - row[label];
       }
       correct += batchCorrect;
-      batchAccSum += batchCorrect / idx.length;
-      batches++;
-      done += idx.length;
+      batchAccSum += batchCorrect / n;
+      batchCount++;
+      done += n;
       o.onProgress?.(done, count);
     }
   } finally {
@@ -79,7 +94,8 @@ export async function evaluate(model: Module, split: Cifar10Split, o: EvalOption
   }
   return {
     accuracy: (100 * correct) / count,
-    meanBatchAccuracy: (100 * batchAccSum) / batches,
+    top5: classes > 5 ? (100 * correct5) / count : null,
+    meanBatchAccuracy: (100 * batchAccSum) / batchCount,
     loss: lossSum / count,
     count,
     seconds: (performance.now() - start) / 1e3,

@@ -1,5 +1,5 @@
 /**
- * Training on CIFAR-10 with SGD (momentum / Nesterov, weight decay) and a learning-rate schedule.
+ * Training on a dataset (a CIFAR-10 split or any Dataset) with SGD (momentum / Nesterov, weight decay) and a learning-rate schedule.
  *
  * After every epoch it writes a checkpoint into `checkpointDir`: the model (`epoch-NNN.safetensors`,
  * PyTorch names), the optimiser's momentum buffers (`epoch-NNN.optim.safetensors`) and, last and
@@ -15,9 +15,11 @@ import { ArgumentError, DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from '../tensor/safetensors.js';
 import { fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
 import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from './checkpoint-node.js';
-import { batchIndices, makeBatch, order, type Cifar10Split, type Normalization } from './cifar10.js';
+import { batchIndices, order, type Cifar10Split } from '../data/cifar10.js';
+import type { Dataset } from '../data/dataset.js';
+import type { Normalization } from '../data/normalization.js';
 import { seededRandom } from './init.js';
-import { evaluate } from './metrics.js';
+import { asDataset, evaluate } from './metrics.js';
 import type { Module } from './module.js';
 import { SGD } from './optim.js';
 
@@ -40,15 +42,17 @@ export interface TrainOptions {
   schedule?: Schedule;
   stepSize?: number;
   gamma?: number;
-  normalization: Normalization;
+  /** The input normalisation: applied to a CIFAR-10 split, and recorded in checkpoints (a Dataset normalises its own samples). */
+  normalization?: Normalization;
+  /** The dataset's training augmentation (CIFAR-10: flip and padded crop); default true. */
   augment?: boolean;
   seed?: number;
   /** Write a checkpoint after every epoch here. */
   checkpointDir?: string;
   /** Continue from `checkpointDir/state.json` when it exists. */
   resume?: boolean;
-  /** Evaluate on this split after every epoch. */
-  test?: Cifar10Split;
+  /** Evaluate on this split or dataset after every epoch. */
+  test?: Cifar10Split | Dataset;
   evalLimit?: number;
   /** Extra checkpoint metadata (model name, ...). */
   metadata?: Record<string, string>;
@@ -121,8 +125,7 @@ async function saveEpoch(model: Module, opt: SGD, o: TrainOptions, epoch: number
     epoch: String(epoch + 1),
     train_loss: String(last.loss),
     ...(last.testAccuracy !== undefined ? { test_accuracy: last.testAccuracy.toFixed(2) } : {}),
-    normalize_mean: o.normalization.mean.join(','),
-    normalize_std: o.normalization.std.join(','),
+    ...(o.normalization ? { normalize_mean: o.normalization.mean.join(','), normalize_std: o.normalization.std.join(',') } : {}),
   });
   const momentum = new Map<string, TensorToWrite>();
   for (const [name, p] of model.namedParameters()) {
@@ -153,8 +156,9 @@ function restore(model: Module, opt: SGD, dir: string): SavedState | null {
 }
 
 /** Trains `model` in place; returns the per-epoch history (including epochs restored from a checkpoint). */
-export async function train(model: Module, data: Cifar10Split, o: TrainOptions): Promise<EpochRecord[]> {
+export async function train(model: Module, data: Cifar10Split | Dataset, o: TrainOptions): Promise<EpochRecord[]> {
   validate(o);
+  const ds = asDataset(data, o.normalization);
   const log = o.log ?? ((line: string) => console.log(line));
   const batchSize = o.batchSize ?? 128;
   const seed = o.seed ?? 0;
@@ -172,7 +176,7 @@ export async function train(model: Module, data: Cifar10Split, o: TrainOptions):
     }
   }
   // Drop the last batch when it would leave batch-norm a single image.
-  const usable = data.count % batchSize === 1 ? data.count - 1 : data.count;
+  const usable = ds.count % batchSize === 1 ? ds.count - 1 : ds.count;
   const stepsPerEpoch = Math.ceil(usable / batchSize);
   const logEvery = Math.max(1, Math.floor(stepsPerEpoch / (o.logsPerEpoch ?? 10)));
   const rt = getRuntime();
@@ -180,7 +184,7 @@ export async function train(model: Module, data: Cifar10Split, o: TrainOptions):
     for (let epoch = firstEpoch; epoch < o.epochs; epoch++) {
       model.train();
       const random = seededRandom(seed * 1_000_003 + epoch);
-      const idx = order(data.count, true, random).subarray(0, usable);
+      const idx = order(ds.count, true, random).subarray(0, usable);
       const start = performance.now();
       let lossSum: Tensor = fromArray([0], [1]).keep();
       let seen = 0;
@@ -188,9 +192,9 @@ export async function train(model: Module, data: Cifar10Split, o: TrainOptions):
       let lr = o.lr;
       for (const batch of batchIndices(idx, batchSize)) {
         lr = opt.lr = learningRate(o, epoch, step, stepsPerEpoch);
-        const { x, y } = makeBatch(data, batch, { normalization: o.normalization, augment: o.augment ?? true, random });
+        const { x, y } = await ds.batch(batch, { augment: o.augment ?? true, random });
         const next = tidy(() => {
-          const loss = ag.crossEntropy(model.call(fromArray(x, [batch.length, 3, 32, 32])), fromArray(y, [batch.length]));
+          const loss = ag.crossEntropy(model.call(fromArray(x, [batch.length, ...ds.shape])), fromArray(y, [batch.length]));
           ag.backward(loss);
           return ew.axpby(1, lossSum, batch.length, loss).keep();
         });

@@ -101,6 +101,12 @@ export async function exportOnnx(model: Module, o: OnnxExportOptions): Promise<U
         if (!valueName.has(t)) valueName.set(t, unique(`${name}_out`));
         nodes.push({ name, op_type: opType, input: inputs, output: [valueName.get(t)!], attribute });
       },
+      intermediate(t, opType, inputs, attribute = []) {
+        const name = unique(`${ctx.nameOf(t)}.${opType}`);
+        const output = unique(`${name}_out`);
+        nodes.push({ name, op_type: opType, input: inputs, output: [output], attribute });
+        return output;
+      },
     };
     for (const t of ops) {
       if (folded.has(t)) continue;

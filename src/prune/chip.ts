@@ -9,7 +9,7 @@ import { addForwardHook, type Module } from '../nn/module.js';
 import { tidy, type Tensor } from '../tensor/tensor.js';
 import { symmetricEigenvalues } from './eigen.js';
 import type { Group } from './groups.js';
-import { trainingBatches, type ImportanceOptions } from './training-batches.js';
+import { calibrationBatches, type ImportanceOptions } from './calibration.js';
 
 function nuclearFromGram(g: Float64Array, d: number): number {
   return symmetricEigenvalues(g, d).reduce((s, l) => s + Math.sqrt(Math.max(l, 0)), 0);
@@ -66,7 +66,7 @@ export async function chipImportance(model: Module, group: Group, o: ImportanceO
   model.eval();
   let batches = 0;
   try {
-    for (const { x } of trainingBatches(o.data, o)) {
+    for await (const { x } of calibrationBatches(o.data, o)) {
       batches++;
       captured.length = 0;
       const maps = ag.noGrad(() => tidy(() => {

@@ -5,7 +5,7 @@
  * consumer. Per-layer score vectors are averaged over layers, then divided by their mean.
  *   l1      sum |slice|                       (BN skipped)
  *   l2      sum slice^2                       (BN skipped)
- *   taylor  sum |w * dL/dw|, gradients accumulated over `batches` training batches in eval mode (taylor.ts)
+ *   taylor  sum |w * dL/dw|, gradients accumulated over `batches` calibration batches in eval mode (taylor.ts)
  *   lamp    ||slice||_2 plus |gamma_c| of each BN, then the LAMP step: sort descending, v_r / sum_{t<=r} v_t
  *           (`lampReferencePermutation` reproduces the reference's indexing bug, see the spec)
  *   chip    nuclear-norm drop of each conv output map when channel c is zeroed, averaged over samples (chip.ts)
@@ -18,7 +18,7 @@ import { chipImportance } from './chip.js';
 import { forSlice, groupAxes, groupLayers } from './features.js';
 import type { Group } from './groups.js';
 import { taylorGradients } from './taylor.js';
-import type { ImportanceOptions } from './training-batches.js';
+import type { ImportanceOptions } from './calibration.js';
 
 export const CRITERIA = ['l1', 'l2', 'taylor', 'lamp', 'chip', 'random'] as const;
 export type Criterion = (typeof CRITERIA)[number];

@@ -6,7 +6,7 @@ export { foldBatchNorms, convBnPairs } from './bn-fold.js';
 export { CRITERIA, assertCriterion, groupImportance, lampScores, splitByImportance, type Criterion } from './criteria.js';
 export { groupFeatures } from './features.js';
 export { chipScores } from './chip.js';
-export type { ImportanceOptions, ImportanceData } from './training-batches.js';
+export type { ImportanceOptions, ImportanceData } from './calibration.js';
 export { foldingMaps, type FoldingOptions, type FoldingMaps } from './model-folding.js';
 export { FUSION_METHODS, fusionMethod, type FusionMethod, type GroupMap, type GroupChoice } from './methods.js';
 export { prune, keptCount, roundKept, type PruneOptions, type PrunedGroup, type Fusion } from './prune.js';

@@ -35,7 +35,7 @@ import { groupLayers } from './features.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
 import { FUSION_METHODS, fusionMethod, type Fusion, type GroupMap } from './methods.js';
 import { taylorGradients } from './taylor.js';
-import type { ImportanceOptions } from './training-batches.js';
+import type { ImportanceOptions } from './calibration.js';
 
 export type { Fusion };
 

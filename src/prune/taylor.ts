@@ -1,10 +1,10 @@
-/** Taylor importance's gradients: |w * dL/dw| needs dL/dw accumulated over training batches in eval mode. */
+/** Taylor importance's gradients: |w * dL/dw| needs dL/dw accumulated over calibration batches in eval mode. */
 import * as ag from '../tensor/autograd.js';
 import { ArgumentError } from '../errors.js';
 import type { Prunable } from '../nn/kinds.js';
 import type { Module } from '../nn/module.js';
 import { fromArray, tidy } from '../tensor/tensor.js';
-import { trainingBatches, type ImportanceOptions } from './training-batches.js';
+import { calibrationBatches, type ImportanceOptions } from './calibration.js';
 
 /** Weight gradients of `layers` accumulated over the taylor batches (one backward pass per batch). */
 export async function taylorGradients(model: Module, layers: Prunable[], o: ImportanceOptions): Promise<Map<Prunable, Float32Array>> {
@@ -14,7 +14,7 @@ export async function taylorGradients(model: Module, layers: Prunable[], o: Impo
   const params = model.parameters();
   ag.zeroGrad(params);
   try {
-    for (const { x, y, count } of trainingBatches(o.data, o)) {
+    for await (const { x, y, count } of calibrationBatches(o.data, o)) {
       // No zero_grad between batches: gradients accumulate, as in the reference.
       tidy(() => ag.backward(ag.crossEntropy(model.call(x), fromArray(y, [count]))));
       x.dispose();

@@ -6,6 +6,7 @@
  * walks the graph in reverse topological order and accumulates into `leaf.grad` for leaves created
  * with `requiresGrad` (as PyTorch does, so repeated backward calls add up until `zeroGrad`).
  */
+import * as cat from '../kernels/concat.js';
 import * as ew from '../kernels/elementwise.js';
 import {
   conv2dBackwardData, conv2dBackwardWeight, conv2dForward, matmul as gemm, type Conv2dGeometry,
@@ -14,9 +15,9 @@ import {
   adaptiveAvgPoolBackward, adaptiveAvgPoolForward, avgPoolBackward, avgPoolForward, batchNormBackward, batchNormForward, crossEntropyBackward,
   crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
 } from '../kernels/norm_pool_loss.js';
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, UnsupportedError } from '../errors.js';
 import type { OpName } from '../graph/op-names.js';
-import { Tensor, tidy, type GradNode, type Shape } from './tensor.js';
+import { sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
 
@@ -69,8 +70,102 @@ export function scale(a: Tensor, alpha: number): Tensor {
   return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)], { alpha });
 }
 
+/** torch.relu: max(x, 0); NaN stays NaN (its gradient is 0 there, as PyTorch's). */
 export function relu(x: Tensor): Tensor {
   return record(ew.relu(x), 'relu', [x], (g) => [ew.reluBackward(x, g)]);
+}
+
+function checkBounds(op: string, min: number, max: number): void {
+  if (Number.isNaN(min) || Number.isNaN(max) || min > max) throw new ArgumentError(`${op}: bounds [${min}, ${max}] must be numbers with min <= max.`);
+}
+
+/**
+ * torch.clamp(x, min, max) (ONNX Clip): the gradient passes where min <= x <= max, bounds included.
+ * Recorded as op "clip" with attrs { min, max } (infinite for a missing bound).
+ */
+export function clip(x: Tensor, min = -Infinity, max = Infinity): Tensor {
+  checkBounds('clip', min, max);
+  return record(ew.clip(x, min, max), 'clip', [x], (g) => [ew.clipBackward(x, g, min, max)], { min, max });
+}
+
+/**
+ * torch.nn.functional.hardtanh(x, min, max); relu6 is hardtanh(x, 0, 6). The same forward as clip, but
+ * PyTorch's gradient is 0 at the bounds themselves. Recorded as op "clip" with attrs { min, max }.
+ */
+export function hardtanh(x: Tensor, min = -1, max = 1): Tensor {
+  checkBounds('hardtanh', min, max);
+  return record(ew.clip(x, min, max), 'clip', [x], (g) => [ew.hardtanhBackward(x, g, min, max)], { min, max });
+}
+
+/** torch.nn.functional.relu6 = hardtanh(x, 0, 6) (op "clip", attrs { min: 0, max: 6 }). */
+export function relu6(x: Tensor): Tensor {
+  return hardtanh(x, 0, 6);
+}
+
+/**
+ * max(0, min(1, alpha * x + beta)): ONNX HardSigmoid; the defaults are PyTorch's (x / 6 + 1/2). The gradient
+ * is alpha strictly inside the linear part (PyTorch: -3 < x < 3), else 0. Op "hardSigmoid", attrs { alpha, beta }.
+ */
+export function hardSigmoid(x: Tensor, alpha = 1 / 6, beta = 0.5): Tensor {
+  if (!(Number.isFinite(alpha) && alpha !== 0 && Number.isFinite(beta))) {
+    throw new ArgumentError(`hardSigmoid: alpha must be a non-zero finite number and beta finite (got ${alpha}, ${beta}).`);
+  }
+  return record(ew.hardSigmoid(x, alpha, beta), 'hardSigmoid', [x], (g) => [ew.hardSigmoidBackward(x, g, alpha, beta)], { alpha, beta });
+}
+
+/** torch.nn.functional.hardswish: x * relu6(x + 3) / 6, with PyTorch's gradient (x / 3 + 1/2 on [-3, 3]). Op "hardSwish". */
+export function hardSwish(x: Tensor): Tensor {
+  return record(ew.hardSwish(x), 'hardSwish', [x], (g) => [ew.hardSwishBackward(x, g)]);
+}
+
+/** torch.sigmoid; the gradient is computed from the output, as PyTorch does. Op "sigmoid". */
+export function sigmoid(x: Tensor): Tensor {
+  const y = ew.sigmoid(x);
+  return record(y, 'sigmoid', [x], (g) => [ew.sigmoidBackward(y, g)]);
+}
+
+/** torch.nn.functional.silu (swish): x * sigmoid(x). Op "silu". */
+export function silu(x: Tensor): Tensor {
+  return record(ew.silu(x), 'silu', [x], (g) => [ew.siluBackward(x, g)]);
+}
+
+/**
+ * How `small` repeats over `big` under NumPy broadcasting (shapes right-aligned, each of small's dims 1
+ * or equal to big's): as [outer, count, inner] with small = [count]. The dims small keeps must be
+ * consecutive ([N, C, 1, 1], [1, C, 1, 1], [1], [1, 1, H, W], ...); null when small does not broadcast to big.
+ */
+function repeatPattern(big: Shape, small: Shape): { outer: number; count: number; inner: number } | null {
+  if (small.length > big.length) return null;
+  const s = [...Array(big.length - small.length).fill(1), ...small];
+  if (s.some((d, i) => d !== 1 && d !== big[i])) return null;
+  const kept = s.map((d, i) => (d !== 1 ? i : -1)).filter((i) => i >= 0);
+  if (!kept.length) return { outer: sizeOf(big), count: 1, inner: 1 };
+  const first = kept[0], last = kept[kept.length - 1];
+  if (s.slice(first, last + 1).some((d, i) => d !== big[first + i])) {
+    throw new UnsupportedError(`mul: broadcasting [${small}] over [${big}] repeats it along inner dims; only a block of consecutive dims can be kept.`);
+  }
+  return { outer: sizeOf(big.slice(0, first)), count: sizeOf(s.slice(first, last + 1)), inner: sizeOf(big.slice(last + 1)) };
+}
+
+/**
+ * a * b elementwise, with NumPy broadcasting of one operand over the other when it keeps one block of
+ * consecutive dims: same shapes, squeeze-excitation gates x[N, C, H, W] * g[N, C, 1, 1], per-channel
+ * [1, C, 1, 1], a scalar. Gradients go to both (the broadcast one summed over its repeats). Op "mul".
+ */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  if (a.shape.join() === b.shape.join()) {
+    return record(ew.mul(a, b), 'mul', [a, b], (g) => [needsGrad(a) ? ew.mul(g, b) : null, needsGrad(b) ? ew.mul(g, a) : null]);
+  }
+  const bOverA = repeatPattern(a.shape, b.shape);
+  const aOverB = bOverA ? null : repeatPattern(b.shape, a.shape);
+  if (!bOverA && !aOverB) throw new ArgumentError(`mul: shapes [${a.shape}] and [${b.shape}] do not broadcast (one must repeat over the other).`);
+  const [big, small, { outer, count, inner }] = bOverA ? [a, b, bOverA] : [b, a, aOverB!];
+  const y = ew.mulBroadcast(big, small, inner);
+  return record(y, 'mul', [a, b], (g) => {
+    const dBig = needsGrad(big) ? ew.mulBroadcast(g, small, inner) : null;
+    const dSmall = needsGrad(small) ? new Tensor(small.shape, ew.sumProdAxis(g, big, outer, count, inner)) : null;
+    return bOverA ? [dBig, dSmall] : [dSmall, dBig];
+  });
 }
 
 /** A view with a new shape (same buffer, no copy). */
@@ -81,6 +176,38 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 
 export function flatten(x: Tensor): Tensor {
   return reshape(x, [x.shape[0], x.size / x.shape[0]]);
+}
+
+/**
+ * torch.cat / ONNX Concat: tensors equal in shape except along `axis` (default 1, the channels of NCHW;
+ * negative counts from the end). The gradient of each input is its slice of the output's. Op "concat",
+ * attrs { axis } (normalised, non-negative); the inputs in order give each one's offset.
+ */
+export function concat(xs: readonly Tensor[], axis = 1): Tensor {
+  const y = cat.concat(xs, axis);
+  const ax = cat.normalizeAxis(axis, y.rank, 'concat');
+  const offsets = xs.map((_, i) => xs.slice(0, i).reduce((s, x) => s + x.shape[ax], 0));
+  return record(y, 'concat', [...xs], (g) => xs.map((x, i) => (needsGrad(x) ? cat.slice(g, ax, offsets[i], offsets[i] + x.shape[ax]) : null)), { axis: ax });
+}
+
+/**
+ * x[..., start:end, ...] along `axis` (default 1, channels), a copy; ONNX Slice on one axis with step 1. The
+ * gradient is dy at [start, end), zeros elsewhere. Op "slice", attrs { axis, start, end } (normalised).
+ */
+export function slice(x: Tensor, start: number, end: number, axis = 1): Tensor {
+  const ax = cat.normalizeAxis(axis, x.rank, 'slice');
+  return record(cat.slice(x, ax, start, end), 'slice', [x], (g) => [cat.sliceBackward(g, x.shape, ax, start)], { axis: ax, start, end });
+}
+
+/** torch.split with a list of sizes / ONNX Split: consecutive slices (ops "slice") covering `axis` exactly. */
+export function split(x: Tensor, sizes: readonly number[], axis = 1): Tensor[] {
+  const ax = cat.normalizeAxis(axis, x.rank, 'split');
+  const total = sizes.reduce((s, d) => s + d, 0);
+  if (!sizes.length || total !== x.shape[ax] || sizes.some((d) => !(Number.isInteger(d) && d >= 1))) {
+    throw new ArgumentError(`split: sizes [${sizes}] must be positive integers summing to ${x.shape[ax]} (axis ${ax} of [${x.shape}]).`);
+  }
+  let start = 0;
+  return sizes.map((d) => slice(x, start, (start += d), ax));
 }
 
 export function sum(x: Tensor): Tensor {

@@ -1,6 +1,7 @@
 // Reductions over the middle axis of a [outer, C, inner] view: out[c] = sum over (o, i) of f(x[o, c, i]).
 // This covers per-channel sums of NCHW tensors (outer = N, inner = H*W), column sums of matrices
-// (outer = rows, inner = 1) and full sums (C = 1). One workgroup per output element; each invocation
+// (outer = rows, inner = 1) and full sums (C = 1). One workgroup per output element (folded into y past
+// 65535; the early return is uniform per workgroup); each invocation
 // accumulates a strided slice, then a tree reduction in workgroup memory combines them.
 
 struct Params { outer: u32, C: u32, inner: u32, alpha: f32 }
@@ -24,8 +25,9 @@ fn combine(lid: u32) -> f32 {
 
 // out[c] = alpha * sum x[o, c, i]
 @compute @workgroup_size(WG)
-fn sum_axis(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-  let c = wg.x;
+fn sum_axis(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let c = wg.x + wg.y * nwg.x;
+  if (c >= p.C) { return; }
   let lid = lid3.x;
   let count = p.outer * p.inner;
   var acc = 0.0;
@@ -40,8 +42,9 @@ fn sum_axis(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
 
 // out[c] = alpha * sum x[o, c, i] * y[o, c, i]
 @compute @workgroup_size(WG)
-fn sum_prod_axis(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-  let c = wg.x;
+fn sum_prod_axis(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let c = wg.x + wg.y * nwg.x;
+  if (c >= p.C) { return; }
   let lid = lid3.x;
   let count = p.outer * p.inner;
   var acc = 0.0;

@@ -1,0 +1,125 @@
+/**
+ * run.js's flags and their checks. Every flag is validated here, before the run loads data or touches
+ * the GPU, so a bad flag fails in a second with a message that names it. (Checks that need the model,
+ * such as group indices, are in cells.ts and still run before the first evaluation.)
+ */
+import { resolve } from 'node:path';
+import { MODEL_NAMES } from '../nn/models.js';
+import { CRITERIA, FUSION_METHODS, type ExampleInput } from '../prune/index.js';
+import { parseArgs, usage, UsageError, type FlagSpec } from './args.js';
+
+export const RUN_FLAGS = {
+  'model-name': { kind: 'string', help: 'Model to prune.', default: 'vgg11_bn', choices: MODEL_NAMES },
+  group_idxs: { kind: 'ints', help: 'Groups to prune, one run each (index 0 nearest the output).', default: [1, 2, 3] },
+  sparsities: { kind: 'numbers', help: 'Fractions of each group\'s channels to remove.', default: [0.3, 0.4, 0.5, 0.6, 0.7] },
+  importance_criteria: { kind: 'string', help: 'Channel importance.', default: 'l1', choices: CRITERIA },
+  gpu_id: { kind: 'int', help: 'Adapter: -1 software/fallback, 0 default, 1 low-power.', default: 0 },
+  'data-dir': { kind: 'string', help: 'CIFAR-10 binary files (downloaded there when missing and online).', default: './data/cifar10' },
+  checkpoint: { kind: 'string', help: 'Model checkpoint (safetensors, PyTorch names). Default: ./models/<model-name>.safetensors, else the shipped VGG11-BN (models/vgg11_bn_cifar10.fp16.safetensors) for vgg11_bn' },
+  epochs: { kind: 'int', help: 'Train this many epochs first when the checkpoint does not exist (0: require the checkpoint).', default: 0 },
+  'fine-tune-epochs': { kind: 'int', help: 'Fine-tune each pruned model (SGD 0.9, lr 0.01 * 0.5^(epoch/30), no weight decay).', default: 0 },
+  'eval-samples': { kind: 'int', help: 'Evaluate on the first N test images (default: all 10000).' },
+  'batch-size': { kind: 'int', help: 'Evaluation and training batch size.', default: 128 },
+  out: { kind: 'string', help: 'Output folder for logs/ and pruned_models/.', default: '.' },
+  normalization: { kind: 'string', help: 'Input normalisation when the checkpoint names none.', default: 'imagenet', choices: ['imagenet', 'cifar10'] },
+  'ot-solver': { kind: 'string', help: 'Intra-Fusion transport solver.', default: 'emd', choices: ['emd', 'sinkhorn'] },
+  'ot-reg': { kind: 'number', help: 'Sinkhorn entropic regulariser.', default: 0.05 },
+  'ot-p': { kind: 'number', help: 'Order of the L_p transport cost.', default: 1 },
+  'target-probability': { kind: 'string', help: 'Target marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
+  'source-probability': { kind: 'string', help: 'Source marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
+  'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
+  'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
+  seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
+  fusion: { kind: 'string', help: `Methods to run: both (default pruning and Intra-Fusion), all, or one of ${FUSION_METHODS.map((m) => `${m.name} (${m.label})`).join(', ')}.`, default: 'both', choices: ['both', 'all', ...FUSION_METHODS.map((m) => m.name)] },
+  'whole-network': { kind: 'boolean', help: 'Prune every group at once per sparsity (group_idxs ignored; results have group_idx -1).', default: false },
+  global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
+  'max-group-sparsity': { kind: 'number', help: 'With --global: the most any group may lose.', default: 0.9 },
+  'group-sparsity': { kind: 'pairs', help: 'Per-group ratios GROUP=SPARSITY,... pruned in one run (group_idxs and sparsities ignored; group_idx and sparsity -1 in the results).' },
+  'batch-groups': { kind: 'boolean', help: 'With --whole-network or --group-sparsity: score and fuse all groups on the same weights in one OT batch (default: one after another, as the reference).', default: false },
+  'iterative-steps': { kind: 'int', help: 'Prune in N steps on a linear schedule, re-scoring each step (all groups at once).', default: 1 },
+  'round-to': { kind: 'int', help: 'Keep a multiple of this many channels per group.', default: 1 },
+  'input-shape': { kind: 'ints', help: 'The model\'s input C H W (CIFAR-10 evaluation needs 3 32 32).', default: [3, 32, 32], aliases: ['exampleInput', 'example-input'] },
+  // ONNX in and out.
+  model: { kind: 'string', help: 'An ONNX model (FILE.onnx, input 3x32x32) to prune instead of a built-in one; --model-name and --checkpoint are then unused.' },
+  'export-onnx': { kind: 'boolean', help: 'Also write every model as ONNX: one .onnx beside each pruned checkpoint, and <name>_unpruned.onnx.', default: false },
+} satisfies Record<string, FlagSpec>;
+
+export type RunMode = 'group' | 'whole-network' | 'global' | 'per-group';
+export type Fusion = 'both' | 'all' | (typeof FUSION_METHODS)[number]['name'];
+
+/** run.js's settings after every check: typed, resolved paths, the mode decided. */
+export interface RunOptions {
+  /** An ONNX file to prune (--model), or null for a built-in model. */
+  onnxFile: string | null;
+  modelName: string;
+  /** --checkpoint as given (resolved), or undefined for the default lookup (model-source.ts). */
+  checkpoint: string | undefined;
+  groups: number[];
+  sparsities: number[];
+  groupSparsity: Record<number, number> | undefined;
+  mode: RunMode;
+  criterion: string;
+  gpuId: number;
+  dataDir: string;
+  epochs: number;
+  fineTuneEpochs: number;
+  evalSamples: number | undefined;
+  batchSize: number;
+  out: string;
+  normalization: 'imagenet' | 'cifar10';
+  otSolver: 'emd' | 'sinkhorn';
+  otReg: number;
+  otP: number;
+  targetProbability: 'uniform' | 'importance';
+  sourceProbability: 'uniform' | 'importance';
+  lampReferenceBug: boolean;
+  saveModels: boolean;
+  seed: number;
+  fusion: Fusion;
+  global: boolean;
+  maxGroupSparsity: number;
+  batchGroups: boolean;
+  iterativeSteps: number;
+  roundTo: number;
+  exampleInput: ExampleInput;
+  exportOnnx: boolean;
+}
+
+export const runUsage = () => usage('node dist/run.js', 'Prune with default structured pruning and with Intra-Fusion, then evaluate both.', RUN_FLAGS);
+
+/** Parses and checks run.js's flags; null for --help. Throws a UsageError naming the flag otherwise. */
+export function checkRunArgs(argv: string[]): RunOptions | null {
+  const a = parseArgs(argv, RUN_FLAGS);
+  if (a.help) return null;
+  const onnxFile = a.model === undefined ? null : resolve(a.model as string);
+  const modelName = onnxFile ? onnxFile.replace(/^.*[\\/]/, '').replace(/\.onnx$/i, '') : (a['model-name'] as string);
+  const sparsities = a.sparsities as number[];
+  for (const s of sparsities) if (!(s >= 0 && s < 1)) throw new UsageError(`--sparsities: ${s} is not in [0, 1).`);
+  for (const flag of ['epochs', 'fine-tune-epochs', 'eval-samples', 'batch-size'] as const) {
+    const v = a[flag] as number | undefined;
+    if (v !== undefined && v < (flag === 'batch-size' || flag === 'eval-samples' ? 1 : 0)) throw new UsageError(`--${flag} must be ${flag === 'batch-size' || flag === 'eval-samples' ? 'positive' : 'non-negative'}, got ${v}.`);
+  }
+  const inputShape = a['input-shape'] as number[];
+  if (inputShape.length !== 3 || inputShape.some((v) => v < 1)) throw new UsageError(`--input-shape takes three positive sizes C H W, got ${inputShape.join(' ')}.`);
+  if (inputShape.join() !== '3,32,32') throw new UsageError(`--input-shape ${inputShape.join(' ')}: this CLI evaluates on CIFAR-10, whose images are 3 32 32.`);
+  const groupSparsity = a['group-sparsity'] as Record<number, number> | undefined;
+  const global = a.global as boolean;
+  const mode: RunMode = groupSparsity ? 'per-group' : global ? 'global' : a['whole-network'] ? 'whole-network' : 'group';
+  for (const [g, s] of Object.entries(groupSparsity ?? {})) if (!(s >= 0 && s < 1)) throw new UsageError(`--group-sparsity: ${s} for group ${g} is not in [0, 1).`);
+  for (const flag of ['iterative-steps', 'round-to'] as const) if ((a[flag] as number) < 1) throw new UsageError(`--${flag} must be positive, got ${a[flag] as number}.`);
+  const maxGroupSparsity = a['max-group-sparsity'] as number;
+  if (!(maxGroupSparsity > 0 && maxGroupSparsity < 1)) throw new UsageError(`--max-group-sparsity must be in (0, 1), got ${maxGroupSparsity}.`);
+  return {
+    onnxFile, modelName, checkpoint: a.checkpoint === undefined ? undefined : resolve(a.checkpoint as string),
+    groups: a.group_idxs as number[], sparsities, groupSparsity, mode, criterion: a.importance_criteria as string,
+    gpuId: a.gpu_id as number, dataDir: resolve(a['data-dir'] as string), epochs: a.epochs as number,
+    fineTuneEpochs: a['fine-tune-epochs'] as number, evalSamples: a['eval-samples'] as number | undefined,
+    batchSize: a['batch-size'] as number, out: resolve(a.out as string), normalization: a.normalization as 'imagenet' | 'cifar10',
+    otSolver: a['ot-solver'] as 'emd' | 'sinkhorn', otReg: a['ot-reg'] as number, otP: a['ot-p'] as number,
+    targetProbability: a['target-probability'] as 'uniform' | 'importance', sourceProbability: a['source-probability'] as 'uniform' | 'importance',
+    lampReferenceBug: a['lamp-reference-bug'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
+    fusion: a.fusion as Fusion, global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean,
+    iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number,
+    exampleInput: inputShape as ExampleInput, exportOnnx: a['export-onnx'] as boolean,
+  };
+}

@@ -1,0 +1,221 @@
+/**
+ * The ops added for MobileNet/EfficientNet/DenseNet-style models, each against a float64 CPU reference
+ * (test/reference.ts, PyTorch's semantics) on seeded random shapes, forward and backward through
+ * autograd, plus the op names the pruner and ONNX code key on, and the one-line errors.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as ag from '../src/tensor/autograd.js';
+import { Hardsigmoid, Hardswish, Hardtanh, ReLU, ReLU6, Sigmoid, SiLU } from '../src/nn/layers.js';
+import { ArgumentError, UnsupportedError } from '../src/errors.js';
+import { destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
+import { expectClose, gpu, randArray, randInt, REF_ACTIVATIONS, refConcat, refMulBroadcast, refSlice, rng } from './helpers.js';
+
+beforeAll(gpu);
+afterAll(destroyRuntime);
+
+function leaf(values: Float32Array, shape: number[]): Tensor {
+  const t = fromArray(values, shape).keep();
+  t.requiresGrad = true;
+  return t;
+}
+
+/** Runs `f` forward and backward with upstream `dy`; returns y, its recorded op name and the leaves' gradients. */
+async function forwardBackward(leaves: Tensor[], f: () => Tensor, dyOf: (size: number) => Float32Array) {
+  let op: string | undefined;
+  const y = tidy(() => {
+    const y = f();
+    op = y.node?.op;
+    ag.backward(y, fromArray(dyOf(y.size), y.shape));
+    return y;
+  });
+  const shape = [...y.shape];
+  const out = await y.dataAndDispose();
+  const grads = await Promise.all(leaves.map((t) => t.grad!.data()));
+  leaves.forEach((t) => {
+    t.grad!.dispose();
+    t.dispose();
+  });
+  return { y: out, shape, op, grads };
+}
+
+describe('activations vs float64 PyTorch semantics (NaN, kinks, saturation)', () => {
+  type Act = { name: string; op: string; ref: string; params: (r: () => number) => [number, number]; run: (x: Tensor, a: number, b: number) => Tensor };
+  const bounds = (r: () => number): [number, number] => {
+    const lo = r() < 0.2 ? -Infinity : -4 * r(), hi = r() < 0.2 ? Infinity : 4 * r();
+    return [Math.fround(lo), Math.fround(hi)];
+  };
+  const none = (): [number, number] => [0, 0];
+  const ACTS: Act[] = [
+    { name: 'relu', op: 'relu', ref: 'relu', params: none, run: (x) => ag.relu(x) },
+    { name: 'ReLU module', op: 'relu', ref: 'relu', params: none, run: (x) => new ReLU().call(x) },
+    { name: 'clip (torch.clamp)', op: 'clip', ref: 'clip', params: bounds, run: (x, lo, hi) => ag.clip(x, lo, hi) },
+    { name: 'ReLU6 module', op: 'clip', ref: 'hardtanh', params: () => [0, 6], run: (x) => new ReLU6().call(x) },
+    { name: 'Hardtanh module', op: 'clip', ref: 'hardtanh', params: bounds, run: (x, lo, hi) => new Hardtanh(lo, hi).call(x) },
+    { name: 'Hardsigmoid module (PyTorch x/6 + 1/2)', op: 'hardSigmoid', ref: 'hardSigmoid', params: () => [Math.fround(1 / 6), 0.5], run: (x) => new Hardsigmoid().call(x) },
+    {
+      name: 'hardSigmoid (ONNX alpha, beta)', op: 'hardSigmoid', ref: 'hardSigmoid',
+      params: (r) => [Math.fround((r() < 0.5 ? -1 : 1) * (0.1 + r())), Math.fround(2 * r() - 1)], run: (x, a, b) => ag.hardSigmoid(x, a, b),
+    },
+    { name: 'Hardswish module', op: 'hardSwish', ref: 'hardSwish', params: none, run: (x) => new Hardswish().call(x) },
+    { name: 'Sigmoid module', op: 'sigmoid', ref: 'sigmoid', params: none, run: (x) => new Sigmoid().call(x) },
+    { name: 'SiLU module', op: 'silu', ref: 'silu', params: none, run: (x) => new SiLU().call(x) },
+  ];
+  for (const [k, act] of ACTS.entries()) {
+    it(`${act.name} forward and backward on 12 sizes`, async () => {
+      const r = rng(100 + k);
+      for (let i = 0; i < 12; i++) {
+        const n = randInt(r, 1, 3000);
+        const [a, b] = act.params(r);
+        const x = randArray(r, n, 8);
+        // The kinks of every op, its bounds, saturation and NaN, at random places.
+        const special = [NaN, 0, -0, -3, 3, 6, a, b, 100, -100, 1e-3, -1e-3];
+        for (let s = 0; s < Math.min(n, 24); s++) x[randInt(r, 0, n - 1)] = special[s % special.length];
+        const X = leaf(x, [n]);
+        let dy: Float32Array = new Float32Array(0);
+        const got = await forwardBackward([X], () => act.run(X, a, b), (size) => (dy = randArray(r, size)));
+        const { f, df } = REF_ACTIVATIONS[act.ref];
+        const what = `${act.name} #${i} n=${n} params ${a}, ${b}`;
+        expect(got.op, `${what}: recorded op`).toBe(act.op);
+        expectClose(got.y, Array.from(x, (v) => f(v, a, b)), 1e-6, 1e-5, `${what} y`);
+        expectClose(got.grads[0], Array.from(x, (v, j) => dy[j] * df(v, a, b)), 1e-6, 1e-5, `${what} dx`);
+      }
+    });
+  }
+
+  it('bad bounds and parameters are one-line errors', () => {
+    tidy(() => {
+      const x = fromArray([1, 2], [2]);
+      expect(() => ag.clip(x, 2, 1)).toThrow(ArgumentError);
+      expect(() => ag.clip(x, NaN, 1)).toThrow(/clip: bounds \[NaN, 1\] must be numbers with min <= max/);
+      expect(() => new Hardtanh(1, -1)).toThrow(/Hardtanh: bounds/);
+      expect(() => ag.hardSigmoid(x, 0, 0.5)).toThrow(/hardSigmoid: alpha must be a non-zero finite number/);
+    });
+  });
+});
+
+describe('mul: same shapes and broadcast (squeeze-excitation gates), gradients to both operands', () => {
+  it('on 40 random shape pairs', async () => {
+    const r = rng(200);
+    for (let i = 0; i < 40; i++) {
+      const [N, C, H, W] = [randInt(r, 1, 3), randInt(r, 1, 12), randInt(r, 1, 9), randInt(r, 1, 9)];
+      const patterns = [[N, C, H, W], [N, C, 1, 1], [1, C, 1, 1], [C, 1, 1], [1], [1, 1, H, W], [N, 1, 1, 1], [C, H, W]];
+      const big = [N, C, H, W], small = patterns[i % patterns.length];
+      const swap = r() < 0.5; // the broadcast operand first or second
+      const [aShape, bShape] = swap ? [small, big] : [big, small];
+      const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
+      const a = randArray(r, size(aShape)), b = randArray(r, size(bShape));
+      const A = leaf(a, aShape), B = leaf(b, bShape);
+      let dy: Float32Array = new Float32Array(0);
+      const got = await forwardBackward([A, B], () => ag.mul(A, B), (n) => (dy = randArray(r, n)));
+      const ref = refMulBroadcast(a, aShape, b, bShape, dy);
+      const what = `mul #${i} [${aShape}] * [${bShape}]`;
+      expect(got.op).toBe('mul');
+      expect(got.shape, what).toEqual(ref.shape);
+      expectClose(got.y, ref.y, 1e-6, 1e-5, `${what} y`);
+      expectClose(got.grads[0], ref.da, 1e-5, 1e-4, `${what} da`);
+      expectClose(got.grads[1], ref.db, 1e-5, 1e-4, `${what} db`);
+    }
+  });
+
+  it('shapes that do not broadcast, or broadcast along a non-block of dims, are one-line errors', () => {
+    tidy(() => {
+      const x = fromArray(new Float32Array(24), [2, 3, 2, 2]);
+      expect(() => ag.mul(x, fromArray(new Float32Array(6), [2, 3]))).toThrow(ArgumentError);
+      expect(() => ag.mul(x, fromArray(new Float32Array(6), [2, 3]))).toThrow(/mul: shapes \[2,3,2,2\] and \[2,3\] do not broadcast/);
+      expect(() => ag.mul(x, fromArray(new Float32Array(4), [2, 1, 2, 1]))).toThrow(UnsupportedError);
+    });
+  });
+});
+
+describe('concat, slice and split along an axis (DenseNet, SqueezeNet, GoogLeNet), forward and backward', () => {
+  const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
+
+  it('concat of 1-5 inputs on 40 random shapes (channels mostly; other axes, ranks 2-4, a constant input)', async () => {
+    const r = rng(300);
+    for (let i = 0; i < 40; i++) {
+      const rank = i % 5 === 4 ? randInt(r, 2, 3) : 4;
+      const base = [randInt(r, 1, 3), randInt(r, 1, 9), randInt(r, 1, 7), randInt(r, 1, 7)].slice(0, rank);
+      const axis = i % 4 === 3 ? randInt(r, 0, rank - 1) : 1;
+      const shapes = Array.from({ length: randInt(r, 1, 5) }, () => base.map((d, k) => (k === axis ? randInt(r, 1, 6) : d)));
+      const xs = shapes.map((s) => randArray(r, size(s)));
+      const constant = shapes.length > 1 && r() < 0.3 ? 0 : -1; // input 0 without a gradient
+      const X = xs.map((x, k) => (k === constant ? fromArray(x, shapes[k]).keep() : leaf(x, shapes[k])));
+      let dy: Float32Array = new Float32Array(0);
+      const negative = r() < 0.3; // axis counted from the end
+      const got = await forwardBackward(X.filter((_, k) => k !== constant), () => ag.concat(X, negative ? axis - rank : axis), (n) => (dy = randArray(r, n)));
+      if (constant === 0) X[0].dispose();
+      const what = `concat #${i} ${shapes.map((s) => `[${s}]`).join(' ')} axis ${axis}`;
+      expect(got.op).toBe('concat');
+      expectClose(got.y, refConcat(xs, shapes, axis), 0, 0, `${what} y`);
+      let offset = 0;
+      const gradShape = base.map((d, k) => (k === axis ? shapes.reduce((s, sh) => s + sh[axis], 0) : d));
+      shapes.forEach((s, k) => {
+        const want = refSlice(dy, gradShape, axis, offset, (offset += s[axis]));
+        if (k !== constant) expectClose(got.grads[k - (constant === 0 ? 1 : 0)], want, 0, 0, `${what} dx${k}`);
+      });
+    }
+  });
+
+  it('split into 1-4 parts, recombined by concat in another order, on 30 random shapes', async () => {
+    const r = rng(301);
+    for (let i = 0; i < 30; i++) {
+      const shape = [randInt(r, 1, 3), randInt(r, 1, 12), randInt(r, 1, 6), randInt(r, 1, 6)];
+      const axis = i % 3 === 2 ? randInt(r, 0, 3) : 1;
+      const parts = Math.min(shape[axis], randInt(r, 1, 4));
+      const cuts = new Set<number>();
+      while (cuts.size < parts - 1) cuts.add(randInt(r, 1, shape[axis] - 1));
+      const bounds = [0, ...[...cuts].sort((a, b) => a - b), shape[axis]];
+      const sizes = bounds.slice(1).map((b, k) => b - bounds[k]);
+      const x = randArray(r, size(shape));
+      const X = leaf(x, shape);
+      const order = sizes.map((_, k) => k).reverse();
+      let dy: Float32Array = new Float32Array(0);
+      const got = await forwardBackward([X], () => {
+        const pieces = ag.split(X, sizes, axis);
+        expect(pieces.every((p) => p.node?.op === 'slice')).toBe(true);
+        return ag.concat(order.map((k) => pieces[k]), axis);
+      }, (n) => (dy = randArray(r, n)));
+      const what = `split #${i} [${shape}] axis ${axis} sizes [${sizes}]`;
+      const pieces = sizes.map((_, k) => refSlice(x, shape, axis, bounds[k], bounds[k + 1]));
+      const pieceShapes = sizes.map((d) => shape.map((s, k) => (k === axis ? d : s)));
+      expectClose(got.y, refConcat(order.map((k) => pieces[k]), order.map((k) => pieceShapes[k]), axis), 0, 0, `${what} y`);
+      // The gradient of x is dy's pieces put back in their original order.
+      const dyShape = [...got.shape];
+      let off = 0;
+      const dyPieces: Float64Array[] = [];
+      for (const k of order) dyPieces[k] = refSlice(dy, dyShape, axis, off, (off += sizes[k]));
+      expectClose(got.grads[0], refConcat(dyPieces, pieceShapes, axis), 0, 0, `${what} dx`);
+    }
+  });
+
+  it('a single slice: forward, zero-padded gradient, recorded attrs', async () => {
+    const r = rng(302);
+    const x = randArray(r, 2 * 7 * 3 * 2);
+    const X = leaf(x, [2, 7, 3, 2]);
+    let attrs: unknown;
+    let dy: Float32Array = new Float32Array(0);
+    const got = await forwardBackward([X], () => {
+      const y = ag.slice(X, 2, 5);
+      attrs = y.node?.attrs;
+      return y;
+    }, (n) => (dy = randArray(r, n)));
+    expect(attrs).toEqual({ axis: 1, start: 2, end: 5 });
+    expectClose(got.y, refSlice(x, [2, 7, 3, 2], 1, 2, 5), 0, 0, 'slice y');
+    const want = new Float64Array(x.length);
+    for (let n = 0; n < 2; n++) for (let c = 2; c < 5; c++) for (let k = 0; k < 6; k++) want[(n * 7 + c) * 6 + k] = dy[(n * 3 + c - 2) * 6 + k];
+    expectClose(got.grads[0], want, 0, 0, 'slice dx');
+  });
+
+  it('bad axes, shapes and ranges are one-line errors', () => {
+    tidy(() => {
+      const a = fromArray(new Float32Array(12), [1, 3, 2, 2]), b = fromArray(new Float32Array(8), [1, 2, 2, 2]);
+      expect(() => ag.concat([])).toThrow(/concat: no tensors/);
+      expect(() => ag.concat([a, fromArray(new Float32Array(6), [1, 3, 2, 1])])).toThrow(/concat: shapes \[1,3,2,2\], \[1,3,2,1\] differ outside axis 1/);
+      expect(() => ag.concat([a, b], 4)).toThrow(/concat: axis 4 is out of range for rank 4/);
+      expect(() => ag.concat([a, b], 2)).toThrow(ArgumentError);
+      expect(() => ag.slice(a, 2, 2)).toThrow(/slice: range \[2, 2\) is empty or outside axis 1/);
+      expect(() => ag.slice(a, 0, 4)).toThrow(ArgumentError);
+      expect(() => ag.split(a, [1, 1])).toThrow(/split: sizes \[1,1\] must be positive integers summing to 3/);
+    });
+  });
+});
