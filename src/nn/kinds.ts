@@ -36,6 +36,8 @@ export interface ChannelAxis {
 /** A k x n channel map on the GPU (rowsOut = k, or n in dimensionality-preserving mode) and the kept channels. */
 export interface ChannelMap {
   M: Tensor;
+  /** M's values (rowsOut x n, row-major), for kinds that apply a part of it (a grouped conv's diagonal block). */
+  host: Float32Array;
   rowsOut: number;
   keptIdx: number[];
   dimensionalityPreserving: boolean;
@@ -48,6 +50,12 @@ export interface LayerKind<L extends Module = Module> {
   flow(layer: L): 'new' | 'same';
   outChannels(layer: L): number;
   inChannels(layer: L): number;
+  /**
+   * Channels the layer needs pruned in equal blocks, the same channels of every block (a grouped conv:
+   * its groups, for in- and out-channels); maps reaching it are then block-diagonal with equal blocks.
+   * Default 1.
+   */
+  channelBlocks?(layer: L): number;
   /** Tensors indexed by out-channel; the first is the weight (importance slices and OT features). */
   outAxes(layer: L): ChannelAxis[];
   /** The weight's in-channel axis, `factor` columns per channel; null when in-channels are the out-channels. */
@@ -83,13 +91,12 @@ const isDepthwise = (c: Conv2d) => c.groups > 1 && c.groups === c.inChannels && 
 const conv2dKind: LayerKind<Conv2d> = {
   name: 'Conv2d',
   role: 'weight',
-  flow(c) {
-    if (c.groups === 1) return 'new';
-    if (isDepthwise(c)) return 'same';
-    throw new UnsupportedError(`${c.path || 'Conv2d'}: grouped convolution with ${c.groups} groups over ${c.inChannels} -> ${c.outChannels} channels cannot be pruned (only groups = 1 or depthwise).`);
-  },
+  // Depthwise: output channel c reads input channel c only, one channel space. Grouped (1 < groups <
+  // channels, ResNeXt, RegNet): a new space, pruned in `groups` equal blocks as Torch-Pruning does.
+  flow: (c) => (isDepthwise(c) ? 'same' : 'new'),
   outChannels: (c) => c.outChannels,
   inChannels: (c) => c.inChannels,
+  channelBlocks: (c) => (isDepthwise(c) ? 1 : c.groups),
   outAxes(c) {
     const rest = c.weight.shape.slice(1);
     const axes: ChannelAxis[] = [{ tensor: 'weight', rows: 1, n: c.outChannels, inner: c.weight.size / c.outChannels, shape: (k) => [k, ...rest] }];
@@ -98,8 +105,9 @@ const conv2dKind: LayerKind<Conv2d> = {
   },
   inAxis(c) {
     if (conv2dKind.flow(c) === 'same') return null; // depthwise: the in-channel is the out-channel
-    const [out, , kh, kw] = c.weight.shape;
-    return { tensor: 'weight', rows: out, n: c.inChannels, inner: kh * kw, shape: (k) => [out, k, kh, kw] };
+    // Grouped: the weight's dim 1 holds one group's in-channels; in-channel c is column c mod (in / groups).
+    const [out, perGroup, kh, kw] = c.weight.shape;
+    return { tensor: 'weight', rows: out, n: perGroup, inner: kh * kw, shape: (k) => [out, k, kh, kw] };
   },
   applyOut(c, m) {
     const depthwise = conv2dKind.flow(c) === 'same';
@@ -113,7 +121,22 @@ const conv2dKind: LayerKind<Conv2d> = {
   applyIn(c, m) {
     const axis = conv2dKind.inAxis(c, 1);
     if (!axis) return;
-    mapAxis(c, axis, m.M, m.rowsOut);
+    if (c.groups === 1) mapAxis(c, axis, m.M, m.rowsOut);
+    else {
+      // The map is block-diagonal with `groups` equal blocks (channelBlocks): the weight's dim 1 takes one block.
+      const G = c.groups;
+      const n = c.inChannels;
+      if (m.rowsOut % G !== 0) throw new UnsupportedError(`${c.path || 'Conv2d'}: ${m.rowsOut} input channels do not split into its ${G} groups.`);
+      const [rows, cols] = [m.rowsOut / G, n / G];
+      const block = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) block.set(m.host.subarray(r * n, r * n + cols), r * cols);
+      const B = fromArray(block, [rows, cols]);
+      try {
+        mapAxis(c, axis, B, rows);
+      } finally {
+        B.dispose();
+      }
+    }
     c.inChannels = m.rowsOut;
   },
   resize(c, shapeOf, declared) {

@@ -50,13 +50,14 @@ export function chipScores(A: Float32Array, C: number, HW: number): Float64Array
   return out;
 }
 
-/** Per-layer CHIP score vectors (one per conv producer of the group), to be reduced like the other criteria's. */
+/** Per-slot CHIP score vectors (one per conv producer slot of the group), to be reduced like the other criteria's. */
 export async function chipImportance(model: Module, group: Group, o: ImportanceOptions): Promise<Float64Array[]> {
   if (!o.data) throw new ArgumentError('The chip criterion needs training data (feature maps of training batches).');
-  const convs = group.producers.filter((p): p is Conv2d => p instanceof Conv2d);
+  const slots = group.outSlots.filter((s) => s.layer instanceof Conv2d);
+  const convs = [...new Set(slots.map((s) => s.layer as Conv2d))];
   if (!convs.length) throw new UnsupportedError('chip: the group has no convolution whose feature maps could be scored.');
   const n = group.channels;
-  const perLayer = convs.map(() => new Float64Array(n));
+  const full = convs.map((c) => new Float64Array(c.outChannels));
   const captured: { layer: number; t: Tensor }[] = [];
   const remove = addForwardHook((m, _x, y) => {
     const i = convs.indexOf(m as Conv2d);
@@ -84,12 +85,13 @@ export async function chipImportance(model: Module, group: Group, o: ImportanceO
           for (let c = 0; c < C; c++) batchMean[c] += sc[c] / N;
         }
         // Mean over samples, then over batches.
-        for (let c = 0; c < C; c++) perLayer[layersOfMaps[m]][c] += batchMean[c];
+        for (let c = 0; c < C; c++) full[layersOfMaps[m]][c] += batchMean[c];
       }
     }
   } finally {
     remove();
     model.train(wasTraining);
   }
-  return perLayer.map((v) => v.map((x) => x / batches));
+  // Each slot reads its conv's channels [offset, offset + n).
+  return slots.map((s) => full[convs.indexOf(s.layer as Conv2d)].slice(s.offset, s.offset + n).map((x) => x / batches));
 }

@@ -34,11 +34,11 @@ export function assertCriterion(name: string): Criterion {
 async function sliceScores(group: Group, element: (layer: Prunable) => Promise<(v: number, i: number) => number>, reduce: 'sum' | 'l2'): Promise<Float64Array[]> {
   const n = group.channels;
   const vectors: Float64Array[] = [];
-  for (const { layer, axis } of groupAxes(group)) {
+  for (const { layer, axis, channel } of groupAxes(group)) {
     const w = await layer.weight.data();
     const f = await element(layer);
     const s = new Float64Array(n);
-    for (let c = 0; c < n; c++) forSlice(axis, c, (i) => (s[c] += f(w[i], i)));
+    for (let c = 0; c < n; c++) forSlice(axis, channel(c), (i) => (s[c] += f(w[i], i)));
     vectors.push(reduce === 'l2' ? s.map(Math.sqrt) : s);
   }
   return vectors;
@@ -95,7 +95,7 @@ export async function groupImportance(model: Module, group: Group, criterion: Cr
     }
     case 'lamp': {
       const vectors = await sliceScores(group, async () => (v) => v * v, 'l2');
-      for (const bn of group.batchNorms) vectors.push(Float64Array.from(await bn.weight.data(), Math.abs));
+      for (const { layer, offset } of group.normSlots) vectors.push(Float64Array.from((await layer.weight.data()).subarray(offset, offset + n), Math.abs));
       return lampScores(reduceAndNormalise(vectors, n), o.lampReferencePermutation ?? false);
     }
     case 'chip':

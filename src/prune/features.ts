@@ -6,13 +6,22 @@
 import { layerKind, type ChannelAxis, type Prunable } from '../nn/kinds.js';
 import type { Group } from './groups.js';
 
-/** The weight axes a group's channel slices come from: producers' out-rows, then consumers' in-columns. */
-export function groupAxes(group: Group): { layer: Prunable; axis: ChannelAxis }[] {
-  const axes: { layer: Prunable; axis: ChannelAxis }[] = [];
-  for (const layer of group.producers) axes.push({ layer, axis: layerKind(layer)!.outAxes(layer)[0] });
-  for (const { layer, factor } of group.consumers) {
+/** A weight axis holding a group's channels: the group's channel c is the axis's channel `channel(c)`. */
+export interface GroupAxis {
+  layer: Prunable;
+  axis: ChannelAxis;
+  channel(c: number): number;
+}
+
+/** The weight axes a group's channel slices come from: producers' out-rows, then consumers' in-columns, at their offsets. */
+export function groupAxes(group: Group): GroupAxis[] {
+  const axes: GroupAxis[] = [];
+  for (const { layer, offset } of group.outSlots) axes.push({ layer, axis: layerKind(layer)!.outAxes(layer)[0], channel: (c) => offset + c });
+  for (const { layer, factor, offset } of group.consumers) {
     const axis = layerKind(layer)!.inAxis(layer, factor);
-    if (axis) axes.push({ layer, axis });
+    if (!axis) continue;
+    // A grouped conv's weight holds one group's in-channels (dim 1): channel c is column c mod (in / groups).
+    axes.push({ layer, axis, channel: axis.n < offset + group.channels ? (c) => c % axis.n : (c) => offset + c });
   }
   return axes;
 }
@@ -31,17 +40,17 @@ export function forSlice({ rows, n, inner }: ChannelAxis, c: number, f: (i: numb
  */
 export async function groupFeatures(group: Group): Promise<{ X: Float64Array; D: number }> {
   const n = group.channels;
-  const parts = await Promise.all(groupAxes(group).map(async ({ layer, axis }) => ({ axis, w: await layer.weight.data() })));
+  const parts = await Promise.all(groupAxes(group).map(async ({ layer, axis, channel }) => ({ axis, channel, w: await layer.weight.data() })));
   const D = parts.reduce((d, { axis }) => d + axis.rows * axis.inner, 0);
   const X = new Float64Array(n * D);
   for (let c = 0; c < n; c++) {
     let at = c * D;
-    for (const { axis, w } of parts) forSlice(axis, c, (i) => (X[at++] = w[i]));
+    for (const { axis, channel, w } of parts) forSlice(axis, channel(c), (i) => (X[at++] = w[i]));
   }
   return { X, D };
 }
 
 /** The layers whose weights a group's importance reads. */
 export function groupLayers(group: Group): Prunable[] {
-  return [...group.producers, ...group.consumers.map((c) => c.layer)];
+  return [...new Set([...group.producers, ...group.consumers.map((c) => c.layer)])];
 }

@@ -1,6 +1,6 @@
 /** The pruner: dependency groups, BN folding, importance criteria, default pruning, Intra-Fusion and model folding. */
-export { dependencyGroups, type Group, type Consumer, type Prunable, type GraphOptions, type ExampleInput } from './groups.js';
-export { layerKind, registerLayerKind, type LayerKind, type ChannelAxis, type ChannelMap } from '../nn/kinds.js';
+export { dependencyGroups, type Group, type Consumer, type Slot, type Prunable, type GraphOptions, type ExampleInput } from './groups.js';
+export { layerKind, registerLayerKind, mapAxis, type LayerKind, type ChannelAxis, type ChannelMap } from '../nn/kinds.js';
 export { opSpec, opSpecs, registerOp, CHANNEL_RULES, type OpSpec, type OpName, type ChannelRule, type OnnxExportContext } from '../graph/ops.js';
 export { foldBatchNorms, convBnPairs } from './bn-fold.js';
 export { CRITERIA, assertCriterion, groupImportance, lampScores, splitByImportance, type Criterion } from './criteria.js';

@@ -8,11 +8,14 @@
  *   folding  model folding: k-means clusters of the channels, producers averaged, consumers summed
  */
 import { OptimalTransport, type OtProblem } from '../ot/transport.js';
-import { groupFeatures } from './features.js';
 import type { Group } from './groups.js';
 import { foldingMaps } from './model-folding.js';
 
-/** One group of a batch, scored and split: keep `keptIdx` (k of n). */
+/**
+ * One group of a batch, scored and split: keep `keptIdx` (k of n). For a group pruned in equal blocks
+ * (a grouped conv) n, k, the indices, importance and features are block-reduced; prune() repeats the map
+ * in every block.
+ */
 export interface GroupChoice {
   g: number;
   group: Group;
@@ -21,6 +24,8 @@ export interface GroupChoice {
   k: number;
   keptIdx: number[];
   pruned: number[];
+  /** The channels' features X (n x D): producer rows and consumer columns (features.ts). */
+  features(): Promise<{ X: Float64Array; D: number }>;
 }
 
 /** A group's maps: `map` (k x n) for producers, `consumerMap` for consumers when it differs. */
@@ -72,7 +77,7 @@ export const FUSION_METHODS = [
     name: 'ot', key: 'intra_fusion', label: 'Intra-Fusion', verb: 'fused', keepsChannels: true,
     async maps(choices, ctx) {
       const problems: OtProblem[] = [];
-      for (const c of choices) problems.push({ ...(await groupFeatures(c.group)), keptIdx: c.keptIdx, importance: c.importance });
+      for (const c of choices) problems.push({ ...(await c.features()), keptIdx: c.keptIdx, importance: c.importance });
       const solved = await ctx.optimalTransport.maps(problems);
       return solved.map((m, i) => {
         if (m.converged === false) ctx.progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${choices[i].g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);
@@ -85,7 +90,7 @@ export const FUSION_METHODS = [
     async maps(choices, ctx) {
       const maps: GroupMap[] = [];
       for (const c of choices) {
-        const { X, D } = await groupFeatures(c.group);
+        const { X, D } = await c.features();
         const f = foldingMaps(X, D, c.k, { seed: ctx.seed() });
         maps.push({ map: f.producer, consumerMap: f.consumer });
       }
