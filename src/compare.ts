@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { runMain } from './cli/main.js';
+import { isEntryPoint, runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { accuracyPlot, METHOD_LABEL, type CompareRow } from './cli/plot.js';
 import { writeFileAtomic } from './nn/checkpoint-node.js';
@@ -69,4 +69,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && /compare\.(js|ts|mjs)$/.test(process.argv[1])) runMain(main);
+if (isEntryPoint(import.meta.url)) runMain(main);

@@ -14,12 +14,12 @@
  * results.ts (results file and summary).
  */
 import { DataError } from './errors.js';
-import { runMain } from './cli/main.js';
+import { isEntryPoint, runMain } from './cli/main.js';
 import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
-import { openModelSource } from './cli/model-source.js';
+import { checkModelFiles, openModelSource } from './cli/model-source.js';
 import { ProgressBar } from './cli/progress.js';
-import { ResultsFile, summaryTable, type RunResult } from './cli/results.js';
+import { prepareOutDir, ResultsFile, summaryTable, type RunResult } from './cli/results.js';
 import { checkRunArgs, runUsage } from './cli/run-flags.js';
 import { subset } from './nn/cifar10.js';
 import { loadCifar10 } from './nn/cifar10-node.js';
@@ -36,6 +36,11 @@ export async function main(argv: string[]): Promise<number> {
     log(runUsage());
     return 0;
   }
+  // Everything that can be checked without the GPU and the data, before any long work.
+  checkModelFiles(o);
+  prepareOutDir(o.out, log);
+  const results = o.resume ? ResultsFile.resume(o.resume, o) : ResultsFile.create(o.out);
+
   const rt = await initRuntime(o.gpuId);
   log(`adapter: ${rt.adapterDescription}`);
   const data = await loadCifar10(o.dataDir, {
@@ -58,15 +63,18 @@ export async function main(argv: string[]): Promise<number> {
   const methods = methodsFor(o.fusion);
 
   const ctx: RunContext = { o, source, train: data.train, test, ot: optimalTransportFor(o), log };
-  const results = new ResultsFile(o.out);
-  const original = await measureOriginal(ctx);
-  for (const cell of cells) {
+  results.checkEvalSamples(test.count);
+  const keys = methods.map((m) => m.key);
+  const todo = cells.filter((cell) => !results.finished(cell, keys));
+  if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
+  const original = results.entries[0]?.original_model ?? await measureOriginal(ctx);
+  for (const cell of todo) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: o.modelName, importance_criteria: o.criterion, group_idx: cell.g, sparsity: cell.s,
       ...(o.groupSparsity ? { group_sparsity: o.groupSparsity } : {}), mode: o.mode, iterative_steps: o.iterativeSteps, round_to: o.roundTo,
       eval_samples: test.count, original_model: original,
     } as RunResult;
-    for (const method of methods) entry[method.key as MethodKey] = await runMethod(ctx, cell, method, results.entries.length, method === methods[0]);
+    for (const method of methods) entry[method.key as MethodKey] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
     results.add(entry);
   }
   log('');
@@ -76,4 +84,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && /run\.(js|ts|mjs)$/.test(process.argv[1])) runMain(main);
+if (isEntryPoint(import.meta.url)) runMain(main);

@@ -78,7 +78,7 @@ function register(): void {
   registerOp({
     name: 'leakyRelu', summary: 'leaky ReLU (a user op)', channels: 'preserve', zeroStaysZero: true,
     onnx: {
-      exportsAs: ['LeakyRelu'], imports: [],
+      exportsAs: ['LeakyRelu'],
       export: (t, ctx) => ctx.emit(t, 'LeakyRelu', [ctx.input(t.node!.inputs[0])], [{ name: 'alpha', type: 1, f: t.node!.attrs!.alpha }]),
     },
   });

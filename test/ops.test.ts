@@ -3,14 +3,26 @@
  * (test/reference.ts, PyTorch's semantics) on seeded random shapes, forward and backward through
  * autograd, plus the op names the pruner and ONNX code key on, and the one-line errors.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ag from '../src/tensor/autograd.js';
 import { Hardsigmoid, Hardswish, Hardtanh, ReLU, ReLU6, Sigmoid, SiLU } from '../src/nn/layers.js';
 import { ArgumentError, UnsupportedError } from '../src/errors.js';
 import { destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
-import { expectClose, gpu, randArray, randInt, REF_ACTIVATIONS, refConcat, refMulBroadcast, refSlice, rng } from './helpers.js';
+import { expectClose, gpu, randArray, randInt, REF_ACTIVATIONS, refConcat, refMulBroadcast, refPool, refSlice, rng } from './helpers.js';
 
 beforeAll(gpu);
+
+/** PyTorch's answers on the tricky points (test/fixtures/pytorch_ops.py; null stands for NaN). */
+const torchFixture = JSON.parse(readFileSync(new URL('./fixtures/pytorch-ops.json', import.meta.url), 'utf8')) as {
+  values: (number | null)[];
+  activations: { op: string; params: { min?: number; max?: number }; y: (number | null)[]; dx: (number | null)[] }[];
+  pools: {
+    kind: 'max' | 'avg'; shape: number[]; kernel: number; stride: number; padding: number; ceilMode: boolean; countIncludePad: boolean;
+    x: number[]; dy: number[]; outShape: number[]; y: number[]; dx: number[];
+  }[];
+};
+const nanOf = (v: number | null) => (v === null ? NaN : v);
 afterAll(destroyRuntime);
 
 function leaf(values: Float32Array, shape: number[]): Tensor {
@@ -81,6 +93,20 @@ describe('activations vs float64 PyTorch semantics (NaN, kinks, saturation)', ()
       }
     });
   }
+
+  it("equal PyTorch's own forward and gradient on the fixture's kinks, bounds and NaN", async () => {
+    const run: Record<string, (x: Tensor, p: { min?: number; max?: number }) => Tensor> = {
+      relu: (x) => ag.relu(x), clamp: (x, p) => ag.clip(x, p.min, p.max), relu6: (x) => new ReLU6().call(x), hardtanh: (x, p) => ag.hardtanh(x, p.min, p.max),
+      hardsigmoid: (x) => ag.hardSigmoid(x), hardswish: (x) => ag.hardSwish(x), sigmoid: (x) => ag.sigmoid(x), silu: (x) => ag.silu(x),
+    };
+    const x = Float32Array.from(torchFixture.values, nanOf);
+    for (const a of torchFixture.activations) {
+      const X = leaf(x, [x.length]);
+      const got = await forwardBackward([X], () => run[a.op](X, a.params), (n) => new Float32Array(n).fill(1));
+      expectClose(got.y, a.y.map(nanOf), 1e-6, 1e-6, `${a.op} y vs PyTorch`);
+      expectClose(got.grads[0], a.dx.map(nanOf), 1e-6, 1e-6, `${a.op} dx vs PyTorch`);
+    }
+  });
 
   it('bad bounds and parameters are one-line errors', () => {
     tidy(() => {
@@ -217,5 +243,45 @@ describe('concat, slice and split along an axis (DenseNet, SqueezeNet, GoogLeNet
       expect(() => ag.slice(a, 0, 4)).toThrow(ArgumentError);
       expect(() => ag.split(a, [1, 1])).toThrow(/split: sizes \[1,1\] must be positive integers summing to 3/);
     });
+  });
+});
+
+describe('max and avg pooling with ceil_mode, padding and count_include_pad, forward and backward', () => {
+  it("equal PyTorch's on the fixture (torchvision's GoogLeNet, SqueezeNet, DenseNet pools and the ceil rule's edges)", async () => {
+    for (const c of torchFixture.pools) {
+      const X = leaf(Float32Array.from(c.x), c.shape);
+      const g = { kernel: c.kernel, stride: c.stride, padding: c.padding, ceilMode: c.ceilMode, countIncludePad: c.countIncludePad };
+      const got = await forwardBackward([X], () => (c.kind === 'max' ? ag.maxPool2d(X, g) : ag.avgPool2d(X, g)), () => Float32Array.from(c.dy));
+      const what = `${c.kind}pool [${c.shape}] ${JSON.stringify(g)}`;
+      expect(got.shape, `${what} shape`).toEqual(c.outShape);
+      expectClose(got.y, c.y, 1e-6, 1e-5, `${what} y`);
+      expectClose(got.grads[0], c.dx, 1e-6, 1e-5, `${what} dx`);
+    }
+  });
+
+  it('on 60 random shapes vs the float64 reference (attrs recorded)', async () => {
+    const r = rng(400);
+    for (let i = 0; i < 60; i++) {
+      const kind = i % 2 === 0 ? 'max' : 'avg';
+      const k = randInt(r, 1, 5), stride = randInt(r, 1, 3), padding = randInt(r, 0, Math.floor(k / 2));
+      const ceilMode = i % 4 < 3, countIncludePad = r() < 0.5;
+      const lo = Math.max(1, k - 2 * padding);
+      const shape = [randInt(r, 1, 2), randInt(r, 1, 4), randInt(r, lo, 11), randInt(r, lo, 11)];
+      const x = randArray(r, shape.reduce((a, b) => a * b));
+      const X = leaf(x, shape);
+      const g = { kernel: k, stride, padding, ceilMode, countIncludePad };
+      let dy: Float32Array = new Float32Array(0);
+      let attrs: unknown;
+      const got = await forwardBackward([X], () => {
+        const y = kind === 'max' ? ag.maxPool2d(X, g) : ag.avgPool2d(X, g);
+        attrs = y.node?.attrs;
+        return y;
+      }, (n) => (dy = randArray(r, n)));
+      const ref = refPool(kind, x, shape, k, stride, dy, padding, ceilMode, countIncludePad);
+      const what = `${kind}pool #${i} [${shape}] ${JSON.stringify(g)}`;
+      expect(attrs).toEqual({ kernel: k, stride, padding, ceilMode: ceilMode ? 1 : 0, countIncludePad: countIncludePad ? 1 : 0 });
+      expectClose(got.y, ref.y, 1e-6, 1e-5, `${what} y`);
+      expectClose(got.grads[0], ref.dx, 1e-6, 1e-5, `${what} dx`);
+    }
   });
 });

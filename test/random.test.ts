@@ -101,8 +101,9 @@ describe('random shapes vs float64 CPU', () => {
     }
   }
 
-  it(`matmul (plain, transposed, batched, bias) on ${CASES} shapes`, () => checkMatmul(CASES, 1));
-  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2, smallConv));
+  // Timeouts sized for a loaded 2-core machine, where two of these reached the old 120 s default.
+  it(`matmul (plain, transposed, batched, bias) on ${CASES} shapes`, () => checkMatmul(CASES, 1), 300_000);
+  it(`conv2d forward, dX, dW, db on ${CASES} shapes (1x1, 2x2, 3x3, stride 1-2, padding 0-1)`, () => checkConv(CASES, 2, smallConv), 300_000);
   // Each kernel size compiles its own pipelines (slow on lavapipe the first time): longer timeouts.
   it(`conv2d with kernels 4-11 (incl. 7x7 stride 2 padding 3), stride 1-3, on ${CASES} shapes`, () => checkConv(CASES, 8, largeConv), 300_000);
   it(`grouped conv2d (2, 4 groups, depthwise) forward, dX, dW, db on ${CASES} shapes`, () => checkConv(CASES, 9, groupedConv), 300_000);
@@ -122,7 +123,7 @@ describe('random shapes vs float64 CPU', () => {
   it('the portable GEMM path (no subgroups) on 15 matmul and 15 small conv shapes', () => portable(async () => {
     await checkMatmul(15, 101);
     await checkConv(15, 102, smallConv);
-  }));
+  }), 300_000);
   // Each kernel size is its own pipeline, slow to compile on lavapipe: fewer cases here.
   it('the portable GEMM path on 10 large-kernel conv shapes', () => portable(() => checkConv(10, 103, largeConv)), 300_000);
   it('the portable GEMM path on 15 grouped conv shapes', () => portable(() => checkConv(15, 104, groupedConv)), 300_000);

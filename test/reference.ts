@@ -130,14 +130,22 @@ export function refBatchNorm(x: ArrayLike<number>, shape: number[], gamma: Array
   return { y, dx, dgamma, dbeta, newMean, newVar };
 }
 
+/** PyTorch's pooled size (pooling_output_shape): with ceil_mode the last window must start inside the input or its left padding. */
+export function refPooledSize(size: number, k: number, stride: number, pad: number, ceilMode: boolean): number {
+  let out = Math.floor((size + 2 * pad - k + (ceilMode ? stride - 1 : 0)) / stride) + 1;
+  if (ceilMode && (out - 1) * stride >= size + pad) out--;
+  return out;
+}
+
 /**
- * Max and average pooling with implicit padding on each side (PyTorch, ceil_mode=False): max-pool
- * treats padded cells as -inf; avg-pool counts them as zeros and divides by k*k (count_include_pad).
+ * Max and average pooling with implicit padding on each side, as PyTorch: max-pool treats padded cells
+ * as -inf; avg-pool sums the real cells and divides by the window clipped to the padded input
+ * (count_include_pad, k*k except ceil_mode's partial windows) or to the input (countIncludePad false).
  */
-export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number[], k: number, stride: number, dy: ArrayLike<number>, pad = 0) {
+export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number[], k: number, stride: number, dy: ArrayLike<number>, pad = 0, ceilMode = false, countIncludePad = true) {
   const [N, C, H, W] = shape;
-  const OH = Math.floor((H + 2 * pad - k) / stride) + 1;
-  const OW = Math.floor((W + 2 * pad - k) / stride) + 1;
+  const OH = refPooledSize(H, k, stride, pad, ceilMode);
+  const OW = refPooledSize(W, k, stride, pad, ceilMode);
   const y = new Float64Array(N * C * OH * OW);
   const dx = new Float64Array(x.length);
   for (let pl = 0; pl < N * C; pl++) {
@@ -158,12 +166,16 @@ export function refPool(kind: 'max' | 'avg', x: ArrayLike<number>, shape: number
             if (x[xi] > best) { best = x[xi]; bestIdx = xi; }
           }
         }
+        // avg_pool2d's divide_factor: hend = min(hstart + k, H + pad), before clipping to the input.
+        const y0 = oy * stride - pad, x0 = ox * stride - pad;
+        const padded = (Math.min(y0 + k, H + pad) - y0) * (Math.min(x0 + k, W + pad) - x0);
+        const divisor = countIncludePad ? padded : cells.length;
         if (kind === 'max') {
           y[yi] = best;
           dx[bestIdx] += dy[yi];
         } else {
-          y[yi] = s / (k * k);
-          for (const xi of cells) dx[xi] += dy[yi] / (k * k);
+          y[yi] = s / divisor;
+          for (const xi of cells) dx[xi] += dy[yi] / divisor;
         }
       }
     }
@@ -233,11 +245,11 @@ export function refSgd(p0: ArrayLike<number>, grads: ArrayLike<number>[], o: { l
 /**
  * Forward f and derivative df of each activation, one line each, written with PyTorch's own comparisons
  * (aten's CPU kernels), so kinks and NaN behave as there: e.g. clamp passes the gradient at its bounds,
- * hardtanh (ReLU6) does not; hardtanh and hardswish pass it for NaN inputs, relu and clamp give 0.
+ * hardtanh (ReLU6) does not; relu, hardtanh and hardswish pass it for NaN inputs, clamp and hardsigmoid give 0.
  */
 export const sigmoid64 = (x: number) => 1 / (1 + Math.exp(-x));
 export const REF_ACTIVATIONS: Record<string, { f: (x: number, a: number, b: number) => number; df: (x: number, a: number, b: number) => number }> = {
-  relu: { f: (x) => (Number.isNaN(x) ? x : Math.max(x, 0)), df: (x) => (x > 0 ? 1 : 0) },
+  relu: { f: (x) => (Number.isNaN(x) ? x : Math.max(x, 0)), df: (x) => (x <= 0 ? 0 : 1) },
   clip: { f: (x, lo, hi) => (Number.isNaN(x) ? x : Math.min(Math.max(x, lo), hi)), df: (x, lo, hi) => (x >= lo && x <= hi ? 1 : 0) },
   hardtanh: { f: (x, lo, hi) => (Number.isNaN(x) ? x : Math.min(Math.max(x, lo), hi)), df: (x, lo, hi) => (x <= lo || x >= hi ? 0 : 1) },
   hardSigmoid: { f: (x, a, b) => (Number.isNaN(x) ? x : Math.max(0, Math.min(1, a * x + b))), df: (x, a, b) => (a * x + b > 0 && a * x + b < 1 ? a : 0) },

@@ -177,6 +177,12 @@ def make(family: str, small: bool, seed: int, num_classes: int, image_size: int)
     torch.manual_seed(seed)
     model = build(family, small, num_classes)
     init_weights(model)
+    if family == 'vgg16_bn':
+        # torchvision's VGG initialises biases to zero; the exporter then writes the identical ones once
+        # and the copies as Identity nodes (what a user exporting VGG with BN kept gets).
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.zeros_(m.bias)
     randomise_batch_norms(model, torch.Generator().manual_seed(seed + 1), image_size)
     return model.eval()
 

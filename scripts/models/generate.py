@@ -80,6 +80,80 @@ def export(family, out_dir):
     return model, os.path.getsize(path)
 
 
+class EdgeNet(torch.nn.Module):
+    """A small CNN for the import edge cases: ReLU6, padded average pooling, Hardswish, view-flatten."""
+
+    def __init__(self, act=None):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.act = act or torch.nn.ReLU6()
+        self.pool = torch.nn.AvgPool2d(2, 2)
+        self.hs = torch.nn.Hardswish()
+        self.fc = torch.nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = self.hs(self.pool(self.act(self.bn(self.conv(x)))))
+        return self.fc(x.view(x.size(0), -1))
+
+
+class GeometryNet(torch.nn.Module):
+    """Conv and pool geometry beyond square kernels: 1x7 / 7x1 (Inception), dilation, non-square stride,
+    a grouped conv, and inception-style pools with ceil_mode and count_include_pad=False."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, (1, 7), padding=(0, 3)), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, (7, 1), padding=(3, 0), bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=(2, 1), padding=1, groups=2), nn.ReLU(),
+            nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+            nn.MaxPool2d(3, stride=2, ceil_mode=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.body(x)), 1))
+
+
+def edge_cases(out_dir):
+    """
+    Tiny files (test/models/edge/) for what the families do not show at the default opset:
+      opset9.onnx            Clip with min/max attributes, Pad with attributes, Hardswish as HardSigmoid * x
+      view_static.onnx       x.view(x.size(0), -1) with a static batch and constant folding off: the
+                             Shape/Gather/Unsqueeze/Concat chain stays in the file
+      bn_training_opset12/14 a model exported in training mode (BN statistics outputs / training_mode=1)
+      leaky_relu.onnx        an op outside the supported set
+      conv_geometry.onnx     1x7 / 7x1 kernels, dilation, stride (2, 1), groups 2, pools with ceil_mode (16x16)
+    Each with PyTorch's output on the reference input (a batch of 2) in <name>.json.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    cases = [
+        ('opset9', EdgeNet(), dict(opset_version=9), 'eval'),
+        ('view_static', EdgeNet(), dict(do_constant_folding=False), 'eval'),
+        ('bn_training_opset12', EdgeNet(), dict(opset_version=12, training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False), 'train'),
+        ('bn_training_opset14', EdgeNet(), dict(opset_version=14, training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False), 'train'),
+        ('leaky_relu', EdgeNet(torch.nn.LeakyReLU(0.1)), {}, 'eval'),
+        ('conv_geometry', GeometryNet(), {}, 'eval'),
+    ]
+    for i, (name, model, options, mode) in enumerate(cases):
+        size = 16 if name == 'conv_geometry' else 8
+        x = F.reference_input(INPUT_SEED, (2, 3, size, size))
+        torch.manual_seed(100 + i)
+        F.init_weights(model)
+        F.randomise_batch_norms(model, torch.Generator().manual_seed(200 + i), size)
+        model.train(mode == 'train')
+        with torch.no_grad():
+            y = model.eval()(x) if mode == 'eval' else None
+        model.train(mode == 'train')
+        torch.onnx.export(model, x, os.path.join(out_dir, f'{name}.onnx'), input_names=['input'], output_names=['logits'], **options)
+        with open(os.path.join(out_dir, f'{name}.json'), 'w') as f:
+            json.dump({'input': {'seed': INPUT_SEED, 'shape': [2, 3, size, size]}, 'output': None if y is None else [float(v) for v in y.flatten()]}, f)
+            f.write('\n')
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -90,6 +164,7 @@ def main():
     for family in a.families:
         _, size = export(family, a.out)
         print(f'{family}: {size / 1e6:.2f} MB', flush=True)
+    edge_cases(os.path.join(a.out, 'edge'))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,9 @@
 /**
  * A small command-line parser: `--name value`, `--name=value`, lists as `--name 1 2 3` or `--name 1,2,3`,
  * boolean switches, `key=value` pairs (`--group-sparsity 1=0.3,2=0.5`), aliases, and underscores or dashes
- * alike (`--group_idxs` = `--group-idxs`). Unknown flags and bad values are errors that name the flag.
+ * alike (`--group_idxs` = `--group-idxs`). Unknown flags and bad values are errors that name the flag;
+ * so are a flag given twice, a list with a repeated value, a pair list with a repeated key, and a boolean
+ * value other than true/false, yes/no, on/off, 1/0 (none of these silently keeps the last or means true).
  */
 
 import { IntraFusionError } from '../errors.js';
@@ -19,15 +21,24 @@ export interface FlagSpec {
   choices?: readonly string[];
   /** Other names of the flag. */
   aliases?: readonly string[];
+  /** For lists: repeated values are allowed (default: refused, they would run the same thing twice). */
+  repeats?: boolean;
 }
+
+const TRUE = /^(true|yes|on|1)$/i;
+const FALSE = /^(false|no|off|0)$/i;
 
 const canonical = (name: string) => name.replace(/_/g, '-');
 
-export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], spec: T): { [K in keyof T]: unknown } & { help: boolean } {
+/** The parsed flags (defaults filled in), `help`, and `given`: the flags the command line named. */
+export type ParsedArgs<T> = { [K in keyof T]: unknown } & { help: boolean; given: Set<keyof T> };
+
+export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], spec: T): ParsedArgs<T> {
   const byName = new Map(Object.entries(spec).flatMap(([k, s]) => [k, ...(s.aliases ?? [])].map((n) => [canonical(n), k] as const)));
   const out: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(spec)) out[k] = s.default;
   out.help = false;
+  const seen = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '-h' || arg === '--help') {
@@ -39,8 +50,11 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
     const key = byName.get(canonical(rawName));
     if (!key) throw new UsageError(`Unknown flag --${rawName} (see --help).`);
     const s = spec[key];
+    if (seen.has(key)) throw new UsageError(`--${rawName} is given twice (also as --${seen.get(key)}); give it once.`);
+    seen.set(key, rawName);
     if (s.kind === 'boolean') {
-      out[key] = inline === undefined ? true : !/^(0|false|no)$/i.test(inline);
+      if (inline !== undefined && !TRUE.test(inline) && !FALSE.test(inline)) throw new UsageError(`--${rawName}=${inline}: a switch takes true or false (also yes/no, on/off, 1/0).`);
+      out[key] = inline === undefined || TRUE.test(inline);
       continue;
     }
     const values: string[] = [];
@@ -72,6 +86,10 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
       case 'numbers':
       case 'ints':
         out[key] = parts.map((v) => num(v, s.kind === 'ints'));
+        if (!s.repeats) {
+          const dup = (out[key] as number[]).find((v, j, all) => all.indexOf(v) !== j);
+          if (dup !== undefined) throw new UsageError(`--${rawName}: ${dup} is listed twice.`);
+        }
         break;
       case 'pairs': {
         // Integer keys to numbers: "1=0.3,2=0.5".
@@ -79,14 +97,17 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
         for (const part of parts) {
           const [k, v, extra] = part.split('=');
           if (v === undefined || extra !== undefined) throw new UsageError(`--${rawName}: "${part}" is not KEY=VALUE.`);
-          pairs[num(k, true)] = num(v, false);
+          const at = num(k, true);
+          if (at in pairs) throw new UsageError(`--${rawName}: key ${at} is given twice (${at}=${pairs[at]} and ${part}).`);
+          pairs[at] = num(v, false);
         }
         out[key] = pairs;
         break;
       }
     }
   }
-  return out as { [K in keyof T]: unknown } & { help: boolean };
+  out.given = new Set(seen.keys());
+  return out as ParsedArgs<T>;
 }
 
 export function usage(command: string, summary: string, spec: Record<string, FlagSpec>): string {

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DataError } from '../errors.js';
 import { modelFromStateDict } from '../nn/checkpoint.js';
 import { saveCheckpoint } from '../nn/checkpoint-node.js';
 import { CIFAR10_STATS, IMAGENET_STATS, parseNormalization, type Cifar10Split, type Normalization } from '../nn/cifar10.js';
@@ -51,13 +52,23 @@ export function checkpointFor(modelName: string, flag: string | undefined, epoch
   return existsSync(local) || epochs > 0 || !shipped ? local : shipped;
 }
 
+/** Before any long work: the files the model comes from exist (or --epochs will train the checkpoint). */
+export function checkModelFiles(o: RunOptions): void {
+  if (o.onnxFile) {
+    if (!existsSync(o.onnxFile)) throw new DataError(`ONNX model not found: ${o.onnxFile} (--model).`);
+    return;
+  }
+  const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
+  if (!existsSync(checkpointPath) && !o.epochs) throw new UsageError(`Checkpoint ${checkpointPath} does not exist: pass --checkpoint FILE, or --epochs N to train one first.`);
+}
+
 /** The model of the run: loaded from --model or the checkpoint, trained first when --epochs asks for it. */
 export async function openModelSource(
   o: RunOptions, data: { train: Cifar10Split; test: Cifar10Split }, log: (line: string) => void,
 ): Promise<ModelSource> {
   const normalization: Normalization = o.normalization === 'cifar10' ? CIFAR10_STATS : IMAGENET_STATS;
   if (o.onnxFile) {
-    const onnx = onnxSource(o.onnxFile);
+    const onnx = onnxSource(o.onnxFile, o.allowNonFinite);
     return { fresh: onnx.fresh, normalization: onnx.normalization ?? normalization };
   }
   const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
@@ -65,7 +76,7 @@ export async function openModelSource(
   log(`checkpoint: ${checkpointPath}`);
   const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
   return {
-    fresh: () => modelFromStateDict(o.modelName, file, checkpointPath),
+    fresh: () => modelFromStateDict(o.modelName, file, checkpointPath, { allowNonFinite: o.allowNonFinite }),
     normalization: parseNormalization(file.metadata.normalize_mean, file.metadata.normalize_std) ?? normalization,
   };
 }
@@ -90,10 +101,10 @@ async function trainCheckpoint(
 }
 
 /** An ONNX model as the run's model: imported afresh for every cell, with the normalisation it names. */
-function onnxSource(path: string): { fresh: () => Module; normalization: Normalization | null } {
-  const probe = loadOnnx(path);
+function onnxSource(path: string, allowNonFinite: boolean): { fresh: () => Module; normalization: Normalization | null } {
+  const probe = loadOnnx(path, { allowNonFinite });
   probe.dispose();
   // The pruner traces and the metrics count on CIFAR-10-sized images.
   if (probe.inputShape.join() !== '3,32,32') throw new UsageError(`--model ${path}: its input is ${probe.inputShape.join('x')}; this run prunes and evaluates 3x32x32 (CIFAR-10) models.`);
-  return { fresh: () => loadOnnx(path), normalization: parseNormalization(probe.metadata.normalize_mean, probe.metadata.normalize_std) };
+  return { fresh: () => loadOnnx(path, { allowNonFinite }), normalization: parseNormalization(probe.metadata.normalize_mean, probe.metadata.normalize_std) };
 }

@@ -10,7 +10,8 @@ export class ProgressBar {
     const elapsed = (performance.now() - this.start) / 1e3;
     const eta = frac > 0 ? (elapsed * (1 - frac)) / frac : NaN;
     const text = `${this.label} ${done}/${this.total} ${(frac * 100).toFixed(0)}% ${elapsed.toFixed(0)}s elapsed${frac < 1 && Number.isFinite(eta) ? `, ~${eta.toFixed(0)}s left` : ''}`;
-    if (this.stream.isTTY) {
+    // Under the CLI's stderr filter (main.ts) the stream is a pipe to a terminal.
+    if (this.stream.isTTY || (this.stream === process.stderr && process.env.INTRA_FUSION_STDERR_TTY === '1')) {
       const width = 24;
       const filled = Math.round(frac * width);
       this.stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${text}\x1b[K`);

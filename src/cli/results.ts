@@ -2,9 +2,13 @@
  * run.js's results: the JSON entries (the reference's pruning_results fields plus ours), the results file
  * rewritten atomically after every finished cell, and the summary table printed at the end.
  */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DataError } from '../errors.js';
 import { writeFileAtomic } from '../nn/checkpoint-node.js';
-import type { RunMode } from './run-flags.js';
+import { UsageError } from './args.js';
+import type { Cell, MethodKey } from './cells.js';
+import type { RunMode, RunOptions } from './run-flags.js';
 
 export interface MethodResult {
   parameters: number;
@@ -39,18 +43,98 @@ export interface RunResult {
   folding?: MethodResult;
 }
 
-/** <out>/logs/pruning_results_<timestamp>.json, rewritten whole (atomically) after every finished cell. */
+/**
+ * <out>/logs/pruning_results_<timestamp>.json (or the --resume file), rewritten whole (atomically) after
+ * every finished cell.
+ */
 export class ResultsFile {
-  readonly path: string;
-  readonly entries: RunResult[] = [];
+  constructor(readonly path: string, readonly entries: RunResult[] = []) {}
 
-  constructor(out: string, timestamp = new Date().toISOString().replace(/[:.]/g, '-')) {
-    this.path = join(out, 'logs', `pruning_results_${timestamp}.json`);
+  static create(out: string, timestamp = new Date().toISOString().replace(/[:.]/g, '-')): ResultsFile {
+    return new ResultsFile(join(out, 'logs', `pruning_results_${timestamp}.json`));
   }
 
+  /**
+   * A results file to continue (--resume): its entries must come from a run with this run's settings
+   * (model, criterion, mode, steps, round-to, evaluation samples); otherwise the table would mix runs.
+   */
+  static resume(path: string, o: RunOptions): ResultsFile {
+    if (!existsSync(path)) throw new UsageError(`--resume ${path} does not exist.`);
+    let entries: unknown;
+    try {
+      entries = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new DataError(`--resume ${path} is not a results file: ${(e as Error).message}.`);
+    }
+    if (!Array.isArray(entries) || entries.some((r) => typeof r !== 'object' || r === null || typeof (r as RunResult).original_model !== 'object')) {
+      throw new DataError(`--resume ${path} is not a results file written by run.js (a JSON list of cells).`);
+    }
+    const want: [keyof RunResult, unknown, string][] = [
+      ['model_name', o.modelName, '--model-name / --model'], ['importance_criteria', o.criterion, '--importance_criteria'], ['mode', o.mode, 'the mode'],
+      ['iterative_steps', o.iterativeSteps, '--iterative-steps'], ['round_to', o.roundTo, '--round-to'],
+    ];
+    for (const r of entries as RunResult[]) {
+      for (const [key, value, flag] of want) {
+        if (r[key] !== value) throw new UsageError(`--resume ${path}: its runs have ${key} ${JSON.stringify(r[key])}, this run ${JSON.stringify(value)}; resume with the same ${flag}.`);
+      }
+    }
+    return new ResultsFile(path, entries as RunResult[]);
+  }
+
+  /** With --resume: the finished cells were evaluated on as many test images as this run's. */
+  checkEvalSamples(count: number): void {
+    const other = this.entries.find((r) => r.eval_samples !== count);
+    if (other) throw new UsageError(`--resume ${this.path}: its runs were evaluated on ${other.eval_samples} test images, this run on ${count}; resume with the same --eval-samples.`);
+  }
+
+  /** The finished entry for a cell that has every method in `keys`, if any. */
+  finished(cell: Cell, keys: MethodKey[]): RunResult | undefined {
+    return this.entries.find((r) => sameCell(r, cell) && keys.every((k) => r[k] !== undefined));
+  }
+
+  /** Records a finished cell (replacing a partial entry of the same cell) and rewrites the file. */
   add(entry: RunResult): void {
+    const at = this.entries.findIndex((r) => r.group_idx === entry.group_idx && r.sparsity === entry.sparsity && JSON.stringify(r.group_sparsity) === JSON.stringify(entry.group_sparsity));
+    if (at >= 0) this.entries.splice(at, 1);
     this.entries.push(entry);
     writeFileAtomic(this.path, JSON.stringify(this.entries, null, 2));
+  }
+}
+
+const sameCell = (r: RunResult, cell: Cell) =>
+  typeof cell.sparsity === 'number' ? r.group_idx === cell.g && r.sparsity === cell.s : JSON.stringify(r.group_sparsity) === JSON.stringify(cell.sparsity);
+
+/**
+ * Checks, before any long work, that --out is a folder this run can write (creating it), and removes
+ * temporary files (`*.tmp-PID-TIME`) that killed runs left there, when their process is gone.
+ */
+export function prepareOutDir(out: string, log: (line: string) => void): void {
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new UsageError(`--out ${out} is a file, not a folder.`);
+  const probe = join(out, 'logs', `.write-test-${process.pid}`);
+  try {
+    mkdirSync(join(out, 'logs'), { recursive: true });
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (e) {
+    throw new UsageError(`--out ${out}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`);
+  }
+  for (const dir of ['logs', 'pruned_models'].map((d) => join(out, d)).filter((d) => existsSync(d))) {
+    for (const f of readdirSync(dir)) {
+      const pid = /\.tmp-(\d+)-\d+$/.exec(f)?.[1];
+      if (pid && !processAlive(Number(pid))) {
+        rmSync(join(dir, f), { force: true });
+        log(`removed ${join(dir, f)} (left by an interrupted run)`);
+      }
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -21,6 +21,7 @@ export const RUN_FLAGS = {
   'eval-samples': { kind: 'int', help: 'Evaluate on the first N test images (default: all 10000).' },
   'batch-size': { kind: 'int', help: 'Evaluation and training batch size.', default: 128 },
   out: { kind: 'string', help: 'Output folder for logs/ and pruned_models/.', default: '.' },
+  resume: { kind: 'string', help: 'Continue this results file (logs/pruning_results_*.json of an interrupted run with the same settings): its finished cells are skipped, new ones are added to it.' },
   normalization: { kind: 'string', help: 'Input normalisation when the checkpoint names none.', default: 'imagenet', choices: ['imagenet', 'cifar10'] },
   'ot-solver': { kind: 'string', help: 'Intra-Fusion transport solver.', default: 'emd', choices: ['emd', 'sinkhorn'] },
   'ot-reg': { kind: 'number', help: 'Sinkhorn entropic regulariser.', default: 0.05 },
@@ -28,6 +29,7 @@ export const RUN_FLAGS = {
   'target-probability': { kind: 'string', help: 'Target marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
   'source-probability': { kind: 'string', help: 'Source marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
   'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
+  'allow-non-finite': { kind: 'boolean', help: 'Load a model whose weights hold NaN or infinity (refused by default, naming the tensor).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
   seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
   fusion: { kind: 'string', help: `Methods to run: both (default pruning and Intra-Fusion), all, or one of ${FUSION_METHODS.map((m) => `${m.name} (${m.label})`).join(', ')}.`, default: 'both', choices: ['both', 'all', ...FUSION_METHODS.map((m) => m.name)] },
@@ -38,7 +40,7 @@ export const RUN_FLAGS = {
   'batch-groups': { kind: 'boolean', help: 'With --whole-network or --group-sparsity: score and fuse all groups on the same weights in one OT batch (default: one after another, as the reference).', default: false },
   'iterative-steps': { kind: 'int', help: 'Prune in N steps on a linear schedule, re-scoring each step (all groups at once).', default: 1 },
   'round-to': { kind: 'int', help: 'Keep a multiple of this many channels per group.', default: 1 },
-  'input-shape': { kind: 'ints', help: 'The model\'s input C H W (CIFAR-10 evaluation needs 3 32 32).', default: [3, 32, 32], aliases: ['exampleInput', 'example-input'] },
+  'input-shape': { kind: 'ints', help: 'The model\'s input C H W (CIFAR-10 evaluation needs 3 32 32).', default: [3, 32, 32], aliases: ['exampleInput', 'example-input'], repeats: true },
   // ONNX in and out.
   model: { kind: 'string', help: 'An ONNX model (FILE.onnx, input 3x32x32) to prune instead of a built-in one; --model-name and --checkpoint are then unused.' },
   'export-onnx': { kind: 'boolean', help: 'Also write every model as ONNX: one .onnx beside each pruned checkpoint, and <name>_unpruned.onnx.', default: false },
@@ -66,6 +68,8 @@ export interface RunOptions {
   evalSamples: number | undefined;
   batchSize: number;
   out: string;
+  /** --resume FILE (resolved). */
+  resume: string | undefined;
   normalization: 'imagenet' | 'cifar10';
   otSolver: 'emd' | 'sinkhorn';
   otReg: number;
@@ -73,6 +77,7 @@ export interface RunOptions {
   targetProbability: 'uniform' | 'importance';
   sourceProbability: 'uniform' | 'importance';
   lampReferenceBug: boolean;
+  allowNonFinite: boolean;
   saveModels: boolean;
   seed: number;
   fusion: Fusion;
@@ -109,15 +114,39 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
   for (const flag of ['iterative-steps', 'round-to'] as const) if ((a[flag] as number) < 1) throw new UsageError(`--${flag} must be positive, got ${a[flag] as number}.`);
   const maxGroupSparsity = a['max-group-sparsity'] as number;
   if (!(maxGroupSparsity > 0 && maxGroupSparsity < 1)) throw new UsageError(`--max-group-sparsity must be in (0, 1), got ${maxGroupSparsity}.`);
+  if (!((a['ot-p'] as number) >= 1)) throw new UsageError(`--ot-p must be at least 1 (the order of the L_p cost), got ${a['ot-p'] as number}.`);
+  if (!((a['ot-reg'] as number) > 0)) throw new UsageError(`--ot-reg must be positive, got ${a['ot-reg'] as number}.`);
+  // Flags that another flag would silently override.
+  const conflicts: [keyof typeof RUN_FLAGS, keyof typeof RUN_FLAGS, string][] = [
+    ['group-sparsity', 'global', 'per-group ratios and a global ranking are two different ways to set the sparsities'],
+    ['group-sparsity', 'whole-network', '--group-sparsity already prunes its groups in one run'],
+    ['group-sparsity', 'sparsities', '--group-sparsity gives the ratios'],
+    ['group-sparsity', 'group_idxs', '--group-sparsity names the groups'],
+    ['whole-network', 'group_idxs', '--whole-network prunes every group'],
+    ['global', 'group_idxs', '--global prunes every group'],
+    ['model', 'model-name', '--model names the ONNX file to prune'],
+    ['model', 'checkpoint', 'the ONNX file carries its weights'],
+    ['model', 'epochs', 'an ONNX model is not trained here'],
+  ];
+  for (const [x, y, why] of conflicts) if (a.given.has(x) && a.given.has(y)) throw new UsageError(`--${x} and --${y} cannot be used together: ${why}.`);
+  if (a.given.has('max-group-sparsity') && !global) throw new UsageError('--max-group-sparsity applies to --global only.');
+  if (a.given.has('batch-groups') && mode === 'group') throw new UsageError('--batch-groups applies to --whole-network, --global or --group-sparsity only.');
+  if (a.fusion === 'none' || a.fusion === 'folding') {
+    for (const f of ['ot-solver', 'ot-reg', 'ot-p', 'target-probability', 'source-probability'] as const) {
+      if (a.given.has(f)) throw new UsageError(`--${f} sets Intra-Fusion's transport, but --fusion ${a.fusion as string} does not run Intra-Fusion.`);
+    }
+  }
+  if (a.given.has('ot-reg') && a['ot-solver'] !== 'sinkhorn') throw new UsageError('--ot-reg is the Sinkhorn regulariser: it needs --ot-solver sinkhorn.');
   return {
     onnxFile, modelName, checkpoint: a.checkpoint === undefined ? undefined : resolve(a.checkpoint as string),
     groups: a.group_idxs as number[], sparsities, groupSparsity, mode, criterion: a.importance_criteria as string,
     gpuId: a.gpu_id as number, dataDir: resolve(a['data-dir'] as string), epochs: a.epochs as number,
     fineTuneEpochs: a['fine-tune-epochs'] as number, evalSamples: a['eval-samples'] as number | undefined,
-    batchSize: a['batch-size'] as number, out: resolve(a.out as string), normalization: a.normalization as 'imagenet' | 'cifar10',
+    batchSize: a['batch-size'] as number, out: resolve(a.out as string),
+    resume: a.resume === undefined ? undefined : resolve(a.resume as string), normalization: a.normalization as 'imagenet' | 'cifar10',
     otSolver: a['ot-solver'] as 'emd' | 'sinkhorn', otReg: a['ot-reg'] as number, otP: a['ot-p'] as number,
     targetProbability: a['target-probability'] as 'uniform' | 'importance', sourceProbability: a['source-probability'] as 'uniform' | 'importance',
-    lampReferenceBug: a['lamp-reference-bug'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
+    lampReferenceBug: a['lamp-reference-bug'] as boolean, allowNonFinite: a['allow-non-finite'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
     fusion: a.fusion as Fusion, global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean,
     iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number,
     exampleInput: inputShape as ExampleInput, exportOnnx: a['export-onnx'] as boolean,

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { writeFileAtomic } from '../nn/checkpoint-node.js';
-import { DataError, parseCifarBatches, type Cifar10Split } from './cifar10.js';
+import { DataError, parseCifarBatches, RECORD_BYTES, type Cifar10Split } from './cifar10.js';
 
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
@@ -104,6 +104,12 @@ export async function loadCifar10(dir: string, o: LoadCifarOptions = {}): Promis
       );
     }
   }
-  const read = (names: string[]) => parseCifarBatches(names.map((name) => ({ name, bytes: readFileSync(join(found!, name)) })));
+  const files = [...TRAIN_FILES, ...TEST_FILES].map((name) => ({ name, bytes: readFileSync(join(found!, name)) }));
+  // The six official files hold 10000 records each: a file with fewer than its siblings lost records
+  // (a copy cut at a record boundary is otherwise a valid file).
+  const records = (f: { bytes: Uint8Array }) => Math.floor(f.bytes.length / RECORD_BYTES);
+  const short = files.find((f) => records(f) < Math.max(...files.map(records)));
+  if (short) throw new DataError(`${join(found, short.name)} has ${records(short)} records, the other batch files up to ${Math.max(...files.map(records))}: records are missing (a truncated copy?).`);
+  const read = (names: string[]) => parseCifarBatches(files.filter((f) => names.includes(f.name)));
   return { train: read(TRAIN_FILES), test: read(TEST_FILES), dir: found };
 }

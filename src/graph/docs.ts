@@ -12,7 +12,7 @@ export const OP_TABLE_END = '<!-- /op-table -->';
 export function opTableMarkdown(): string {
   const zero = (z: unknown) => (z === true ? 'yes' : z === false ? 'no' : 'depends');
   const code = (list: string[]) => (list.length ? list.map((s) => (s.startsWith('(') ? s : `\`${s}\``)).join(', ') : '-');
-  const rows = opSpecs().map((s) => `| \`${s.name}\` | ${s.summary} | ${s.channels} | ${zero(s.zeroStaysZero)} | ${code(s.onnx?.exportsAs ?? [])} | ${code(s.onnx?.imports ?? [])} |`);
+  const rows = opSpecs().map((s) => `| \`${s.name}\` | ${s.summary} | ${s.channels} | ${zero(s.zeroStaysZero)} | ${code(s.onnx?.exportsAs ?? [])} | ${code(Object.keys(s.onnx?.importers ?? {}))} |`);
   return [
     '| op | what | channel rule | zero stays zero | ONNX export | ONNX import |',
     '|---|---|---|---|---|---|',

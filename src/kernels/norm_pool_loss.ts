@@ -74,12 +74,26 @@ export function batchNormBackward(x: Tensor, dy: Tensor, gamma: Tensor, stats: T
 export interface PoolGeometry {
   kernel: number;
   stride: number;
-  /** Implicit padding on each side, at most kernel / 2 (max-pool: -inf; avg-pool: zeros counted in the mean, as PyTorch). Default 0. */
+  /** Implicit padding on each side, at most kernel / 2 (max-pool: -inf; avg-pool: zeros, see countIncludePad). Default 0. */
   padding?: number;
+  /** PyTorch's ceil_mode: one more, partial window where it starts inside the input or its left padding. Default false. */
+  ceilMode?: boolean;
+  /** Avg-pool only: divide by the window's cells in the padded input (true, PyTorch's default) or in the input. Default true. */
+  countIncludePad?: boolean;
 }
 
-/** Pooled shape floor((H + 2p - k) / s) + 1 (PyTorch, ceil_mode=False). */
-export function poolOutputShape(x: Tensor, { kernel, stride, padding = 0 }: PoolGeometry): number[] {
+/**
+ * PyTorch's pooled size along one axis: floor((size + 2p - k) / s) + 1, or with ceil_mode the ceiling,
+ * less the last window when it would start past the input and its left padding.
+ */
+export function pooledSize(size: number, kernel: number, stride: number, padding: number, ceilMode: boolean): number {
+  let out = Math.floor((size + 2 * padding - kernel + (ceilMode ? stride - 1 : 0)) / stride) + 1;
+  if (ceilMode && (out - 1) * stride >= size + padding) out--;
+  return out;
+}
+
+/** Pooled shape [N, C, OH, OW] (PyTorch's rule, with or without ceil_mode). */
+export function poolOutputShape(x: Tensor, { kernel, stride, padding = 0, ceilMode = false }: PoolGeometry): number[] {
   if (x.rank !== 4) throw new ArgumentError(`pool2d: expected NCHW input, got [${x.shape}].`);
   if (!(Number.isInteger(kernel) && kernel >= 1 && Number.isInteger(stride) && stride >= 1)) {
     throw new ArgumentError(`pool2d: kernel and stride must be positive integers (got ${kernel}, ${stride}).`);
@@ -92,7 +106,7 @@ export function poolOutputShape(x: Tensor, { kernel, stride, padding = 0 }: Pool
   if (kernel > H + 2 * padding || kernel > W + 2 * padding) {
     throw new ArgumentError(`pool2d: a ${kernel}x${kernel} window does not fit a ${H}x${W} input with padding ${padding}.`);
   }
-  return [N, C, Math.floor((H + 2 * padding - kernel) / stride) + 1, Math.floor((W + 2 * padding - kernel) / stride) + 1];
+  return [N, C, pooledSize(H, kernel, stride, padding, ceilMode), pooledSize(W, kernel, stride, padding, ceilMode)];
 }
 
 /** Forward (dy null): out is the pooled shape [N, C, OH, OW]. Backward: out is x's shape, gathered from dy. */
@@ -108,7 +122,8 @@ function poolDispatch(entry: string, x: Tensor, dy: Tensor | null, pooled: numbe
       { buffer: dy?.buffer ?? rt.dummy(0), kind: 'read' },
       { buffer: out.buffer, kind: 'write' },
     ],
-    new Params().u32(N * C).u32(H).u32(W).u32(pooled[2]).u32(pooled[3]).u32(g.kernel).u32(g.stride).u32(g.padding ?? 0).build(),
+    new Params().u32(N * C).u32(H).u32(W).u32(pooled[2]).u32(pooled[3]).u32(g.kernel).u32(g.stride).u32(g.padding ?? 0)
+      .u32(g.countIncludePad === false ? 0 : 1).build(),
     grid1d(out.size),
   );
   return out;

@@ -5,8 +5,11 @@
  */
 import { DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensorsFile, type TensorToWrite } from '../tensor/safetensors.js';
+import { checkFinite } from '../tensor/finite.js';
 import { assign } from '../tensor/tensor.js';
 import { layerKind } from './kinds.js';
+
+export { checkFinite };
 import { BatchNorm2d } from './layers.js';
 import { createModel } from './models.js';
 import type { Module } from './module.js';
@@ -30,10 +33,15 @@ export async function modelToSafetensors(model: Module, metadata: Record<string,
 export interface LoadOptions {
   /** Fail on tensors the file has but the model does not (default true). Missing ones always fail. */
   strict?: boolean;
+  /**
+   * Load tensors holding NaN or infinity (default false: refused, naming the tensor, since one NaN weight
+   * silently turns every pruned or evaluated result into garbage).
+   */
+  allowNonFinite?: boolean;
 }
 
 /** Loads a parsed state dict into the model in place. Shapes must match exactly. */
-export function loadStateDict(model: Module, file: SafeTensorsFile, source: string, { strict = true }: LoadOptions = {}): void {
+export function loadStateDict(model: Module, file: SafeTensorsFile, source: string, { strict = true, allowNonFinite = false }: LoadOptions = {}): void {
   const expected = new Map(model.stateTensors());
   const bns = new Map(model.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][]);
   const problems: string[] = [];
@@ -52,6 +60,7 @@ export function loadStateDict(model: Module, file: SafeTensorsFile, source: stri
     const shown = problems.slice(0, 12).join('; ');
     throw new DataError(`${source} does not fit this model (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${shown}${problems.length > 12 ? '; ...' : ''}`);
   }
+  for (const name of expected.keys()) checkFinite(file.tensors.get(name)!.values, name, source, allowNonFinite);
   for (const [name, t] of expected) assign(t, file.tensors.get(name)!.values);
   for (const [prefix, bn] of bns) {
     const n = file.tensors.get(`${prefix}.num_batches_tracked`);
@@ -98,11 +107,16 @@ export function resizeToStateDict(model: Module, file: SafeTensorsFile, source =
     } catch (e) {
       throw new DataError(`${source}: the layer_widths metadata is not valid JSON (${(e as Error).message}).`);
     }
+    if (typeof widths !== 'object' || widths === null || Array.isArray(widths)) throw new DataError(`${source}: the layer_widths metadata is not a map of layers.`);
     for (const [path, w] of Object.entries(widths)) {
+      if (typeof w !== 'object' || w === null) throw new DataError(`${source}: layer_widths of "${path}" is not a {kind, in, out} entry.`);
       const m = modules.get(path);
       const kind = m && layerKind(m);
-      if (!m || !kind || kind.name !== w.kind) throw new DataError(`${source}: layer_widths names ${w.kind} "${path}", which this model does not have (a checkpoint of another architecture?).`);
+      if (!m || !kind || kind.name !== w.kind) throw new DataError(`${source}: layer_widths names ${String(w.kind)} "${path}", which this model does not have (a checkpoint of another architecture?).`);
       if (!(Number.isInteger(w.in) && w.in > 0 && Number.isInteger(w.out) && w.out > 0)) throw new DataError(`${source}: layer_widths of "${path}" is not a pair of positive integers.`);
+      // Pruning only removes channels: a width beyond the architecture's is a corrupt file, not a model.
+      const [inMax, outMax] = [kind.inChannels(m), kind.outChannels(m)];
+      if (w.in > inMax || w.out > outMax) throw new DataError(`${source}: layer_widths of "${path}" is ${w.in} in, ${w.out} out; the architecture has at most ${inMax} in, ${outMax} out.`);
     }
   }
   for (const [prefix, m] of modules) {
@@ -112,9 +126,9 @@ export function resizeToStateDict(model: Module, file: SafeTensorsFile, source =
 }
 
 /** Builds the named architecture at the (possibly pruned) shapes of a state dict and loads it. */
-export function modelFromStateDict(name: string, file: SafeTensorsFile, source: string): Module {
+export function modelFromStateDict(name: string, file: SafeTensorsFile, source: string, options?: LoadOptions): Module {
   const model = createModel(name);
   resizeToStateDict(model, file, source);
-  loadStateDict(model, file, source);
+  loadStateDict(model, file, source, options);
   return model;
 }

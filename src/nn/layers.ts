@@ -124,12 +124,13 @@ export class SiLU extends Module {
   }
 }
 
+/** torch.nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceilMode) (no dilation; ceil_mode: GoogLeNet, SqueezeNet). */
 export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: number, readonly stride = kernelSize, readonly padding = 0) {
+  constructor(readonly kernelSize: number, readonly stride = kernelSize, readonly padding = 0, readonly ceilMode = false) {
     super();
   }
   forward(x: Tensor): Tensor {
-    return ag.maxPool2d(x, { kernel: this.kernelSize, stride: this.stride, padding: this.padding });
+    return ag.maxPool2d(x, { kernel: this.kernelSize, stride: this.stride, padding: this.padding, ceilMode: this.ceilMode });
   }
 }
 
@@ -145,14 +146,15 @@ export class AdaptiveAvgPool2d extends Module {
   }
 }
 
+/** torch.nn.AvgPool2d(kernel, stride, padding, ceil_mode, count_include_pad), the same argument order. */
 export class AvgPool2d extends Module {
-  constructor(readonly kernelSize: number, readonly stride = kernelSize) {
+  constructor(readonly kernelSize: number, readonly stride = kernelSize, readonly padding = 0, readonly ceilMode = false, readonly countIncludePad = true) {
     super();
   }
   forward(x: Tensor): Tensor {
     // A 1x1 window with stride 1 is the identity (VGG's trailing AvgPool2d(1, 1)): skip the copy.
-    if (this.kernelSize === 1 && this.stride === 1) return x;
-    return ag.avgPool2d(x, { kernel: this.kernelSize, stride: this.stride });
+    if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0) return x;
+    return ag.avgPool2d(x, { kernel: this.kernelSize, stride: this.stride, padding: this.padding, ceilMode: this.ceilMode, countIncludePad: this.countIncludePad });
   }
 }
 

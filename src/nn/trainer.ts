@@ -194,7 +194,7 @@ export async function train(model: Module, data: Cifar10Split | Dataset, o: Trai
         lr = opt.lr = learningRate(o, epoch, step, stepsPerEpoch);
         const { x, y } = await ds.batch(batch, { augment: o.augment ?? true, random });
         const next = tidy(() => {
-          const loss = ag.crossEntropy(model.call(fromArray(x, [batch.length, ...ds.shape])), fromArray(y, [batch.length]));
+          const loss = ag.crossEntropy(model.call(fromArray(x, [batch.length, ...ds.shape])), y); // labels checked against the classes
           ag.backward(loss);
           return ew.axpby(1, lossSum, batch.length, loss).keep();
         });

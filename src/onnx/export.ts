@@ -111,7 +111,7 @@ export async function exportOnnx(model: Module, o: OnnxExportOptions): Promise<U
     for (const t of ops) {
       if (folded.has(t)) continue;
       const spec = opSpec(t.node!.op);
-      if (!spec?.onnx) throw new UnsupportedError(`exportOnnx: ${ctx.nameOf(t)}: the op "${t.node!.op}" has no ONNX export.`);
+      if (!spec?.onnx?.export) throw new UnsupportedError(`exportOnnx: ${ctx.nameOf(t)}: the op "${t.node!.op}" has no ONNX export.`);
       spec.onnx.export(t, ctx);
     }
     outputDims.push(...y.shape.slice(1));

@@ -4,7 +4,7 @@ import { DataError } from '../errors.js';
 import { writeFileAtomic } from '../nn/checkpoint-node.js';
 import type { Module } from '../nn/module.js';
 import { exportOnnx, type OnnxExportOptions } from './export.js';
-import { importOnnx, type OnnxModel } from './import.js';
+import { importOnnx, type OnnxImportOptions, type OnnxModel } from './import.js';
 
 /** The .onnx path beside a .safetensors path (same name, other extension). */
 export function onnxPathBeside(checkpointPath: string): string {
@@ -15,7 +15,7 @@ export async function saveOnnx(model: Module, path: string, options: OnnxExportO
   writeFileAtomic(path, await exportOnnx(model, options));
 }
 
-export function loadOnnx(path: string): OnnxModel {
+export function loadOnnx(path: string, options?: OnnxImportOptions): OnnxModel {
   if (!existsSync(path)) throw new DataError(`ONNX model not found: ${path}`);
-  return importOnnx(readFileSync(path), path);
+  return importOnnx(readFileSync(path), path, options);
 }

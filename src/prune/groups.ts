@@ -76,7 +76,11 @@ class UnionFind {
   find(x: number): number {
     let root = x;
     while ((this.parent[root] ?? root) !== root) root = this.parent[root];
-    while (x !== root) [x, this.parent[x]] = [this.parent[x] ?? x, root];
+    while (x !== root) {
+      const next = this.parent[x];
+      this.parent[x] = root;
+      x = next;
+    }
     return root;
   }
   union(a: number, b: number): void {

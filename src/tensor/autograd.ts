@@ -17,7 +17,7 @@ import {
 } from '../kernels/norm_pool_loss.js';
 import { ArgumentError, UnsupportedError } from '../errors.js';
 import type { OpName } from '../graph/op-names.js';
-import { sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
+import { fromArray, sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
 
@@ -70,7 +70,7 @@ export function scale(a: Tensor, alpha: number): Tensor {
   return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)], { alpha });
 }
 
-/** torch.relu: max(x, 0); NaN stays NaN (its gradient is 0 there, as PyTorch's). */
+/** torch.relu: max(x, 0); NaN stays NaN and passes its gradient, as PyTorch's. */
 export function relu(x: Tensor): Tensor {
   return record(ew.relu(x), 'relu', [x], (g) => [ew.reluBackward(x, g)]);
 }
@@ -264,14 +264,19 @@ export function batchNorm2d(x: Tensor, state: BatchNormState, { training, eps = 
   });
 }
 
-/** torch.nn.functional.max_pool2d (ceil_mode=False): padded cells are -inf, never chosen. */
-export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], { ...geometry });
+/** A pooling op's attrs: its whole geometry, booleans as 0 / 1 (attrs are numbers). */
+function poolAttrs({ kernel, stride, padding = 0, ceilMode = false, countIncludePad = true }: PoolGeometry): Record<string, number> {
+  return { kernel, stride, padding, ceilMode: ceilMode ? 1 : 0, countIncludePad: countIncludePad ? 1 : 0 };
 }
 
-/** torch.nn.functional.avg_pool2d (ceil_mode=False, count_include_pad=True). */
+/** torch.nn.functional.max_pool2d, with ceil_mode: padded cells are -inf, never chosen. Op "maxPool2d", attrs the geometry. */
+export function maxPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
+  return record(maxPoolForward(x, geometry), 'maxPool2d', [x], (g) => [maxPoolBackward(x, g, geometry)], poolAttrs(geometry));
+}
+
+/** torch.nn.functional.avg_pool2d, with ceil_mode and count_include_pad (default true). Op "avgPool2d", attrs the geometry. */
 export function avgPool2d(x: Tensor, geometry: PoolGeometry): Tensor {
-  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], { ...geometry });
+  return record(avgPoolForward(x, geometry), 'avgPool2d', [x], (g) => [avgPoolBackward(x, g, geometry)], poolAttrs(geometry));
 }
 
 /**
@@ -282,11 +287,24 @@ export function adaptiveAvgPool2d(x: Tensor, size: [number, number]): Tensor {
   return record(adaptiveAvgPoolForward(x, size), 'adaptiveAvgPool2d', [x], (g) => [adaptiveAvgPoolBackward(x, g, size)]);
 }
 
-/** Mean softmax cross-entropy of logits [B, C] against integer labels (a float tensor of B class ids). */
-export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
-  const saved = crossEntropyForward(logits, labels);
+/**
+ * Mean softmax cross-entropy of logits [B, C] against integer labels: B class ids, as an array (checked:
+ * an id outside 0..C-1 is an ArgumentError naming the row, not a silently wrong loss) or a float tensor.
+ */
+export function crossEntropy(logits: Tensor, labels: Tensor | ArrayLike<number>): Tensor {
+  if (!(labels instanceof Tensor)) {
+    const classes = logits.shape[logits.rank - 1];
+    for (let i = 0; i < labels.length; i++) {
+      const y = labels[i];
+      if (!(Number.isInteger(y) && y >= 0 && y < classes)) throw new ArgumentError(`crossEntropy: label ${y} of row ${i} is not a class id in 0..${classes - 1}.`);
+    }
+    if (labels.length !== logits.shape[0]) throw new ArgumentError(`crossEntropy: ${labels.length} labels for ${logits.shape[0]} rows.`);
+    labels = fromArray(labels, [labels.length]);
+  }
+  const ids = labels;
+  const saved = crossEntropyForward(logits, ids);
   const loss = ew.sumAxis(saved, 1, 1, logits.shape[0], 1 / logits.shape[0]); // first row of saved = row losses
-  return record(loss, 'crossEntropy', [logits], (g) => [crossEntropyBackward(logits, labels, saved, g)]);
+  return record(loss, 'crossEntropy', [logits], (g) => [crossEntropyBackward(logits, ids, saved, g)]);
 }
 
 // ------------------------------------------------------------------ backward

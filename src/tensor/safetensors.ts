@@ -48,22 +48,42 @@ export function parseSafetensors(bytes: ArrayBuffer | Uint8Array, source = 'safe
   } catch (e) {
     throw new SafetensorsError(`${source}: the header is not valid JSON (${(e as Error).message}).`);
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new SafetensorsError(`${source}: the header is ${header === null ? 'null' : Array.isArray(header) ? 'a list' : `a ${typeof header}`}, not a map of tensors.`);
+  }
   const dataStart = 8 + headerLen;
+  const dataBytes = u8.byteLength - dataStart;
   const tensors = new Map<string, SafeTensor>();
   let metadata: Record<string, string> = {};
+  /** Byte ranges of the data section taken so far: tensors may not overlap. */
+  const ranges: [number, number, string][] = [];
   for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SafetensorsError(`${source}: __metadata__ is not a map of strings.`);
+      for (const [k, v] of Object.entries(raw)) {
+        if (typeof v !== 'string') throw new SafetensorsError(`${source}: metadata "${k}" is ${v === null ? 'null' : `a ${typeof v}`}; safetensors metadata values are strings.`);
+      }
       metadata = raw as Record<string, string>;
       continue;
     }
-    const info = raw as { dtype: DType; shape: number[]; data_offsets: [number, number] };
+    const bad = (why: string) => new SafetensorsError(`${source}: tensor "${name}" ${why}.`);
+    if (typeof raw !== 'object' || raw === null) throw bad('is not a {dtype, shape, data_offsets} entry');
+    const info = raw as { dtype: DType; shape: unknown; data_offsets: unknown };
     const width = BYTES[info.dtype];
-    if (!width) throw new SafetensorsError(`${source}: tensor "${name}" has unsupported dtype ${info.dtype}.`);
-    const count = info.shape.reduce((a, b) => a * b, 1);
-    const [begin, end] = info.data_offsets;
-    if (end - begin !== count * width || dataStart + end > u8.byteLength) {
-      throw new SafetensorsError(`${source}: tensor "${name}" has inconsistent offsets for shape [${info.shape}] ${info.dtype}.`);
+    if (!width || !Object.hasOwn(BYTES, info.dtype)) throw bad(`has unsupported dtype ${String(info.dtype)}`);
+    if (!Array.isArray(info.shape) || info.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw bad(`has no valid shape (${JSON.stringify(info.shape)}): expected a list of non-negative integers`);
+    const shape = info.shape as number[];
+    const offsets = info.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+      throw bad(`has bad data_offsets ${JSON.stringify(offsets)}: expected [begin, end], non-negative integers`);
     }
+    const [begin, end] = offsets as [number, number];
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (end < begin || end - begin !== count * width) throw bad(`has data_offsets [${begin}, ${end}], which do not hold shape [${shape}] ${info.dtype} (${count * width} bytes)`);
+    if (end > dataBytes) throw bad(`has data_offsets [${begin}, ${end}] beyond the file's ${dataBytes} data bytes (truncated file?)`);
+    const overlap = begin < end ? ranges.find(([b, e]) => begin < e && b < end) : undefined;
+    if (overlap) throw bad(`overlaps tensor "${overlap[2]}" in the data section ([${begin}, ${end}] and [${overlap[0]}, ${overlap[1]}])`);
+    ranges.push([begin, end, name]);
     const at = dataStart + begin;
     const values = new Float32Array(count);
     for (let i = 0; i < count; i++) {
@@ -84,7 +104,7 @@ export function parseSafetensors(bytes: ArrayBuffer | Uint8Array, source = 'safe
         }
       }
     }
-    tensors.set(name, { dtype: info.dtype, shape: info.shape, values });
+    tensors.set(name, { dtype: info.dtype, shape, values });
   }
   return { tensors, metadata };
 }

@@ -5,7 +5,7 @@
 // Activations follow PyTorch exactly, including NaN: a NaN input gives a NaN output (WGSL's max/min/
 // clamp may drop NaN, so it is tested by bit pattern), and each backward uses PyTorch's own comparisons,
 // so the gradient at a kink and at NaN is PyTorch's (e.g. clamp passes the gradient at its bounds,
-// hardtanh/ReLU6 do not; hardtanh and hardswish pass it for NaN, relu and clamp do not).
+// hardtanh/ReLU6 do not; relu, hardtanh and hardswish pass it for NaN, clamp and hardsigmoid do not).
 
 struct Params { n: u32, alpha: f32, beta: f32, inner: u32, count: u32 }
 
@@ -32,11 +32,12 @@ fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i < p.n) { out[i] = select(max(a[i], 0.0), a[i], isNan(a[i])); }
 }
 
-// out = b where a > 0, else 0 (a = relu input, b = upstream gradient; NaN input: 0, as PyTorch)
+// out = 0 where a <= 0, else b (a = relu input, b = upstream gradient; a NaN input passes b, as PyTorch's
+// threshold_backward)
 @compute @workgroup_size(WG)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
-  if (i < p.n) { out[i] = select(0.0, b[i], a[i] > 0.0); }
+  if (i < p.n) { out[i] = select(b[i], 0.0, a[i] <= 0.0); }
 }
 
 // out = min(max(a, alpha), beta), NaN kept (torch.clamp, torch.nn.Hardtanh, ReLU6)
@@ -90,7 +91,9 @@ fn hardswish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   }
 }
 
-// PyTorch's hardswish_backward: 0 where a < -3, b * (a / 3 + 1/2) where a <= 3, else b (and NaN: b)
+// PyTorch's hardswish_backward: 0 where a < -3, b * (a / 3 + 1/2) where a <= 3, else b (and NaN: b). This is
+// its scalar and CUDA definition (1.5 at a = 3); its vectorised CPU path says 1 at exactly 3 (`>= 3`), so
+// PyTorch on a CPU gives 1 or 1.5 there depending on the element's position.
 @compute @workgroup_size(WG)
 fn hardswish_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);

@@ -1,13 +1,15 @@
 // 2-D pooling over NCHW planes (no dilation), forward and backward:
 //   max and avg: k x k windows with a stride and implicit padding on each side, as PyTorch. Max pooling
-//     never picks a padded cell (it is -inf); avg pooling counts padded cells as zeros and divides by
-//     k*k (AvgPool2d's default count_include_pad=True).
+//     never picks a padded cell (it is -inf). Avg pooling divides by the window's cells inside the padded
+//     input (countPad = 1, AvgPool2d's default count_include_pad=True: k*k except for ceil_mode's last,
+//     partial windows) or by its cells inside the input itself (countPad = 0), as PyTorch.
+//     ceil_mode only changes OH and OW (computed by the launcher); windows are clipped here.
 //   adaptive avg: output cell (i, j) averages input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1 and the
 //     same for columns (torch.nn.AdaptiveAvgPool2d); bins may differ in size and overlap.
 // Backward passes gather: each input pixel visits the windows that contain it, so no atomics are needed.
 // Max pooling routes the gradient to the first maximum of each window, as PyTorch does.
 
-struct Params { planes: u32, H: u32, W: u32, OH: u32, OW: u32, k: u32, stride: u32, pad: u32 }
+struct Params { planes: u32, H: u32, W: u32, OH: u32, OW: u32, k: u32, stride: u32, pad: u32, countPad: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
@@ -34,7 +36,8 @@ fn inputCell(i: u32) -> vec3<u32> {
   return vec3<u32>(plane, iy, idx - iy * p.W);
 }
 
-// The window (oy, ox) clipped to the input: [y0, y1) x [x0, x1). Never empty since pad <= k / 2.
+// The window (oy, ox) clipped to the input: [y0, y1) x [x0, x1). Never empty since pad <= k / 2 and a
+// ceil_mode window starts inside the input or its left padding.
 fn windowOf(oy: u32, ox: u32) -> vec4<u32> {
   let y = i32(oy * p.stride) - i32(p.pad);
   let x = i32(ox * p.stride) - i32(p.pad);
@@ -92,6 +95,19 @@ fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   out[i] = g;
 }
 
+// PyTorch's avg-pool divisor: the window clipped to the padded input (count_include_pad), or to the input.
+fn divisorOf(oy: u32, ox: u32) -> f32 {
+  if (p.countPad == 0u) {
+    let win = windowOf(oy, ox);
+    return f32((win.y - win.x) * (win.w - win.z));
+  }
+  let y = i32(oy * p.stride) - i32(p.pad);
+  let x = i32(ox * p.stride) - i32(p.pad);
+  let h = min(y + i32(p.k), i32(p.H + p.pad)) - y;
+  let w = min(x + i32(p.k), i32(p.W + p.pad)) - x;
+  return f32(h * w);
+}
+
 @compute @workgroup_size(256)
 fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
@@ -104,7 +120,7 @@ fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
       s += x[(c.x * p.H + iy) * p.W + ix];
     }
   }
-  out[i] = s / f32(p.k * p.k);
+  out[i] = s / divisorOf(c.y, c.z);
 }
 
 @compute @workgroup_size(256)
@@ -117,10 +133,10 @@ fn avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   var g = 0.0;
   for (var oy = ry.x; oy < ry.y; oy++) {
     for (var ox = rx.x; ox < rx.y; ox++) {
-      g += dy[(c.x * p.OH + oy) * p.OW + ox];
+      g += dy[(c.x * p.OH + oy) * p.OW + ox] / divisorOf(oy, ox);
     }
   }
-  out[i] = g / f32(p.k * p.k);
+  out[i] = g;
 }
 
 // Adaptive bin o of `outSize` over an axis of `size`: [floor(o*size/outSize), ceil((o+1)*size/outSize)).
