@@ -2,6 +2,7 @@
 // apt-get on Debian as root; elsewhere prints what to run. SKIP_BROWSER=1 skips the check and the test.
 import { execSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { APT_GET, waitForAptLocksOrExit } from './apt-lock.mjs';
 
 const path = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 if (process.env.SKIP_BROWSER === '1' || existsSync(path)) process.exit(0);
@@ -16,7 +17,8 @@ if (!root || !apt) {
   process.exit(1);
 }
 console.log('Installing Debian chromium for the browser test...');
-execSync('apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium', { stdio: 'inherit' });
+await waitForAptLocksOrExit();
+execSync(`${APT_GET} update -qq && DEBIAN_FRONTEND=noninteractive ${APT_GET} install -y -qq chromium`, { stdio: 'inherit' });
 if (!existsSync(path)) {
   console.error(`apt-get finished but ${path} is still missing.`);
   process.exit(1);

@@ -3,6 +3,7 @@
 // lavapipe from bookworm-backports; elsewhere it prints exactly what to run and exits non-zero.
 import { execSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { APT_GET, waitForAptLocksOrExit } from './apt-lock.mjs';
 
 const MIN_MESA = 23;
 const BACKPORTS = '/etc/apt/sources.list.d/bookworm-backports.list';
@@ -58,8 +59,9 @@ if (!canInstall()) {
 }
 console.log(`${why}; installing Mesa lavapipe from bookworm-backports...`);
 if (!existsSync(BACKPORTS)) writeFileSync(BACKPORTS, 'deb http://deb.debian.org/debian bookworm-backports main\n');
-execSync('apt-get update -qq', { stdio: 'inherit' });
-execSync('DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1', { stdio: 'inherit' });
+await waitForAptLocksOrExit();
+execSync(`${APT_GET} update -qq`, { stdio: 'inherit' });
+execSync(`DEBIAN_FRONTEND=noninteractive ${APT_GET} install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1`, { stdio: 'inherit' });
 state = await probe();
 if (!state.found || mesaTooOld(state.description)) {
   console.error(`Still no usable WebGPU adapter after installing lavapipe (${state.error ?? state.description ?? 'none'}).`);

@@ -6,14 +6,13 @@
  */
 export { IntraFusionError, ArgumentError, UnsupportedError, DataError } from './errors.js';
 export { GpuError, requestDevice, adapterOptionsFor, type DeviceInfo } from './tensor/device.js';
-export { Runtime, Params, grid1d, poolSizeClass, type KernelSpec, type PoolStats } from './tensor/runtime.js';
-export { Tensor, initRuntime, getRuntime, destroyRuntime, empty, fromArray, tidy, sizeOf, type Shape } from './tensor/tensor.js';
+export { Runtime, type PoolStats } from './tensor/runtime.js';
+export { Tensor, initRuntime, getRuntime, destroyRuntime, empty, fromArray, tidy, sizeOf, type Shape, type GradNode } from './tensor/tensor.js';
 export * as autograd from './tensor/autograd.js';
-export { parseSafetensors, serializeSafetensors, SafetensorsError, type SafeTensor, type SafeTensorsFile } from './tensor/safetensors.js';
-export * as kernels from './kernels/index.js';
+export { parseSafetensors, serializeSafetensors, SafetensorsError, type SafeTensor, type SafeTensorsFile, type DType, type TensorToWrite } from './tensor/safetensors.js';
 export { SGD, type SgdOptions } from './nn/optim.js';
 
-export { Module, addForwardHook } from './nn/module.js';
+export { Module, addForwardHook, type ForwardHook } from './nn/module.js';
 export {
   Conv2d, BatchNorm2d, Linear, ReLU, ReLU6, Hardtanh, Hardsigmoid, Hardswish, Sigmoid, SiLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential,
 } from './nn/layers.js';
@@ -22,10 +21,17 @@ export { ResNet, BasicBlock, Bottleneck, resnet18, resnet34, resnet50, type ResN
 export { createModel, MODEL_NAMES, STEMS, type ModelName, type ModelOptions, type Stem } from './nn/models.js';
 export * as cifar10 from './data/cifar10.js';
 export * from './data/index.js';
-export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth } from './nn/checkpoint.js';
-export { evaluate, complexity, inferenceSpeed } from './nn/metrics.js';
+export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth, type LoadOptions } from './nn/checkpoint.js';
+export { evaluate, evaluateLogits, complexity, inferenceSpeed, type EvalResult, type EvalOptions, type Complexity, type Speed, type LogitsFn } from './nn/metrics.js';
 // The pruner and optimal transport.
 export * from './prune/index.js';
 // ONNX export and import (protobufjs).
 export { exportOnnx, type OnnxExportOptions } from './onnx/export.js';
-export { importOnnx, OnnxModel, MIN_OPSET } from './onnx/import.js';
+export { importOnnx, OnnxModel, MIN_OPSET, type OnnxImportOptions } from './onnx/import.js';
+// Types the exports above refer to.
+export type { OtSolver, Probability } from './ot/transport.js';
+export type { ImportanceData } from './prune/calibration.js';
+export type { ImageFolderOptions } from './data/imagefolder.js';
+export type { KernelSpec } from './tensor/runtime.js';
+export type { Conv2dGeometry } from './kernels/gemm.js';
+export type { BatchNormState, PoolGeometry } from './kernels/norm_pool_loss.js';

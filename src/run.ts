@@ -13,22 +13,26 @@
  * ONNX model), cells.ts (which cells and methods run), cell.ts (prune and evaluate one method),
  * results.ts (results file and summary).
  */
-import { DataError } from './errors.js';
 import { isEntryPoint, runMain } from './cli/main.js';
 import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
-import { checkModelFiles, openModelSource } from './cli/model-source.js';
-import { ProgressBar } from './cli/progress.js';
+import { checkClassCount, checkDataFlags, openRunData } from './cli/data-source.js';
+import { checkModelFiles, describeModel, openModelSource } from './cli/model-source.js';
 import { prepareOutDir, ResultsFile, summaryTable, type RunResult } from './cli/results.js';
 import { checkRunArgs, runUsage } from './cli/run-flags.js';
-import { subset } from './nn/cifar10.js';
-import { loadCifar10 } from './nn/cifar10-node.js';
+import { formatNormalization } from './data/normalization.js';
+import { noGrad } from './tensor/autograd.js';
 import { dependencyGroups } from './prune/index.js';
-import { destroyRuntime, initRuntime } from './tensor/tensor.js';
+import { requireOnnxRuntime } from './onnx/onnxruntime.js';
+import { destroyRuntime, fromArray, initRuntime, tidy } from './tensor/tensor.js';
 
 export type { MethodResult, RunResult } from './cli/results.js';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
+
+/** Printed when the adapter is a software one; the ratio is bench/eval-backends.ts's on a 2-core machine (README). */
+export const SOFTWARE_ADAPTER_HINT =
+  'hint: this is a software (fallback) WebGPU adapter; --eval-backend onnxruntime evaluated VGG11-BN about 15x faster on a 2-core CPU (npm install onnxruntime-node).';
 
 export async function main(argv: string[]): Promise<number> {
   const o = checkRunArgs(argv);
@@ -37,33 +41,31 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Everything that can be checked without the GPU and the data, before any long work.
+  if (o.evalBackend === 'onnxruntime') await requireOnnxRuntime(); // says how to install it when missing
   checkModelFiles(o);
+  checkDataFlags(o);
   prepareOutDir(o.out, log);
   const results = o.resume ? ResultsFile.resume(o.resume, o) : ResultsFile.create(o.out);
 
   const rt = await initRuntime(o.gpuId);
   log(`adapter: ${rt.adapterDescription}`);
-  const data = await loadCifar10(o.dataDir, {
-    url: process.env.INTRA_FUSION_CIFAR10_URL, // a mirror of the official archive (same MD5), when set
-    onProgress: (() => {
-      let bar: ProgressBar | null = null;
-      return (r: number, total: number) => (bar ??= new ProgressBar('downloading CIFAR-10 (bytes)', total || 170_052_171)).update(r);
-    })(),
-  }).catch((e: unknown) => {
-    if (!(e instanceof DataError)) throw e;
-    throw new DataError(`${e.message} If you have CIFAR-10 elsewhere, pass --data-dir DIR (the folder with data_batch_1.bin ... test_batch.bin, or its cifar-10-batches-bin/).`);
-  });
-  const test = o.evalSamples ? subset(data.test, o.evalSamples) : data.test;
-  const source = await openModelSource(o, { train: data.train, test }, log);
+  if (rt.isFallback && o.evalBackend === 'webgpu') log(SOFTWARE_ADAPTER_HINT);
+  const { normalization, source: normalizationSource } = describeModel(o);
+  log(`normalisation: ${formatNormalization(normalization)} (${normalizationSource})`);
+  const data = await openRunData(o, normalization, log);
+  const test = data.test;
+  const source = await openModelSource(o, normalization, { train: data.calibration, test }, log);
 
   const probe = source.fresh();
   const groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
+  const outputs = noGrad(() => tidy(() => probe.call(fromArray(new Float32Array(o.exampleInput.reduce((a, b) => a * b)), [1, ...o.exampleInput])).shape.slice(1).reduce((a, b) => a * b, 1)));
   probe.dispose();
+  checkClassCount(data, outputs);
   const cells = planCells(o, o.modelName, groupCount);
   const methods = methodsFor(o.fusion);
 
-  const ctx: RunContext = { o, source, train: data.train, test, ot: optimalTransportFor(o), log };
-  results.checkEvalSamples(test.count);
+  const ctx: RunContext = { o, source, train: data.calibration, test, ot: optimalTransportFor(o), log };
+  results.checkEvalSamples(test?.count ?? 0);
   const keys = methods.map((m) => m.key);
   const todo = cells.filter((cell) => !results.finished(cell, keys));
   if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
@@ -72,7 +74,8 @@ export async function main(argv: string[]): Promise<number> {
     const entry = {
       timestamp: new Date().toISOString(), model_name: o.modelName, importance_criteria: o.criterion, group_idx: cell.g, sparsity: cell.s,
       ...(o.groupSparsity ? { group_sparsity: o.groupSparsity } : {}), mode: o.mode, iterative_steps: o.iterativeSteps, round_to: o.roundTo,
-      eval_samples: test.count, original_model: original,
+      eval_samples: test?.count ?? 0, evaluated: test !== null, data: data.path, data_format: data.format,
+      input_shape: [...o.exampleInput], normalization, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original,
     } as RunResult;
     for (const method of methods) entry[method.key as MethodKey] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
     results.add(entry);

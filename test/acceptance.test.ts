@@ -116,14 +116,28 @@ const report = (line: string) => {
   if (process.env.ACCEPTANCE_REPORT) console.log(`[acceptance] ${line}`);
 };
 
-/** A group as sorted name lists, comparable to Torch-Pruning's record. */
+/**
+ * A group as sorted name lists, comparable to Torch-Pruning's record, with `at`: the channel indices a layer
+ * sees the group at when they are not 0..channels-1 (a concatenation's offset; a Linear after a flatten
+ * reads H*W columns per channel), as [start, length] runs.
+ */
 function describeGroup(g: Group, bnPresent: Set<string>) {
+  type Slot = { layer: { path: string }; offset?: number; factor?: number };
+  const slotted = g as Group & { outSlots?: Slot[]; normSlots?: Slot[] };
   const depthwise = new Set(g.producers.map((p) => p.path));
+  const at: Record<string, [number, number][]> = {};
+  const slots: Slot[] = [...(slotted.outSlots ?? []), ...(slotted.normSlots ?? []), ...(g.consumers as Slot[])];
+  for (const { layer, offset = 0, factor = 1 } of slots) {
+    if (offset !== 0 || factor !== 1) {
+      (at[layer.path] ??= []).push([offset * factor, g.channels * factor]);
+    }
+  }
   return {
     channels: g.channels,
     out: g.producers.map((p) => p.path).sort(),
     in: g.consumers.map((c) => c.layer.path).filter((p) => !depthwise.has(p)).sort(),
     bn: g.batchNorms.map((b) => b.path).filter((p) => bnPresent.has(p)).sort(),
+    at: Object.fromEntries(Object.entries(at).sort(([a], [b]) => a.localeCompare(b))),
   };
 }
 
@@ -152,8 +166,11 @@ describe.each(FAMILIES)('%s exported by PyTorch', (family) => {
     try {
       // BNs the exporter folded into their convs are not in the file; every other BN must be in its group.
       const bnPresent = new Set(model.namedModules().filter(([, m]) => m.constructor.name === 'BatchNorm2d').map(([n]) => n));
-      const ours = dependencyGroups(model, { exampleInput: model.inputShape }).map((g) => describeGroup(g, bnPresent));
-      const theirs = torchPruningGroups(family).map((g) => ({ channels: g.channels, out: g.out, in: g.in, bn: g.bn.filter((b) => bnPresent.has(b)) }));
+      const ours = dependencyGroups(model, { inputShape: model.inputShape }).map((g) => describeGroup(g, bnPresent));
+      const theirs = torchPruningGroups(family).map((g) => ({
+        channels: g.channels, out: g.out, in: g.in, bn: g.bn.filter((b) => bnPresent.has(b)),
+        at: Object.fromEntries(Object.entries(g.at).filter(([name]) => !g.bn.includes(name) || bnPresent.has(name)).sort(([a], [b]) => a.localeCompare(b))),
+      }));
       const key = (g: { out: string[] }) => g.out.join(',');
       const sort = <T extends { out: string[] }>(gs: T[]) => [...gs].sort((a, b) => key(a).localeCompare(key(b)));
       report(`${family} groups: ${ours.length} (Torch-Pruning ${theirs.length}), channels ${ours.reduce((s, g) => s + g.channels, 0)} (Torch-Pruning ${theirs.reduce((s, g) => s + g.channels, 0)})`);
@@ -169,7 +186,7 @@ describe.each(FAMILIES)('%s exported by PyTorch', (family) => {
       try {
         const before = model.parameterCount();
         await prune(model, {
-          importanceCriteria: 'l1', sparsity: 0.5, exampleInput: model.inputShape,
+          importanceCriteria: 'l1', sparsity: 0.5, inputShape: model.inputShape,
           ...(method === 'intra-fusion' ? { optimalTransport: new OptimalTransport() } : method === 'folding' ? { fusion: 'folding' as const } : {}),
         });
         const after = model.parameterCount();

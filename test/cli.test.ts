@@ -63,7 +63,7 @@ describe('run.js', () => {
     expect(r.original_model.parameters).toBe(9_231_114);
     expect(r.default_pruning.parameters).toBe(5_921_493);
     expect(r.intra_fusion.parameters).toBe(5_921_493);
-    expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy + 5);
+    expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy! + 5);
     expect(readdirSync(join(out, 'pruned_models')).sort()).toEqual([
       'vgg11_bn_l1_g2_s0.7_default.safetensors', 'vgg11_bn_l1_g2_s0.7_intra_fusion.safetensors',
     ]);

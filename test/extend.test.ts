@@ -5,7 +5,7 @@
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  autograd as ag, BatchNorm2d, Conv2d, destroyRuntime, dependencyGroups, exportOnnx, fromArray, kernels, mapAxis, Module, OptimalTransport,
+  autograd as ag, BatchNorm2d, Conv2d, destroyRuntime, dependencyGroups, exportOnnx, fromArray, mapAxis, Module, OptimalTransport,
   prune, registerLayerKind, registerOp, tidy, AdaptiveAvgPool2d, type LayerKind, type Tensor,
 } from '../src/index.js';
 import { setInitSeed, seededRandom } from '../src/nn/init.js';
@@ -55,10 +55,17 @@ const denseKind: LayerKind<Dense> = {
   macs: (d) => d.inFeatures * d.outFeatures,
 };
 
-/** The user's op: leaky ReLU from the engine's kernels, recorded under its own name. */
-function leakyRelu(x: Tensor, alpha = 0.1): Tensor {
-  const y = kernels.axpby(1 - alpha, kernels.relu(x), alpha, x);
-  return ag.customOp('leakyRelu', y, [x], (g) => [kernels.axpby(1 - alpha, kernels.reluBackward(x, g), alpha, g)], { alpha });
+/**
+ * The user's op: swish with a fixed beta, x * sigmoid(beta x), composed from the engine's ops and
+ * recorded as ONE op under its own name (its backward is composed too: backward runs without recording).
+ */
+function swish(x: Tensor, beta = 1.5): Tensor {
+  const y = ag.noGrad(() => ag.mul(x, ag.sigmoid(ag.scale(x, beta))));
+  return ag.customOp('swish', y, [x], (g) => {
+    // d/dx = s + beta x s (1 - s), with s = sigmoid(beta x) and 1 - s = sigmoid(-beta x).
+    const s = ag.sigmoid(ag.scale(x, beta));
+    return [ag.mul(g, ag.add(s, ag.scale(ag.mul(ag.mul(x, s), ag.sigmoid(ag.scale(x, -beta))), beta)))];
+  }, { beta });
 }
 
 class UserNet extends Module {
@@ -68,18 +75,23 @@ class UserNet extends Module {
   hidden = this.addChild('hidden', new Dense(8 * 4, 6));
   head = this.addChild('head', new Dense(6, 3));
   forward(x: Tensor): Tensor {
-    const h = leakyRelu(this.bn.call(this.conv.call(x)));
-    return this.head.call(leakyRelu(this.hidden.call(ag.flatten(this.pool.call(h)))));
+    const h = swish(this.bn.call(this.conv.call(x)));
+    return this.head.call(swish(this.hidden.call(ag.flatten(this.pool.call(h)))));
   }
 }
 
 function register(): void {
   registerLayerKind(Dense, denseKind);
   registerOp({
-    name: 'leakyRelu', summary: 'leaky ReLU (a user op)', channels: 'preserve', zeroStaysZero: true,
+    name: 'swish', summary: 'x sigmoid(beta x) (a user op)', channels: 'preserve', zeroStaysZero: true,
     onnx: {
-      exportsAs: ['LeakyRelu'],
-      export: (t, ctx) => ctx.emit(t, 'LeakyRelu', [ctx.input(t.node!.inputs[0])], [{ name: 'alpha', type: 1, f: t.node!.attrs!.alpha }]),
+      exportsAs: ['Mul + Sigmoid + Mul'],
+      export(t, ctx) {
+        const x = ctx.input(t.node!.inputs[0]);
+        const value = Float32Array.of(t.node!.attrs!.beta); // read now: the traced graph is gone when values are read
+        const beta = ctx.initializer(ctx.unique(`${ctx.nameOf(t)}.beta`), [], async () => value);
+        ctx.emit(t, 'Mul', [x, ctx.intermediate(t, 'Sigmoid', [ctx.intermediate(t, 'Mul', [x, beta])])]);
+      },
     },
   });
 }
@@ -97,14 +109,14 @@ describe('registerLayerKind and registerOp from outside the package', () => {
   it('refused before registration, naming the op; then grouped, pruned and exported', async () => {
     setInitSeed(3);
     const before = new UserNet();
-    expect(() => dependencyGroups(before, { exampleInput: shape })).toThrow(/the op "leakyRelu" has no channel rule; ops with one: .*\(add one with registerOp\)/);
+    expect(() => dependencyGroups(before, { inputShape: shape })).toThrow(/the op "swish" has no channel rule; ops with one: .*\(add one with registerOp\)/);
     before.dispose();
 
     register();
     const x = randArray(seededRandom(9), 2 * 3 * 6 * 6);
     setInitSeed(3);
     const m = new UserNet();
-    expect(dependencyGroups(m, { exampleInput: shape }).map((g) => g.describe())).toEqual([
+    expect(dependencyGroups(m, { inputShape: shape }).map((g) => g.describe())).toEqual([
       'group 0 (6 channels): out hidden; in head',
       'group 1 (8 channels): out conv; bn bn; in hidden',
     ]);
@@ -112,7 +124,7 @@ describe('registerLayerKind and registerOp from outside the package', () => {
     const fused = async (dimensionalityPreserving: boolean) => {
       setInitSeed(3);
       const net = new UserNet();
-      await prune(net, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: shape, optimalTransport: new OptimalTransport(), dimensionalityPreserving });
+      await prune(net, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: shape, optimalTransport: new OptimalTransport(), dimensionalityPreserving });
       const y = await outputs(net, x);
       const widths = [net.hidden.inFeatures, net.hidden.outFeatures, net.head.inFeatures];
       net.dispose();
@@ -122,8 +134,8 @@ describe('registerLayerKind and registerOp from outside the package', () => {
     expect(shrunk.widths).toEqual([16, 3, 3]);
     expectClose(shrunk.y, kept.y, 1e-5, 1e-4, 'preserving vs shrunk');
 
-    // Default pruning, then export: onnxruntime runs the user op's LeakyRelu as the engine runs leakyRelu.
-    await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: shape });
+    // Default pruning, then export: onnxruntime runs the user op's ONNX nodes as the engine runs swish.
+    await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: shape });
     const session = await ort.InferenceSession.create(await exportOnnx(m, { inputShape: shape }));
     const result = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, [2, ...shape]) });
     await session.release();

@@ -40,7 +40,7 @@ async function onnxruntime(bytes, x, shape) {
 function compareGroups(model, theirs) {
   const bnPresent = new Set(model.namedModules().filter(([, m]) => m.constructor.name === 'BatchNorm2d').map(([n]) => n));
   const key = (g) => JSON.stringify([g.channels, [...g.out].sort(), [...g.in].sort(), [...g.bn].filter((b) => bnPresent.has(b)).sort()]);
-  const ours = dependencyGroups(model, { exampleInput: model.inputShape }).map((g) => {
+  const ours = dependencyGroups(model, { inputShape: model.inputShape }).map((g) => {
     const out = g.producers.map((p) => p.path);
     return key({ channels: g.channels, out, in: g.consumers.map((c) => c.layer.path).filter((p) => !out.includes(p)), bn: g.batchNorms.map((b) => b.path) });
   });
@@ -78,7 +78,7 @@ for (const family of families) {
       const m = importOnnx(bytes, `${family}.onnx`);
       try {
         const before = m.parameterCount();
-        await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: m.inputShape, ...(method === 'intra-fusion' ? { optimalTransport: new OptimalTransport() } : method === 'folding' ? { fusion: 'folding' } : {}) });
+        await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: m.inputShape, ...(method === 'intra-fusion' ? { optimalTransport: new OptimalTransport() } : method === 'folding' ? { fusion: 'folding' } : {}) });
         const onnx = await exportOnnx(m, { inputShape: m.inputShape });
         const rel = relativeError(await engine(m, x, ref.input.shape), await onnxruntime(onnx, x, ref.input.shape));
         cells.push(`${(m.parameterCount() / before * 100).toFixed(0)}% params, ${fmt(rel)} (${seconds(t0)})`);

@@ -5,24 +5,27 @@
 import { join } from 'node:path';
 import { seededRandom } from '../nn/init.js';
 import { saveCheckpoint } from '../nn/checkpoint-node.js';
-import type { Cifar10Split, Normalization } from '../nn/cifar10.js';
-import { complexity, evaluate, inferenceSpeed } from '../nn/metrics.js';
+import type { Dataset } from '../data/dataset.js';
+import { complexity, evaluate, evaluateLogits, inferenceSpeed, type EvalResult } from '../nn/metrics.js';
 import type { Module } from '../nn/module.js';
 import { train } from '../nn/trainer.js';
 import { onnxPathBeside, saveOnnx } from '../onnx/node.js';
+import { evaluateOnnxRuntime, onnxRuntimeSession } from '../onnx/onnxruntime.js';
 import { OptimalTransport, prune, type ExampleInput } from '../prune/index.js';
 import { cellSeed, type Cell, type Method } from './cells.js';
 import type { ModelSource } from './model-source.js';
 import { ProgressBar } from './progress.js';
 import type { MethodResult } from './results.js';
-import type { RunOptions } from './run-flags.js';
+import type { EvalBackend, RunOptions } from './run-flags.js';
 
 /** What every cell of a run shares. */
 export interface RunContext {
   o: RunOptions;
   source: ModelSource;
-  train: Cifar10Split;
-  test: Cifar10Split;
+  /** Calibration (taylor, chip) and fine-tuning data; null in a data-free run. */
+  train: Dataset | null;
+  /** Evaluation data; null in a data-free run (accuracy null). */
+  test: Dataset | null;
   ot: OptimalTransport;
   log: (line: string) => void;
 }
@@ -42,31 +45,50 @@ export function exportOptions(ctx: RunContext, metadata: Record<string, string>)
   };
 }
 
-/** Accuracy on the test split, complexity and latency of one model. */
-export async function measure(model: Module, test: Cifar10Split, normalization: Normalization, batchSize: number, label: string, inputShape: ExampleInput): Promise<MethodResult> {
-  const bar = new ProgressBar(`evaluating ${label}`, test.count);
-  const r = await evaluate(model, test, { normalization, batchSize, onProgress: (d) => bar.update(d) });
+/**
+ * Accuracy (top-1, top-5) on the evaluation data (null without data), complexity and latency of one model.
+ * With the onnxruntime backend the model is exported to ONNX in memory and onnxruntime-node runs both the
+ * evaluation and the latency passes.
+ */
+export async function measure(model: Module, test: Dataset | null, batchSize: number, label: string, inputShape: ExampleInput, backend: EvalBackend): Promise<MethodResult> {
+  let r: EvalResult | null = null;
+  let latencyMs: number;
+  const options = test ? { batchSize, onProgress: ((bar: ProgressBar) => (d: number) => bar.update(d))(new ProgressBar(`evaluating ${label}${backend === 'webgpu' ? '' : ` (${backend})`}`, test.count)) } : null;
+  if (backend === 'onnxruntime') {
+    const session = await onnxRuntimeSession(model, inputShape);
+    try {
+      if (test) r = await evaluateLogits(session.logits, test, options!);
+      latencyMs = await session.latencyMs(5);
+    } finally {
+      await session.release();
+    }
+  } else {
+    if (test) r = await evaluate(model, test, options!);
+    latencyMs = (await inferenceSpeed(model, { batchSize: Math.min(batchSize, 32), reps: 3, inputShape })).latencyMs;
+  }
   const c = complexity(model, inputShape);
-  const speed = await inferenceSpeed(model, { batchSize: Math.min(batchSize, 32), reps: 3, inputShape });
   return {
     parameters: c.parameters, flops: c.flops, macs: c.macs,
-    accuracy: Number(r.accuracy.toFixed(2)), mean_batch_accuracy: Number(r.meanBatchAccuracy.toFixed(2)),
-    inference_time: Number((speed.latencyMs / 1e3).toFixed(5)),
+    accuracy: r ? Number(r.accuracy.toFixed(2)) : null, ...(r?.top5 != null ? { top5: Number(r.top5.toFixed(2)) } : {}),
+    mean_batch_accuracy: r ? Number(r.meanBatchAccuracy.toFixed(2)) : null,
+    inference_time: Number((latencyMs / 1e3).toFixed(5)), eval_backend: backend,
   };
 }
+
+const describeAccuracy = (r: MethodResult) => (r.accuracy === null ? 'not evaluated (no data)' : `${r.accuracy}% accuracy${r.top5 !== undefined ? ` (top-5 ${r.top5}%)` : ''}`);
 
 /** The unpruned model's result (and its ONNX export with --export-onnx). */
 export async function measureOriginal(ctx: RunContext): Promise<MethodResult> {
   const { o, source, test, log } = ctx;
-  log(`evaluating the original ${o.modelName} on ${test.count} test images`);
+  if (test) log(`evaluating the original ${o.modelName} on ${test.count} samples`);
   const original = source.fresh();
-  const result = await measure(original, test, source.normalization, o.batchSize, 'original', o.exampleInput);
+  const result = await measure(original, test, o.batchSize, 'original', o.exampleInput, o.evalBackend);
   if (o.exportOnnx) {
     result.onnx = join(o.out, 'pruned_models', `${o.modelName}_unpruned.onnx`);
     await saveOnnx(original, result.onnx, exportOptions(ctx, { model: o.modelName, method: 'unpruned' }));
   }
   original.dispose();
-  log(`original: ${result.accuracy}% accuracy, ${result.parameters} parameters, ${(result.flops / 1e6).toFixed(1)} MFLOPs`);
+  log(`original: ${describeAccuracy(result)}, ${result.parameters} parameters, ${(result.flops / 1e6).toFixed(1)} MFLOPs`);
   return result;
 }
 
@@ -84,7 +106,7 @@ export async function runMethod(ctx: RunContext, cell: Cell, { key, name: fusion
     importanceCriteria: o.criterion, sparsity: cell.sparsity, groupIdxs: o.mode === 'group' ? [cell.g] : undefined, fusion, optimalTransport: ctx.ot,
     global: o.global, maxGroupSparsity: o.maxGroupSparsity, batchGroups: o.batchGroups, iterativeSteps: o.iterativeSteps, roundTo: o.roundTo,
     exampleInput: o.exampleInput,
-    data: needsData ? { train: ctx.train, normalization } : undefined,
+    data: needsData ? ctx.train ?? undefined : undefined, samples: o.calibrationSamples,
     lampReferencePermutation: o.lampReferenceBug,
     random: seededRandom(cellSeed(o.seed, cellIndex, cell.s, fusion)),
     onProgress: (m) => log(`  ${m}`),
@@ -92,32 +114,35 @@ export async function runMethod(ctx: RunContext, cell: Cell, { key, name: fusion
   // For the interrupted-run test: die (as a kill would) inside cell N, after its first method.
   if (first && Number(process.env.INTRA_FUSION_CRASH_AT_CELL) === cellIndex + 1) process.kill(process.pid, 'SIGKILL');
   let before: number | undefined;
-  if (o.fineTuneEpochs > 0) {
-    before = (await evaluate(model, test, { normalization, batchSize: o.batchSize })).accuracy;
-    log(`  fine-tuning ${label} for ${o.fineTuneEpochs} epochs (from ${before.toFixed(2)}%)`);
+  if (o.fineTuneEpochs > 0 && ctx.train) {
+    if (test) before = (o.evalBackend === 'onnxruntime' ? await evaluateOnnxRuntime(model, test, { batchSize: o.batchSize, inputShape: o.exampleInput }) : await evaluate(model, test, { batchSize: o.batchSize })).accuracy;
+    log(`  fine-tuning ${label} for ${o.fineTuneEpochs} epochs${before === undefined ? '' : ` (from ${before.toFixed(2)}%)`}`);
     await train(model, ctx.train, {
       epochs: o.fineTuneEpochs, lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'step', stepSize: 30, gamma: 0.5, batchSize: o.batchSize,
       normalization, seed: o.seed + cell.g * 1000 + Math.round(cell.s * 100), log: (l) => log(`    ${l}`),
     });
   }
-  const r = await measure(model, test, normalization, o.batchSize, label, o.exampleInput);
+  const r = await measure(model, test, o.batchSize, label, o.exampleInput, o.evalBackend);
   if (before !== undefined) r.accuracy_before_fine_tuning = Number(before.toFixed(2));
   const path = join(o.out, 'pruned_models', `${o.modelName}_${o.criterion}_${cell.name}_${key === 'default_pruning' ? 'default' : key}.safetensors`);
   const metadata = {
     model: o.modelName, method: key, group_idx: String(cell.g), sparsity: String(cell.s), importance_criteria: o.criterion,
     ...(o.groupSparsity ? { group_sparsity: JSON.stringify(o.groupSparsity) } : {}), mode: o.mode,
-    accuracy: String(r.accuracy), eval_samples: String(test.count), parameters: String(r.parameters), flops: String(r.flops),
+    accuracy: String(r.accuracy), ...(r.top5 !== undefined ? { top5: String(r.top5) } : {}), eval_samples: String(test?.count ?? 0),
+    parameters: String(r.parameters), flops: String(r.flops), ...(o.onnxFile ? { source_model: o.onnxFile } : {}),
     normalize_mean: normalization.mean.join(','), normalize_std: normalization.std.join(','), input_shape: o.exampleInput.join(','),
   };
   if (o.saveModels) {
     await saveCheckpoint(model, path, metadata);
     r.checkpoint = path;
   }
-  if (o.exportOnnx) {
+  // A model imported from ONNX has no built-in architecture to rebuild from a checkpoint, and a data-free
+  // run's output is the pruned file itself: both always get their ONNX.
+  if (o.exportOnnx || o.onnxFile || !test) {
     r.onnx = onnxPathBeside(path);
     await saveOnnx(model, r.onnx, exportOptions(ctx, metadata));
   }
   model.dispose();
-  log(`${label}: ${r.accuracy}% accuracy, ${r.parameters} parameters`);
+  log(`${label}: ${describeAccuracy(r)}, ${r.parameters} parameters`);
   return r;
 }

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { DataError } from '../errors.js';
 import { modelFromStateDict } from '../nn/checkpoint.js';
 import { saveCheckpoint } from '../nn/checkpoint-node.js';
-import { CIFAR10_STATS, IMAGENET_STATS, parseNormalization, type Cifar10Split, type Normalization } from '../nn/cifar10.js';
+import type { Dataset } from '../data/dataset.js';
+import { chooseNormalization, IMAGENET_STATS, parseNormalization, type Normalization } from '../data/normalization.js';
 import { createModel } from '../nn/models.js';
 import type { Module } from '../nn/module.js';
 import { train } from '../nn/trainer.js';
@@ -21,8 +22,37 @@ import type { RunOptions } from './run-flags.js';
 export interface ModelSource {
   /** A new copy of the model, as loaded (the caller disposes it). */
   fresh: () => Module;
-  /** The input normalisation the file names, else the one --normalization picks. */
+  /** The input normalisation of the run (see runNormalization). */
   normalization: Normalization;
+}
+
+/**
+ * What the run knows of the model before loading data: its input shape (an ONNX model's static one; sets
+ * o.exampleInput) and the normalisation: --mean/--std or --normalization, else the model's own metadata,
+ * else ImageNet's.
+ */
+export function describeModel(o: RunOptions): { normalization: Normalization; source: string } {
+  let metadata: Record<string, string> = {};
+  if (o.onnxFile) {
+    const probe = loadOnnx(o.onnxFile, { allowNonFinite: o.allowNonFinite });
+    probe.dispose();
+    if (o.inputShape && o.inputShape.join() !== probe.inputShape.join()) {
+      throw new UsageError(`--input-shape ${o.inputShape.join(' ')} does not match ${o.onnxFile}'s static input ${probe.inputShape.join('x')}.`);
+    }
+    o.exampleInput = [...probe.inputShape] as RunOptions['exampleInput'];
+    metadata = probe.metadata;
+  } else {
+    const path = checkpointFor(o.modelName, o.checkpoint, o.epochs);
+    try {
+      if (existsSync(path)) metadata = parseSafetensors(readFileSync(path), path).metadata;
+    } catch {
+      // A broken checkpoint is reported when it is loaded (openModelSource), after the data.
+    }
+  }
+  return chooseNormalization({
+    preset: o.normalization, mean: o.mean, std: o.std, fallback: IMAGENET_STATS,
+    model: parseNormalization(metadata.normalize_mean, metadata.normalize_std),
+  });
 }
 
 /** Checkpoints shipped in the package's models/ folder, by model name. */
@@ -64,33 +94,31 @@ export function checkModelFiles(o: RunOptions): void {
 
 /** The model of the run: loaded from --model or the checkpoint, trained first when --epochs asks for it. */
 export async function openModelSource(
-  o: RunOptions, data: { train: Cifar10Split; test: Cifar10Split }, log: (line: string) => void,
+  o: RunOptions, normalization: Normalization, data: { train: Dataset | null; test: Dataset | null }, log: (line: string) => void,
 ): Promise<ModelSource> {
-  const normalization: Normalization = o.normalization === 'cifar10' ? CIFAR10_STATS : IMAGENET_STATS;
   if (o.onnxFile) {
-    const onnx = onnxSource(o.onnxFile, o.allowNonFinite);
-    return { fresh: onnx.fresh, normalization: onnx.normalization ?? normalization };
+    const path = o.onnxFile;
+    log(`model: ${path} (ONNX, input ${o.exampleInput.join('x')})`);
+    return { fresh: () => loadOnnx(path, { allowNonFinite: o.allowNonFinite }), normalization };
   }
   const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
   if (!existsSync(checkpointPath)) await trainCheckpoint(o, checkpointPath, normalization, data, log);
   log(`checkpoint: ${checkpointPath}`);
   const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
-  return {
-    fresh: () => modelFromStateDict(o.modelName, file, checkpointPath, { allowNonFinite: o.allowNonFinite }),
-    normalization: parseNormalization(file.metadata.normalize_mean, file.metadata.normalize_std) ?? normalization,
-  };
+  return { fresh: () => modelFromStateDict(o.modelName, file, checkpointPath, { allowNonFinite: o.allowNonFinite }), normalization };
 }
 
 /** No checkpoint yet: train one for --epochs epochs (resumable) and save it where it was looked for. */
 async function trainCheckpoint(
-  o: RunOptions, checkpointPath: string, normalization: Normalization, data: { train: Cifar10Split; test: Cifar10Split }, log: (line: string) => void,
+  o: RunOptions, checkpointPath: string, normalization: Normalization, data: { train: Dataset | null; test: Dataset | null }, log: (line: string) => void,
 ): Promise<void> {
   if (!o.epochs) throw new UsageError(`Checkpoint ${checkpointPath} does not exist: pass --checkpoint FILE, or --epochs N to train one first.`);
+  if (!data.train) throw new UsageError(`--epochs ${o.epochs}: training needs data; pass --data DIR|FILE.`);
   log(`no checkpoint at ${checkpointPath}: training ${o.modelName} for ${o.epochs} epochs`);
-  const model = createModel(o.modelName);
+  const model = createModel(o.modelName, { numClasses: data.train.classes?.length ?? 10 });
   await train(model, data.train, {
     epochs: o.epochs, lr: 0.05, momentum: 0.9, weightDecay: 5e-4, schedule: 'step', stepSize: 30, gamma: 0.5, batchSize: o.batchSize,
-    normalization, seed: o.seed, checkpointDir: join(o.out, 'training', o.modelName), resume: true, test: data.test, log,
+    normalization, seed: o.seed, checkpointDir: join(o.out, 'training', o.modelName), resume: true, test: data.test ?? undefined, log,
     metadata: { model: o.modelName },
   });
   await saveCheckpoint(model, checkpointPath, {
@@ -98,13 +126,4 @@ async function trainCheckpoint(
   });
   model.dispose();
   log(`saved ${checkpointPath}`);
-}
-
-/** An ONNX model as the run's model: imported afresh for every cell, with the normalisation it names. */
-function onnxSource(path: string, allowNonFinite: boolean): { fresh: () => Module; normalization: Normalization | null } {
-  const probe = loadOnnx(path, { allowNonFinite });
-  probe.dispose();
-  // The pruner traces and the metrics count on CIFAR-10-sized images.
-  if (probe.inputShape.join() !== '3,32,32') throw new UsageError(`--model ${path}: its input is ${probe.inputShape.join('x')}; this run prunes and evaluates 3x32x32 (CIFAR-10) models.`);
-  return { fresh: () => loadOnnx(path, { allowNonFinite }), normalization: parseNormalization(probe.metadata.normalize_mean, probe.metadata.normalize_std) };
 }

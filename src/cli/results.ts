@@ -8,15 +8,20 @@ import { DataError } from '../errors.js';
 import { writeFileAtomic } from '../nn/checkpoint-node.js';
 import { UsageError } from './args.js';
 import type { Cell, MethodKey } from './cells.js';
-import type { RunMode, RunOptions } from './run-flags.js';
+import type { EvalBackend, RunMode, RunOptions } from './run-flags.js';
 
 export interface MethodResult {
   parameters: number;
   flops: number;
   macs: number;
-  accuracy: number;
-  mean_batch_accuracy: number;
+  /** Top-1 accuracy in percent; null when the run had no data (not evaluated). */
+  accuracy: number | null;
+  /** Top-5 accuracy in percent, for models with more than 5 classes. */
+  top5?: number;
+  mean_batch_accuracy: number | null;
   inference_time: number;
+  /** What ran this model's evaluation and latency (--eval-backend). */
+  eval_backend: EvalBackend;
   accuracy_before_fine_tuning?: number;
   checkpoint?: string;
   onnx?: string;
@@ -35,6 +40,15 @@ export interface RunResult {
   iterative_steps: number;
   round_to: number;
   eval_samples: number;
+  /** False for a data-free run (no --data): accuracies are null. */
+  evaluated: boolean;
+  /** The evaluation data (path) and its kind, null without data. */
+  data: string | null;
+  data_format: string | null;
+  input_shape: number[];
+  normalization: { mean: number[]; std: number[] };
+  /** The ONNX file pruned (--model), when the run started from one. */
+  model_file?: string;
   original_model: MethodResult;
   /** Typed for the default --fusion both; --fusion none or ot leaves the other method's entry out. */
   default_pruning: MethodResult;

@@ -4,9 +4,14 @@
  * such as group indices, are in cells.ts and still run before the first evaluation.)
  */
 import { resolve } from 'node:path';
+import { DATA_FORMATS, type DataFormat } from '../data/node.js';
+import { NORMALIZATION_PRESETS } from '../data/normalization.js';
 import { MODEL_NAMES } from '../nn/models.js';
 import { CRITERIA, FUSION_METHODS, type ExampleInput } from '../prune/index.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './args.js';
+
+export const EVAL_BACKENDS = ['webgpu', 'onnxruntime'] as const;
+export type EvalBackend = (typeof EVAL_BACKENDS)[number];
 
 export const RUN_FLAGS = {
   'model-name': { kind: 'string', help: 'Model to prune.', default: 'vgg11_bn', choices: MODEL_NAMES },
@@ -14,15 +19,22 @@ export const RUN_FLAGS = {
   sparsities: { kind: 'numbers', help: 'Fractions of each group\'s channels to remove.', default: [0.3, 0.4, 0.5, 0.6, 0.7] },
   importance_criteria: { kind: 'string', help: 'Channel importance.', default: 'l1', choices: CRITERIA },
   gpu_id: { kind: 'int', help: 'Adapter: -1 software/fallback, 0 default, 1 low-power.', default: 0 },
-  'data-dir': { kind: 'string', help: 'CIFAR-10 binary files (downloaded there when missing and online).', default: './data/cifar10' },
+  data: { kind: 'string', help: 'Evaluation (and calibration) data: an image folder (one sub-folder per class), CIFAR-10\'s binary batches, a .safetensors/.npz file with x [N,C,H,W] and y [N], or a folder with x.npy and y.npy; "none" for a data-free run (prune and export, no evaluation). Default: CIFAR-10 from --data-dir for built-in models, none for --model FILE.onnx.' },
+  'data-format': { kind: 'string', help: 'What --data is (default: detected).', choices: DATA_FORMATS },
+  'data-dir': { kind: 'string', help: 'CIFAR-10 binary files (downloaded there when missing and online). Default: ./data/cifar10 (built-in models).' },
+  'calibration-data': { kind: 'string', help: 'Data for taylor/chip and fine-tuning, in any --data layout. Default: CIFAR-10\'s training split for CIFAR-10, else --data itself.' },
+  'calibration-samples': { kind: 'int', help: 'Samples taylor and chip draw (shuffled, seeded).', default: 640 },
+  resize: { kind: 'string', help: 'Image folders: the shorter side before the centre crop to --input-shape H W ("none": crop only). Default: round(max(H, W) * 256 / 224), e.g. 256 for 224.' },
   checkpoint: { kind: 'string', help: 'Model checkpoint (safetensors, PyTorch names). Default: ./models/<model-name>.safetensors, else the shipped VGG11-BN (models/vgg11_bn_cifar10.fp16.safetensors) for vgg11_bn' },
   epochs: { kind: 'int', help: 'Train this many epochs first when the checkpoint does not exist (0: require the checkpoint).', default: 0 },
   'fine-tune-epochs': { kind: 'int', help: 'Fine-tune each pruned model (SGD 0.9, lr 0.01 * 0.5^(epoch/30), no weight decay).', default: 0 },
-  'eval-samples': { kind: 'int', help: 'Evaluate on the first N test images (default: all 10000).' },
+  'eval-samples': { kind: 'int', help: 'Evaluate on N samples (default: all): the first N, or N spread over the classes of an image folder.' },
   'batch-size': { kind: 'int', help: 'Evaluation and training batch size.', default: 128 },
   out: { kind: 'string', help: 'Output folder for logs/ and pruned_models/.', default: '.' },
   resume: { kind: 'string', help: 'Continue this results file (logs/pruning_results_*.json of an interrupted run with the same settings): its finished cells are skipped, new ones are added to it.' },
-  normalization: { kind: 'string', help: 'Input normalisation when the checkpoint names none.', default: 'imagenet', choices: ['imagenet', 'cifar10'] },
+  normalization: { kind: 'string', help: 'Input normalisation preset. Default: the model\'s own (checkpoint or ONNX metadata), else imagenet.', choices: Object.keys(NORMALIZATION_PRESETS) },
+  mean: { kind: 'numbers', help: 'Normalisation mean per channel (with --std), e.g. 0.485 0.456 0.406.' },
+  std: { kind: 'numbers', help: 'Normalisation std per channel (with --mean).' },
   'ot-solver': { kind: 'string', help: 'Intra-Fusion transport solver.', default: 'emd', choices: ['emd', 'sinkhorn'] },
   'ot-reg': { kind: 'number', help: 'Sinkhorn entropic regulariser.', default: 0.05 },
   'ot-p': { kind: 'number', help: 'Order of the L_p transport cost.', default: 1 },
@@ -40,10 +52,11 @@ export const RUN_FLAGS = {
   'batch-groups': { kind: 'boolean', help: 'With --whole-network or --group-sparsity: score and fuse all groups on the same weights in one OT batch (default: one after another, as the reference).', default: false },
   'iterative-steps': { kind: 'int', help: 'Prune in N steps on a linear schedule, re-scoring each step (all groups at once).', default: 1 },
   'round-to': { kind: 'int', help: 'Keep a multiple of this many channels per group.', default: 1 },
-  'input-shape': { kind: 'ints', help: 'The model\'s input C H W (CIFAR-10 evaluation needs 3 32 32).', default: [3, 32, 32], aliases: ['exampleInput', 'example-input'], repeats: true },
+  'input-shape': { kind: 'ints', help: 'The model\'s input C H W, any size. Default: the ONNX model\'s static input shape, else 3 32 32.', aliases: ['exampleInput', 'example-input'], repeats: true },
   // ONNX in and out.
-  model: { kind: 'string', help: 'An ONNX model (FILE.onnx, input 3x32x32) to prune instead of a built-in one; --model-name and --checkpoint are then unused.' },
+  model: { kind: 'string', help: 'An ONNX model (FILE.onnx, any static input size) to prune instead of a built-in one; --model-name and --checkpoint are then unused.' },
   'export-onnx': { kind: 'boolean', help: 'Also write every model as ONNX: one .onnx beside each pruned checkpoint, and <name>_unpruned.onnx.', default: false },
+  'eval-backend': { kind: 'string', help: 'What runs the evaluations (accuracy, latency): this engine on WebGPU, or onnxruntime-node on the CPU (each model exported to ONNX in memory; needs npm install onnxruntime-node; much faster where the only adapter is a software one). Pruning stays on WebGPU.', default: 'webgpu', choices: EVAL_BACKENDS },
 } satisfies Record<string, FlagSpec>;
 
 export type RunMode = 'group' | 'whole-network' | 'global' | 'per-group';
@@ -62,7 +75,15 @@ export interface RunOptions {
   mode: RunMode;
   criterion: string;
   gpuId: number;
-  dataDir: string;
+  /** --data: a path, 'none' (data-free), or undefined (the default: CIFAR-10 for built-in models, none for ONNX). */
+  data: string | undefined;
+  dataFormat: DataFormat | undefined;
+  /** --data-dir as given, or undefined. */
+  dataDir: string | undefined;
+  calibrationData: string | undefined;
+  calibrationSamples: number;
+  /** Image folders: the resize before the crop; undefined = default, null = crop only. */
+  resize: number | null | undefined;
   epochs: number;
   fineTuneEpochs: number;
   evalSamples: number | undefined;
@@ -70,7 +91,9 @@ export interface RunOptions {
   out: string;
   /** --resume FILE (resolved). */
   resume: string | undefined;
-  normalization: 'imagenet' | 'cifar10';
+  normalization: string | undefined;
+  mean: number[] | undefined;
+  std: number[] | undefined;
   otSolver: 'emd' | 'sinkhorn';
   otReg: number;
   otP: number;
@@ -86,8 +109,12 @@ export interface RunOptions {
   batchGroups: boolean;
   iterativeSteps: number;
   roundTo: number;
+  /** --input-shape as given; undefined: the ONNX model's, else 3 32 32 (see model-source.ts). */
+  inputShape: ExampleInput | undefined;
+  /** The input shape the run uses (set once the model is known). */
   exampleInput: ExampleInput;
   exportOnnx: boolean;
+  evalBackend: EvalBackend;
 }
 
 export const runUsage = () => usage('node dist/run.js', 'Prune with default structured pruning and with Intra-Fusion, then evaluate both.', RUN_FLAGS);
@@ -104,9 +131,16 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
     const v = a[flag] as number | undefined;
     if (v !== undefined && v < (flag === 'batch-size' || flag === 'eval-samples' ? 1 : 0)) throw new UsageError(`--${flag} must be ${flag === 'batch-size' || flag === 'eval-samples' ? 'positive' : 'non-negative'}, got ${v}.`);
   }
-  const inputShape = a['input-shape'] as number[];
-  if (inputShape.length !== 3 || inputShape.some((v) => v < 1)) throw new UsageError(`--input-shape takes three positive sizes C H W, got ${inputShape.join(' ')}.`);
-  if (inputShape.join() !== '3,32,32') throw new UsageError(`--input-shape ${inputShape.join(' ')}: this CLI evaluates on CIFAR-10, whose images are 3 32 32.`);
+  const inputShape = a['input-shape'] as number[] | undefined;
+  if (inputShape && (inputShape.length !== 3 || inputShape.some((v) => !(v >= 1)))) throw new UsageError(`--input-shape takes three positive sizes C H W, got ${inputShape.join(' ')}.`);
+  const resizeText = a.resize as string | undefined;
+  const resize = resizeText === undefined ? undefined : resizeText === 'none' ? null : Number(resizeText);
+  if (typeof resize === 'number' && !(Number.isInteger(resize) && resize >= 1)) throw new UsageError(`--resize takes a positive integer or "none", got "${resizeText}".`);
+  if (!((a['calibration-samples'] as number) >= 1)) throw new UsageError(`--calibration-samples must be positive, got ${a['calibration-samples'] as number}.`);
+  const [mean, std] = [a.mean as number[] | undefined, a.std as number[] | undefined];
+  if (!mean !== !std) throw new UsageError('--mean and --std go together: give both.');
+  if (mean && std && (mean.length !== std.length || ![1, 3].includes(mean.length) || std.some((v) => v <= 0))) throw new UsageError(`--mean/--std take one value per channel (3, or 1 for grey-scale), std positive; got ${mean.join(' ')} / ${std.join(' ')}.`);
+  if (a['calibration-data'] === 'none') throw new UsageError('--calibration-data none: leave the flag out instead.');
   const groupSparsity = a['group-sparsity'] as Record<number, number> | undefined;
   const global = a.global as boolean;
   const mode: RunMode = groupSparsity ? 'per-group' : global ? 'global' : a['whole-network'] ? 'whole-network' : 'group';
@@ -140,15 +174,19 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
   return {
     onnxFile, modelName, checkpoint: a.checkpoint === undefined ? undefined : resolve(a.checkpoint as string),
     groups: a.group_idxs as number[], sparsities, groupSparsity, mode, criterion: a.importance_criteria as string,
-    gpuId: a.gpu_id as number, dataDir: resolve(a['data-dir'] as string), epochs: a.epochs as number,
+    gpuId: a.gpu_id as number, epochs: a.epochs as number,
+    data: a.data === undefined || a.data === 'none' ? (a.data as string | undefined) : resolve(a.data as string),
+    dataFormat: a['data-format'] as DataFormat | undefined, dataDir: a['data-dir'] === undefined ? undefined : resolve(a['data-dir'] as string),
+    calibrationData: a['calibration-data'] === undefined ? undefined : resolve(a['calibration-data'] as string),
+    calibrationSamples: a['calibration-samples'] as number, resize,
     fineTuneEpochs: a['fine-tune-epochs'] as number, evalSamples: a['eval-samples'] as number | undefined,
     batchSize: a['batch-size'] as number, out: resolve(a.out as string),
-    resume: a.resume === undefined ? undefined : resolve(a.resume as string), normalization: a.normalization as 'imagenet' | 'cifar10',
+    resume: a.resume === undefined ? undefined : resolve(a.resume as string), normalization: a.normalization as string | undefined, mean, std,
     otSolver: a['ot-solver'] as 'emd' | 'sinkhorn', otReg: a['ot-reg'] as number, otP: a['ot-p'] as number,
     targetProbability: a['target-probability'] as 'uniform' | 'importance', sourceProbability: a['source-probability'] as 'uniform' | 'importance',
     lampReferenceBug: a['lamp-reference-bug'] as boolean, allowNonFinite: a['allow-non-finite'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
     fusion: a.fusion as Fusion, global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean,
     iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number,
-    exampleInput: inputShape as ExampleInput, exportOnnx: a['export-onnx'] as boolean,
+    inputShape: inputShape as ExampleInput | undefined, exampleInput: (inputShape ?? [3, 32, 32]) as ExampleInput, exportOnnx: a['export-onnx'] as boolean, evalBackend: a['eval-backend'] as EvalBackend,
   };
 }

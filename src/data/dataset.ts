@@ -36,6 +36,7 @@ export interface Dataset {
   batch(indices: ArrayLike<number>, o?: BatchOptions): Promise<Batch>;
 }
 
+/** Whether a value is a Dataset (as opposed to a raw CIFAR-10 split). */
 export function isDataset(d: unknown): d is Dataset {
   return typeof d === 'object' && d !== null && typeof (d as Dataset).batch === 'function' && Array.isArray((d as Dataset).shape);
 }

@@ -6,6 +6,7 @@
 import { DataError } from '../errors.js';
 import type { RawImage } from './transforms.js';
 
+/** Decodes image bytes to CHW uint8 pixels with the browser's image decoder. */
 export async function decodeImageInBrowser(bytes: Uint8Array, name = 'image'): Promise<RawImage> {
   let bitmap: ImageBitmap;
   try {

@@ -75,6 +75,7 @@ function codepointOrder(a: string, b: string): number {
   return x.length - y.length;
 }
 
+/** A folder of class sub-folders of images (torchvision's ImageFolder), decoded on demand. */
 export class ImageFolderDataset implements Dataset {
   readonly count: number;
   readonly shape: ImageShape;

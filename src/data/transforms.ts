@@ -151,7 +151,7 @@ function roundHalfEven(x: number): number {
 /** torchvision's CenterCrop((height, width)); an image smaller than the crop is an error (torchvision would pad it with black). */
 export function centerCrop(img: RawImage, height: number, width: number, name = 'image'): RawImage {
   if (img.width < width || img.height < height) {
-    throw new DataError(`${name} is ${img.width}x${img.height} (after resizing), smaller than the ${width}x${height} crop; resize it first (--resize) or pass a smaller --input-shape.`);
+    throw new DataError(`${name} is ${img.width}x${img.height}, smaller than the ${width}x${height} crop; resize it first (--resize) or pass a smaller --input-shape.`);
   }
   const top = roundHalfEven((img.height - height) / 2);
   const left = roundHalfEven((img.width - width) / 2);
@@ -193,5 +193,5 @@ export function transformPixels(img: RawImage, t: EvalTransform, name = 'image')
   let x = t.channels === 1 ? toGrey(img) : t.channels === 3 ? toRgb(img) : null;
   if (!x) throw new DataError(`Images can feed models with 1 or 3 input channels, not ${t.channels}.`);
   if (t.resize !== null) x = resizeShorterSide(x, t.resize);
-  return centerCrop(x, t.crop[0], t.crop[1], name);
+  return centerCrop(x, t.crop[0], t.crop[1], t.resize === null ? name : `${name} after Resize(${t.resize})`);
 }

@@ -12,10 +12,11 @@ import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
 /** One sample's shape [channels, height, width]. */
 export type ExampleInput = [number, number, number];
 
-export function exampleShape(o: { exampleInput?: ExampleInput; imageShape?: ExampleInput }): ExampleInput {
-  const shape = o.exampleInput ?? o.imageShape ?? [3, 32, 32];
+/** The input shape an options object names (`inputShape`, or a deprecated alias), checked; default [3, 32, 32]. */
+export function exampleShape(o: { inputShape?: ExampleInput; exampleInput?: ExampleInput; imageShape?: ExampleInput }): ExampleInput {
+  const shape = o.inputShape ?? o.exampleInput ?? o.imageShape ?? [3, 32, 32];
   if (shape.length !== 3 || !shape.every((v) => Number.isInteger(v) && v > 0)) {
-    throw new ArgumentError(`exampleInput must be [channels, height, width] of positive integers, got [${shape}].`);
+    throw new ArgumentError(`inputShape must be [channels, height, width] of positive integers, got [${shape}].`);
   }
   return shape;
 }

@@ -18,6 +18,7 @@ export function writeFileAtomic(path: string, bytes: Uint8Array | string): void 
   }
 }
 
+/** Writes the model as a safetensors checkpoint (atomically) with the given metadata. */
 export async function saveCheckpoint(model: Module, path: string, metadata: Record<string, string> = {}): Promise<void> {
   writeFileAtomic(path, await modelToSafetensors(model, metadata));
 }

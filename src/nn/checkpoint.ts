@@ -68,6 +68,7 @@ export function loadStateDict(model: Module, file: SafeTensorsFile, source: stri
   }
 }
 
+/** Loads safetensors bytes into the model in place; returns the file's metadata. */
 export function loadSafetensorsBytes(model: Module, bytes: ArrayBuffer | Uint8Array, source = 'checkpoint', options?: LoadOptions): Record<string, string> {
   const file = parseSafetensors(bytes, source);
   loadStateDict(model, file, source, options);

@@ -5,6 +5,7 @@ import { fromArray, type Tensor } from '../tensor/tensor.js';
 import { uniformFanIn } from './init.js';
 import { Module } from './module.js';
 
+/** 2-D convolution (square kernel, stride, padding, optional bias, groups), PyTorch semantics and names. */
 export class Conv2d extends Module {
   weight: Tensor;
   bias: Tensor | null;
@@ -33,6 +34,7 @@ export class Conv2d extends Module {
   }
 }
 
+/** Batch normalisation over channels, with running statistics (PyTorch semantics and names). */
 export class BatchNorm2d extends Module {
   weight: Tensor;
   bias: Tensor;
@@ -57,6 +59,7 @@ export class BatchNorm2d extends Module {
   }
 }
 
+/** Fully connected layer y = x W^T + b. */
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
@@ -70,6 +73,7 @@ export class Linear extends Module {
   }
 }
 
+/** max(x, 0). */
 export class ReLU extends Module {
   forward(x: Tensor): Tensor {
     return ag.relu(x);
@@ -111,6 +115,7 @@ export class Hardswish extends Module {
   }
 }
 
+/** 1 / (1 + e^-x). */
 export class Sigmoid extends Module {
   forward(x: Tensor): Tensor {
     return ag.sigmoid(x);
@@ -158,6 +163,7 @@ export class AvgPool2d extends Module {
   }
 }
 
+/** [B, ...] to [B, rest]. */
 export class Flatten extends Module {
   forward(x: Tensor): Tensor {
     return ag.flatten(x);

@@ -42,15 +42,27 @@ export function asDataset(data: Dataset | Cifar10Split, normalization?: Normaliz
   return cifar10Dataset(data, normalization);
 }
 
+/** A batch's logits [n * classes] from its inputs (n samples of `shape`, concatenated): any backend's forward pass. */
+export type LogitsFn = (x: Float32Array, shape: number[]) => Promise<Float32Array>;
+
 /** Runs the model in eval mode over a dataset (restoring its previous mode). */
 export async function evaluate(model: Module, data: Dataset | Cifar10Split, o: EvalOptions = {}): Promise<EvalResult> {
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    return await evaluateLogits((x, shape) => noGrad(() => tidy(() => model.call(fromArray(x, shape)))).dataAndDispose(), data, o);
+  } finally {
+    model.train(wasTraining);
+  }
+}
+
+/** Accuracy, top-5 and loss of any logits function over a dataset: evaluate()'s loop, for other backends too. */
+export async function evaluateLogits(logitsOf: LogitsFn, data: Dataset | Cifar10Split, o: EvalOptions = {}): Promise<EvalResult> {
   const ds = asDataset(data, o.normalization);
   const indices = evaluationIndices(ds, o.limit);
   const count = indices.length;
   if (!count) throw new DataError(`${ds.name} has no samples to evaluate.`);
   const batchSize = o.batchSize ?? 128;
-  const wasTraining = model.training;
-  model.eval();
   const start = performance.now();
   let correct = 0;
   let correct5 = 0;
@@ -59,38 +71,33 @@ export async function evaluate(model: Module, data: Dataset | Cifar10Split, o: E
   let batchCount = 0;
   let done = 0;
   let classes = 0;
-  try {
-    for await (const { x, y, count: n } of batches(ds, { batchSize, indices })) {
-      const logits = noGrad(() => tidy(() => model.call(fromArray(x, [n, ...ds.shape]))));
-      const values = await logits.dataAndDispose();
-      classes = values.length / n;
-      let batchCorrect = 0;
-      for (let i = 0; i < n; i++) {
-        const label = y[i];
-        if (!(label >= 0 && label < classes)) {
-          throw new DataError(`${ds.name}: sample ${indices[done + i]} has label ${label}, outside the model's ${classes} classes (0..${classes - 1}).`);
-        }
-        const row = values.subarray(i * classes, (i + 1) * classes);
-        // Rank of the true class: how many logits beat it (ties count for the earlier index, as argmax).
-        let rank = 0;
-        for (let c = 0; c < classes; c++) if (row[c] > row[label] || (row[c] === row[label] && c < label)) rank++;
-        if (rank === 0) batchCorrect++;
-        if (rank < 5) correct5++;
-        // Cross-entropy on the CPU from the logits already read back.
-        let m = -Infinity;
-        for (let c = 0; c < classes; c++) m = Math.max(m, row[c]);
-        let s = 0;
-        for (let c = 0; c < classes; c++) s += Math.exp(row[c] - m);
-        lossSum += m + Math.log(s) - row[label];
+  for await (const { x, y, count: n } of batches(ds, { batchSize, indices })) {
+    const values = await logitsOf(x, [n, ...ds.shape]);
+    classes = values.length / n;
+    let batchCorrect = 0;
+    for (let i = 0; i < n; i++) {
+      const label = y[i];
+      if (!(label >= 0 && label < classes)) {
+        throw new DataError(`${ds.name}: sample ${indices[done + i]} has label ${label}, outside the model's ${classes} classes (0..${classes - 1}).`);
       }
-      correct += batchCorrect;
-      batchAccSum += batchCorrect / n;
-      batchCount++;
-      done += n;
-      o.onProgress?.(done, count);
+      const row = values.subarray(i * classes, (i + 1) * classes);
+      // Rank of the true class: how many logits beat it (ties count for the earlier index, as argmax).
+      let rank = 0;
+      for (let c = 0; c < classes; c++) if (row[c] > row[label] || (row[c] === row[label] && c < label)) rank++;
+      if (rank === 0) batchCorrect++;
+      if (rank < 5) correct5++;
+      // Cross-entropy on the CPU from the logits already read back.
+      let m = -Infinity;
+      for (let c = 0; c < classes; c++) m = Math.max(m, row[c]);
+      let s = 0;
+      for (let c = 0; c < classes; c++) s += Math.exp(row[c] - m);
+      lossSum += m + Math.log(s) - row[label];
     }
-  } finally {
-    model.train(wasTraining);
+    correct += batchCorrect;
+    batchAccSum += batchCorrect / n;
+    batchCount++;
+    done += n;
+    o.onProgress?.(done, count);
   }
   return {
     accuracy: (100 * correct) / count,
@@ -109,7 +116,7 @@ export interface Complexity {
 }
 
 /** Parameter count and FLOPs (2 x MACs, see above; MACs per layer kind from the pruner's registry) for one input. */
-export function complexity(model: Module, imageShape: [number, number, number] = [3, 32, 32]): Complexity {
+export function complexity(model: Module, inputShape: [number, number, number] = [3, 32, 32]): Complexity {
   let macs = 0;
   const remove = addForwardHook((m, _input, output) => {
     macs += layerKind(m)?.macs(m, output.shape) ?? 0;
@@ -117,7 +124,7 @@ export function complexity(model: Module, imageShape: [number, number, number] =
   const wasTraining = model.training;
   model.eval();
   try {
-    noGrad(() => tidy(() => void model.call(fromArray(new Float32Array(imageShape.reduce((a, b) => a * b)), [1, ...imageShape]))));
+    noGrad(() => tidy(() => void model.call(fromArray(new Float32Array(inputShape.reduce((a, b) => a * b)), [1, ...inputShape]))));
   } finally {
     remove();
     model.train(wasTraining);

@@ -17,6 +17,7 @@ export function addForwardHook(hook: ForwardHook): () => void {
   return () => hooks.delete(hook);
 }
 
+/** A layer or model: named children, parameters and buffers (PyTorch state_dict names), a forward pass. */
 export abstract class Module {
   training = true;
   /** Dotted name in the model, set when the module is attached to a parent (root: ''). */

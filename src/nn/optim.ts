@@ -13,6 +13,7 @@ export interface SgdOptions {
   nesterov?: boolean;
 }
 
+/** Stochastic gradient descent with momentum, Nesterov, dampening and weight decay (torch.optim.SGD semantics). */
 export class SGD {
   lr: number;
   readonly momentum: number;

@@ -102,6 +102,7 @@ export interface ResNetOptions {
   stem?: Stem;
 }
 
+/** The ResNet family (BasicBlock or Bottleneck stages), CIFAR or ImageNet stem. */
 export class ResNet extends Module {
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
@@ -163,14 +164,17 @@ export class ResNet extends Module {
   }
 }
 
+/** ResNet18 (BasicBlock, 2-2-2-2). */
 export function resnet18(numClasses = 10, stem: Stem = 'cifar'): ResNet {
   return new ResNet([2, 2, 2, 2], numClasses, { block: 'basic', stem });
 }
 
+/** ResNet34 (BasicBlock, 3-4-6-3). */
 export function resnet34(numClasses = 10, stem: Stem = 'cifar'): ResNet {
   return new ResNet([3, 4, 6, 3], numClasses, { block: 'basic', stem });
 }
 
+/** ResNet50 (Bottleneck, 3-4-6-3). */
 export function resnet50(numClasses = 10, stem: Stem = 'cifar'): ResNet {
   return new ResNet([3, 4, 6, 3], numClasses, { block: 'bottleneck', stem });
 }

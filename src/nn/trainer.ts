@@ -78,6 +78,7 @@ interface SavedState {
   history: EpochRecord[];
 }
 
+/** The learning rate of the schedule at an epoch and step. */
 export function learningRate(o: TrainOptions, epoch: number, step: number, stepsPerEpoch: number): number {
   const t = (epoch * stepsPerEpoch + step) / Math.max(1, o.epochs * stepsPerEpoch);
   switch (o.schedule ?? 'step') {

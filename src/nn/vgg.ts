@@ -59,6 +59,7 @@ export interface VggOptions {
   hiddenFeatures?: number;
 }
 
+/** The VGG family (11-19, with or without batch-norm), CIFAR or ImageNet style. */
 export class VGG extends Module {
   readonly features: Sequential;
   /** 'imagenet' only: pools the features to 7x7 for the first Linear, whatever the input size. */
@@ -107,10 +108,12 @@ export class VGG extends Module {
 
 export type VggName = keyof typeof VGG_CFGS;
 
+/** A VGG by name (vgg11 ... vgg19_bn). */
 export function vgg(name: VggName, numClasses = 10, options: VggOptions = {}): VGG {
   return new VGG(VGG_CFGS[name], numClasses, options);
 }
 
+/** VGG11 with batch-norm, the reference's CIFAR-10 model by default. */
 export function vgg11_bn(numClasses = 10, stem: Stem = 'cifar'): VGG {
   return new VGG(VGG_CFGS.vgg11, numClasses, { batchNorm: true, stem });
 }

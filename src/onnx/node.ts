@@ -11,10 +11,12 @@ export function onnxPathBeside(checkpointPath: string): string {
   return checkpointPath.replace(/\.safetensors$/, '') + '.onnx';
 }
 
+/** Writes the model as an ONNX file (atomically). */
 export async function saveOnnx(model: Module, path: string, options: OnnxExportOptions): Promise<void> {
   writeFileAtomic(path, await exportOnnx(model, options));
 }
 
+/** Reads an ONNX file as an engine model (a DataError when it is missing). */
 export function loadOnnx(path: string, options?: OnnxImportOptions): OnnxModel {
   if (!existsSync(path)) throw new DataError(`ONNX model not found: ${path}`);
   return importOnnx(readFileSync(path), path, options);

@@ -188,5 +188,8 @@ export function encodeModel(model: Model): Uint8Array {
 
 /** Decodes bytes to plain objects (int64 as numbers, bytes as Uint8Array views); throws protobufjs errors. */
 export function decodeModel(bytes: Uint8Array): Model {
-  return ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, arrays: true }) as Model;
+  // A plain Uint8Array view, not a Node Buffer: for an empty bytes/string field protobufjs (bundled, without
+  // its Buffer detection) calls `new bytes.constructor(0)`, which for a Buffer is the deprecated `new Buffer()`.
+  const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return ModelProto.toObject(ModelProto.decode(view), { longs: Number, arrays: true }) as Model;
 }

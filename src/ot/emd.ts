@@ -14,6 +14,7 @@
 
 import { IntraFusionError } from '../errors.js';
 
+/** An optimal-transport problem that is malformed (negative or unequal masses, non-finite costs). */
 export class OtError extends IntraFusionError {
   override name = 'OtError';
 }
@@ -45,6 +46,7 @@ function checkInputs(a: ArrayLike<number>, b: ArrayLike<number>, C: ArrayLike<nu
   for (let i = 0; i < C.length; i++) if (!Number.isFinite(C[i])) throw new OtError(`emd: cost entry ${i} is not finite.`);
 }
 
+/** Exact optimal transport plan between histograms a and b under cost C (min-cost flow, float64). */
 export function emd(a: ArrayLike<number>, b: ArrayLike<number>, C: ArrayLike<number>): TransportPlan {
   checkInputs(a, b, C);
   const n = a.length;

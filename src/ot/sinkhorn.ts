@@ -35,6 +35,7 @@ export interface SinkhornResult {
 
 const PROBLEM_WORDS = 12;
 
+/** Log-domain entropic OT for a batch of problems in one GPU dispatch (one workgroup per problem). */
 export async function sinkhornBatch(problems: SinkhornProblem[], o: SinkhornOptions = {}): Promise<SinkhornResult[]> {
   if (!problems.length) return [];
   const maxIter = o.maxIter ?? 10000;

@@ -43,6 +43,7 @@ export interface OtMap {
   marginalError?: number;
 }
 
+/** Intra-Fusion's transport settings and the fusion map it computes per group (EMD or Sinkhorn). */
 export class OptimalTransport {
   readonly p: number;
   readonly targetProbability: Probability;

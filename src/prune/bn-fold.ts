@@ -13,8 +13,8 @@ import type { ExampleInput } from '../graph/trace.js';
 export { convBnPairs };
 
 /** Folds every paired batch-norm into its conv, in place. Returns the number of pairs folded. */
-export async function foldBatchNorms(model: Module, exampleInput: ExampleInput = [3, 32, 32]): Promise<number> {
-  const pairs = convBnPairs(model, exampleInput);
+export async function foldBatchNorms(model: Module, inputShape: ExampleInput = [3, 32, 32]): Promise<number> {
+  const pairs = convBnPairs(model, inputShape);
   for (const [conv, bn] of pairs) {
     const bias = conv.ensureBias();
     const folded = await foldedConvValues(conv, bn, 0);

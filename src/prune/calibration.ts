@@ -23,7 +23,7 @@ export interface ImportanceOptions {
   random?: () => number;
   lampReferencePermutation?: boolean;
   /** The model's input shape; taylor and chip check that the calibration data has it. */
-  exampleInput?: ExampleInput;
+  inputShape?: ExampleInput;
   /** taylor: gradients already accumulated for the group's layers (prune() shares them across a batch of groups). */
   gradients?: Map<Prunable, Float32Array>;
 }
@@ -34,7 +34,7 @@ export /**
  */
 async function* calibrationBatches(data: ImportanceData, o: ImportanceOptions): AsyncGenerator<{ x: Tensor; y: Float32Array; count: number }> {
   const ds = calibrationDataset(data);
-  const shape = o.exampleInput ?? [3, 32, 32];
+  const shape = o.inputShape ?? [3, 32, 32];
   if (ds.shape.join() !== shape.join()) {
     throw new ArgumentError(`taylor and chip: the calibration data ${ds.name} has samples of ${ds.shape.join('x')}, but the model's input is ${shape.join('x')}.`);
   }

@@ -23,6 +23,7 @@ import type { ImportanceOptions } from './calibration.js';
 export const CRITERIA = ['l1', 'l2', 'taylor', 'lamp', 'chip', 'random'] as const;
 export type Criterion = (typeof CRITERIA)[number];
 
+/** The criterion if `name` is one of CRITERIA; an ArgumentError listing them otherwise. */
 export function assertCriterion(name: string): Criterion {
   if (!(CRITERIA as readonly string[]).includes(name)) {
     throw new ArgumentError(`Unknown importance criterion "${name}"; choose one of: ${CRITERIA.join(', ')}.`);

@@ -66,8 +66,10 @@ export interface GraphOptions {
    */
   ignored?: Module[];
   /** One sample's shape [channels, height, width] (default [3, 32, 32]). */
+  inputShape?: ExampleInput;
+  /** @deprecated Use `inputShape` (the one name across prune, complexity, inferenceSpeed and exportOnnx). */
   exampleInput?: ExampleInput;
-  /** @deprecated alias of exampleInput. */
+  /** @deprecated Use `inputShape`. */
   imageShape?: ExampleInput;
 }
 

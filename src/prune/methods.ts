@@ -52,6 +52,8 @@ export interface FusionMethod {
   label: string;
   /** Progress verb: "pruned group 3 ...". */
   verb: string;
+  /** SVG stroke-dasharray of its line in plots ('' solid). */
+  dash: string;
   /**
    * Whether the map keeps original channels (rows at the kept indices), so dimensionality-preserving mode
    * and unfolded batch-norms make sense. Folded channels are cluster centroids with no original index.
@@ -70,11 +72,11 @@ export function selectionMap(n: number, keptIdx: number[]): Float64Array {
 
 export const FUSION_METHODS = [
   {
-    name: 'none', key: 'default_pruning', label: 'default', verb: 'pruned', keepsChannels: true,
+    name: 'none', key: 'default_pruning', label: 'default', verb: 'pruned', dash: '6 4', keepsChannels: true,
     maps: async (choices) => choices.map((c) => ({ map: selectionMap(c.n, c.keptIdx) })),
   },
   {
-    name: 'ot', key: 'intra_fusion', label: 'Intra-Fusion', verb: 'fused', keepsChannels: true,
+    name: 'ot', key: 'intra_fusion', label: 'Intra-Fusion', verb: 'fused', dash: '', keepsChannels: true,
     async maps(choices, ctx) {
       const problems: OtProblem[] = [];
       for (const c of choices) problems.push({ ...(await c.features()), keptIdx: c.keptIdx, importance: c.importance });
@@ -86,7 +88,7 @@ export const FUSION_METHODS = [
     },
   },
   {
-    name: 'folding', key: 'folding', label: 'folding', verb: 'folded', keepsChannels: false,
+    name: 'folding', key: 'folding', label: 'folding', verb: 'folded', dash: '2 3', keepsChannels: false,
     async maps(choices, ctx) {
       const maps: GroupMap[] = [];
       for (const c of choices) {

@@ -49,6 +49,7 @@ export interface FoldingMaps {
   inertia: number;
 }
 
+/** Model folding of one group: k-means of its channel features into producer (mean) and consumer (sum) maps. */
 export function foldingMaps(X: Float64Array, D: number, k: number, o: FoldingOptions = {}): FoldingMaps {
   const { seed = 0, iterations = 100, restarts = 3 } = o;
   if (!Number.isInteger(D) || D < 1) throw new ArgumentError(`foldingMaps: feature width D = ${D} must be a positive integer.`);

@@ -54,6 +54,8 @@ export interface PruneOptions extends ImportanceOptions {
   /** Fold batch-norms first (default true, as the reference always does). */
   foldBatchNorm?: boolean;
   /** One sample's input shape [c, h, w] (default [3, 32, 32]). */
+  inputShape?: ExampleInput;
+  /** @deprecated Use `inputShape`. */
   exampleInput?: ExampleInput;
   /** Layers whose outputs are never pruned; default: the layers producing the model output (the classifier). */
   ignoredLayers?: Module[];
@@ -91,6 +93,7 @@ export interface PrunedGroup {
   seconds: { importance: number; transport: number; apply: number };
 }
 
+/** Channels kept out of n at a sparsity s: floor(n (1 - s)). */
 export function keptCount(n: number, sparsity: number): number {
   return Math.floor(n * (1 - sparsity));
 }
@@ -170,7 +173,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const criterion = assertCriterion(o.importanceCriteria);
   const progress = o.onProgress ?? (() => {});
   const exampleInput = exampleShape(o);
-  const graph = { exampleInput, ignored: o.ignoredLayers };
+  const graph = { inputShape: exampleInput, ignored: o.ignoredLayers };
   const method = fusionMethod(o.fusion ?? (o.optimalTransport ? 'ot' : 'none'));
   if (!method) throw new ArgumentError(`prune: fusion must be ${FUSION_METHODS.map((m) => `"${m.name}"`).join(', ')}, got "${o.fusion as string}".`);
   if (o.dimensionalityPreserving && o.foldBatchNorm === false) {
@@ -189,7 +192,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     progress,
   };
   const dimPreserving = o.dimensionalityPreserving ?? false;
-  const importanceOptions = { ...o, exampleInput };
+  const importanceOptions = { ...o, inputShape: exampleInput };
   const original = dependencyGroups(model, graph);
   const p = plan(o, original.length);
   if (o.foldBatchNorm ?? true) {

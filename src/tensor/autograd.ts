@@ -32,6 +32,7 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Whether ops are recorded for backward() now (false inside noGrad). */
 export function isRecording(): boolean {
   return recording;
 }
@@ -61,11 +62,13 @@ export function customOp(name: string, out: Tensor, inputs: Tensor[], backward: 
 
 // ------------------------------------------------------------------ ops
 
+/** Elementwise a + b (same shapes). */
 export function add(a: Tensor, b: Tensor): Tensor {
   if (a.shape.join() !== b.shape.join()) throw new ArgumentError(`add: shapes [${a.shape}] and [${b.shape}] differ.`);
   return record(ew.add(a, b), 'add', [a, b], (g) => [g, g]);
 }
 
+/** a * alpha for a scalar alpha. */
 export function scale(a: Tensor, alpha: number): Tensor {
   return record(ew.affine(a, alpha), 'scale', [a], (g) => [ew.affine(g, alpha)], { alpha });
 }
@@ -174,6 +177,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   return record(out, 'reshape', [x], (g) => [new Tensor(x.shape, g)]);
 }
 
+/** [B, ...] to [B, rest] (a view). */
 export function flatten(x: Tensor): Tensor {
   return reshape(x, [x.shape[0], x.size / x.shape[0]]);
 }
@@ -210,14 +214,17 @@ export function split(x: Tensor, sizes: readonly number[], axis = 1): Tensor[] {
   return sizes.map((d) => slice(x, start, (start += d), ax));
 }
 
+/** The sum of all elements, as a one-element tensor. */
 export function sum(x: Tensor): Tensor {
   return record(ew.sumAll(x), 'sum', [x], (g) => [ew.broadcastScalar(g, x.shape)]);
 }
 
+/** The mean of all elements, as a one-element tensor. */
 export function mean(x: Tensor): Tensor {
   return record(ew.sumAll(x, 1 / x.size), 'mean', [x], (g) => [ew.broadcastScalar(g, x.shape, 1 / x.size)]);
 }
 
+/** Matrix product of [M, K] and [K, N]. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.rank !== 2 || b.rank !== 2) throw new ArgumentError('matmul (autograd): rank-2 operands only.');
   return record(gemm(a, b), 'matmul', [a, b], (g) => [

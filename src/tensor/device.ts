@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" /> // the GPU* types in the published declarations
 /**
  * GPU device acquisition for Node (Dawn through the npm package `webgpu`) and browsers (navigator.gpu).
  *
@@ -55,6 +56,7 @@ export async function getGpu(): Promise<GPU> {
   return nodeGpu;
 }
 
+/** The requestAdapter() options for a `gpu_id`: -1 fallback, 0 high-performance, 1 low-power. */
 export function adapterOptionsFor(gpuId: number): GPURequestAdapterOptions {
   if (!Number.isInteger(gpuId) || gpuId < -1 || gpuId > 1) {
     throw new ArgumentError(

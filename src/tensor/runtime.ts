@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" /> // the GPU* types in the published declarations
 /**
  * The runtime: one GPU device, a buffer pool, a pipeline cache and a command batcher.
  *
@@ -49,6 +50,7 @@ export interface PoolStats {
   bytes: number;
 }
 
+/** One GPU device with its buffer pool, pipeline cache and command batcher (see initRuntime). */
 export class Runtime {
   readonly device: GPUDevice;
   readonly adapterDescription: string;

@@ -23,6 +23,7 @@ const BYTES: Record<DType, number> = { F32: 4, F64: 8, F16: 2, I64: 8, I32: 4, U
 
 import { IntraFusionError } from '../errors.js';
 
+/** A safetensors file that is malformed or holds an unsupported dtype. */
 export class SafetensorsError extends IntraFusionError {
   override name = 'SafetensorsError';
 }
@@ -36,6 +37,7 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/** Parses a safetensors file into float32 tensors and its metadata; `source` names it in errors. */
 export function parseSafetensors(bytes: ArrayBuffer | Uint8Array, source = 'safetensors data'): SafeTensorsFile {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const view = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);

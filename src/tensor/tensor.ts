@@ -18,6 +18,7 @@ export async function initRuntime(gpuId = 0): Promise<Runtime> {
   return runtime;
 }
 
+/** The runtime initRuntime() created; throws a GpuError before that. */
 export function getRuntime(): Runtime {
   if (!runtime) throw new GpuError('The WebGPU runtime is not initialised: call `await initRuntime(gpuId)` first.');
   return runtime;
@@ -40,6 +41,7 @@ export interface GradNode {
 
 export type Shape = readonly number[];
 
+/** Number of elements of a shape. */
 export function sizeOf(shape: Shape): number {
   let n = 1;
   for (const d of shape) {
@@ -57,6 +59,7 @@ class Storage {
   constructor(readonly buffer: GPUBuffer) {}
 }
 
+/** A float32 tensor on a pooled GPU buffer, freed by the enclosing tidy() unless kept. */
 export class Tensor {
   readonly shape: Shape;
   readonly size: number;
@@ -142,6 +145,7 @@ export function empty(shape: Shape): Tensor {
   return new Tensor(shape, getRuntime().acquire(n * 4));
 }
 
+/** A new tensor of `shape` holding `values` (uploaded to the GPU). */
 export function fromArray(values: ArrayLike<number>, shape: Shape): Tensor {
   const n = sizeOf(shape);
   if (values.length !== n) {
