@@ -13,6 +13,7 @@
  * ONNX model), cells.ts (which cells and methods run), cell.ts (prune and evaluate one method),
  * results.ts (results file and summary).
  */
+import { DataError, IntraFusionError } from './errors.js';
 import { isEntryPoint, runMain } from './cli/main.js';
 import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
@@ -56,10 +57,19 @@ export async function main(argv: string[]): Promise<number> {
   const test = data.test;
   const source = await openModelSource(o, normalization, { train: data.calibration, test }, log);
 
+  // One traced forward pass: a file whose tensors do not fit together fails here, naming it and the layer.
   const probe = source.fresh();
-  const groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
-  const outputs = noGrad(() => tidy(() => probe.call(fromArray(new Float32Array(o.exampleInput.reduce((a, b) => a * b)), [1, ...o.exampleInput])).shape.slice(1).reduce((a, b) => a * b, 1)));
-  probe.dispose();
+  let groupCount: number;
+  let outputs: number;
+  try {
+    groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
+    outputs = noGrad(() => tidy(() => probe.call(fromArray(new Float32Array(o.exampleInput.reduce((a, b) => a * b)), [1, ...o.exampleInput])).shape.slice(1).reduce((a, b) => a * b, 1)));
+  } catch (e) {
+    if (e instanceof IntraFusionError) throw new DataError(`${source.file}: the model does not run at the file's shapes: ${e.message}`);
+    throw e;
+  } finally {
+    probe.dispose();
+  }
   checkClassCount(data, outputs);
   const cells = planCells(o, o.modelName, groupCount);
   const methods = methodsFor(o.fusion);

@@ -41,6 +41,7 @@ export const RUN_FLAGS = {
   'target-probability': { kind: 'string', help: 'Target marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
   'source-probability': { kind: 'string', help: 'Source marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
   'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
+  'reference-quirks': { kind: 'boolean', help: 'Reproduce the reference\'s quirks to match its numbers: batch-norms folded without eps (changes the model even at sparsity 0), the biases folding adds to bias-free convs kept, and --lamp-reference-bug.', default: false },
   'allow-non-finite': { kind: 'boolean', help: 'Load a model whose weights hold NaN or infinity (refused by default, naming the tensor).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
   seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
@@ -100,6 +101,7 @@ export interface RunOptions {
   targetProbability: 'uniform' | 'importance';
   sourceProbability: 'uniform' | 'importance';
   lampReferenceBug: boolean;
+  referenceQuirks: boolean;
   allowNonFinite: boolean;
   saveModels: boolean;
   seed: number;
@@ -184,7 +186,7 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
     resume: a.resume === undefined ? undefined : resolve(a.resume as string), normalization: a.normalization as string | undefined, mean, std,
     otSolver: a['ot-solver'] as 'emd' | 'sinkhorn', otReg: a['ot-reg'] as number, otP: a['ot-p'] as number,
     targetProbability: a['target-probability'] as 'uniform' | 'importance', sourceProbability: a['source-probability'] as 'uniform' | 'importance',
-    lampReferenceBug: a['lamp-reference-bug'] as boolean, allowNonFinite: a['allow-non-finite'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
+    lampReferenceBug: a['lamp-reference-bug'] as boolean, referenceQuirks: a['reference-quirks'] as boolean, allowNonFinite: a['allow-non-finite'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
     fusion: a.fusion as Fusion, global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean,
     iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number,
     inputShape: inputShape as ExampleInput | undefined, exampleInput: (inputShape ?? [3, 32, 32]) as ExampleInput, exportOnnx: a['export-onnx'] as boolean, evalBackend: a['eval-backend'] as EvalBackend,

@@ -29,6 +29,12 @@ export class Conv2d extends Module {
     this.bias ??= this.addParam('bias', fromArray(new Float32Array(this.outChannels), [this.outChannels]));
     return this.bias;
   }
+  /** Removes the bias again (after pruning, when the fold's bias has moved into the batch-norm). */
+  dropBias(): void {
+    if (!this.bias) return;
+    this.removeTensor('bias');
+    this.bias = null;
+  }
   forward(x: Tensor): Tensor {
     return ag.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups });
   }

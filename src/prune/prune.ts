@@ -20,14 +20,14 @@
  *     k = floor(n0 (1 - s)) of the original width n0 at the step's sparsity s (linear schedule s * t / steps).
  *   - global: the channels with the lowest importance / group mean over all groups are pruned, so that
  *     floor(N0 s) of the N0 original channels are gone, no group losing more than `maxGroupSparsity`.
- * Every kept count is rounded up to a multiple of `roundTo` (at most the group's width).
+ * Every kept count is rounded down to a multiple of `roundTo`, at least one multiple (at most the group's width).
  *
  * The model is changed in place; reload or rebuild it to prune again from the original weights.
  */
 import { ArgumentError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { OptimalTransport } from '../ot/transport.js';
-import { foldBatchNorms } from './bn-fold.js';
+import { foldBatchNormPairs, unfoldBiases, type FoldedPair } from './bn-fold.js';
 import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
 import { groupFeatures, groupLayers } from './features.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
@@ -53,6 +53,13 @@ export interface PruneOptions extends ImportanceOptions {
   dimensionalityPreserving?: boolean;
   /** Fold batch-norms first (default true, as the reference always does). */
   foldBatchNorm?: boolean;
+  /**
+   * Reproduce the reference's quirks, for comparisons with its numbers: batch-norms folded without eps
+   * (so even sparsity 0 changes the model), the biases folding adds to bias-free convs kept (other layout,
+   * more parameters), and LAMP's permutation bug (`lampReferencePermutation`). Default false: the fold
+   * uses each BN's eps and is handed back to the BN after pruning.
+   */
+  referenceQuirks?: boolean;
   /** One sample's input shape [c, h, w] (default [3, 32, 32]). */
   inputShape?: ExampleInput;
   /** @deprecated Use `inputShape`. */
@@ -71,7 +78,10 @@ export interface PruneOptions extends ImportanceOptions {
    * as the reference (and the paper's whole-network Table 1) does.
    */
   batchGroups?: boolean;
-  /** Kept channels per group rounded up to a multiple of this (Torch-Pruning's round_to); default 1. */
+  /**
+   * Kept channels per group rounded down to a multiple of this, at least one multiple (Torch-Pruning's
+   * round_to); default 1. When it overrides the requested sparsity, onProgress gets a warning.
+   */
   roundTo?: number;
   onProgress?: (message: string) => void;
 }
@@ -98,9 +108,13 @@ export function keptCount(n: number, sparsity: number): number {
   return Math.floor(n * (1 - sparsity));
 }
 
-/** k rounded up to a multiple of roundTo, at most n. */
+/**
+ * Torch-Pruning's round_to: the kept count k rounded down to a multiple of roundTo, but at least one
+ * multiple (and at most the group's n channels, when n itself is below roundTo).
+ */
 export function roundKept(k: number, n: number, roundTo: number): number {
-  return Math.min(n, Math.ceil(k / roundTo) * roundTo);
+  if (roundTo <= 1) return Math.min(n, k);
+  return Math.min(n, Math.max(roundTo, Math.floor(k / roundTo) * roundTo));
 }
 
 const validSparsity = (s: number) => s >= 0 && s < 1;
@@ -131,6 +145,8 @@ function plan(o: PruneOptions, groupCount: number): Plan {
     idxs = o.groupIdxs ?? [...sparsityOf.keys()];
     for (const g of idxs) if (!sparsityOf.has(g)) throw new ArgumentError(`prune: group ${g} is in groupIdxs but has no sparsity in the map.`);
   }
+  const twice = idxs.find((g, i) => idxs.indexOf(g) !== i);
+  if (twice !== undefined) throw new ArgumentError(`prune: group ${twice} is listed twice in groupIdxs (it would be pruned twice).`);
   for (const g of [...idxs, ...sparsityOf.keys()]) {
     if (!Number.isInteger(g) || g < 0 || g >= groupCount) {
       throw new ArgumentError(`prune: group index ${g} does not exist; this model has groups 0..${groupCount - 1}.`);
@@ -192,13 +208,19 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     progress,
   };
   const dimPreserving = o.dimensionalityPreserving ?? false;
-  const importanceOptions = { ...o, inputShape: exampleInput };
+  const importanceOptions = { ...o, inputShape: exampleInput, lampReferencePermutation: o.lampReferencePermutation || o.referenceQuirks };
   const original = dependencyGroups(model, graph);
   const p = plan(o, original.length);
+  let folded: FoldedPair[] = [];
   if (o.foldBatchNorm ?? true) {
-    const folded = await foldBatchNorms(model, exampleInput);
-    progress(`folded ${folded} batch-norms`);
+    folded = await foldBatchNormPairs(model, exampleInput, { referenceQuirks: o.referenceQuirks });
+    progress(`folded ${folded.length} batch-norms`);
   }
+  // The reference keeps the biases folding added; otherwise the pruned model gets its own layout back.
+  const finish = async () => {
+    if (!o.referenceQuirks) await unfoldBiases(folded);
+    return report;
+  };
   const report: PrunedGroup[] = [];
 
   /** Importance of each group in the batch, all from the current weights. */
@@ -211,6 +233,12 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       ? await taylorGradients(model, [...new Set(batch.flatMap((g) => groupLayers(groups[g])))], importanceOptions) : undefined;
     for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, { ...importanceOptions, gradients }));
     return { importance, seconds: (performance.now() - t0) / 1e3 };
+  };
+  /** The kept count rounded to `roundTo`, with a warning when that changes what the sparsity asked for. */
+  const rounded = (g: number, requested: number, n: number, of: number) => {
+    const k = roundKept(requested, n, p.roundTo);
+    if (k !== requested) progress(`warning: roundTo ${p.roundTo} keeps ${k} of group ${g}'s ${of} channels where the sparsity asks for ${requested}${k >= n ? ' (nothing pruned)' : ''}`);
+    return k;
   };
   /** Kept channels, maps (one OT call for the whole batch) and their application, group by group. */
   const pruneBatch = async (step: number, groups: Group[], scores: { importance: Map<number, Float64Array>; seconds: number }, keptOf: (g: number, n: number) => number) => {
@@ -257,9 +285,9 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   if (p.sequential) {
     for (const g of p.idxs) {
       const groups = dependencyGroups(model, graph); // channel counts change as earlier groups are pruned
-      await pruneBatch(1, groups, await score(groups, [g]), (_, n) => roundKept(keptCount(n, p.sparsityOf.get(g)!), n, p.roundTo));
+      await pruneBatch(1, groups, await score(groups, [g]), (_, n) => rounded(g, keptCount(n, p.sparsityOf.get(g)!), n, n));
     }
-    return report;
+    return finish();
   }
   const n0 = original.map((g) => g.channels);
   const maxS = o.maxGroupSparsity ?? 0.9;
@@ -275,12 +303,12 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       const total = p.idxs.reduce((t, g) => t + n0[g], 0);
       const alreadyPruned = p.idxs.reduce((t, g, i) => t + n0[g] - current[i], 0);
       const kept = globalKept(p.idxs.map((g) => scores.importance.get(g)!), current, floors, total - keptCount(total, s) - alreadyPruned);
-      const keptByGroup = new Map(p.idxs.map((g, i) => [g, roundKept(kept[i], current[i], p.roundTo)]));
+      const keptByGroup = new Map(p.idxs.map((g, i) => [g, rounded(g, kept[i], current[i], n0[g])]));
       keptOf = (g) => keptByGroup.get(g)!;
     } else {
-      keptOf = (g, n) => Math.min(n, roundKept(keptCount(n0[g], p.sparsityOf.get(g)! * fraction), n0[g], p.roundTo));
+      keptOf = (g, n) => Math.min(n, rounded(g, keptCount(n0[g], p.sparsityOf.get(g)! * fraction), n0[g], n0[g]));
     }
     await pruneBatch(step, groups, scores, keptOf);
   }
-  return report;
+  return finish();
 }
