@@ -9,7 +9,7 @@
 import * as cat from '../kernels/concat.js';
 import * as ew from '../kernels/elementwise.js';
 import {
-  conv2dBackwardData, conv2dBackwardWeight, conv2dForward, matmul as gemm, type Conv2dGeometry,
+  conv2dBackwardData, conv2dBackwardWeight, conv2dForward, convAttributes, matmul as gemm, type Conv2dGeometry,
 } from '../kernels/gemm.js';
 import {
   adaptiveAvgPoolBackward, adaptiveAvgPoolForward, avgPoolBackward, avgPoolForward, batchNormBackward, batchNormForward, crossEntropyBackward,
@@ -245,15 +245,24 @@ export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
   ]);
 }
 
-/** torch.nn.functional.conv2d: x [N, C, H, W], w [O, C / groups, K, K], any kernel size, stride, padding, groups. */
+/**
+ * torch.nn.functional.conv2d: x [N, C, H, W], w [O, C / groups, KH, KW]; any kernel shape, strides, pads
+ * (also ONNX's asymmetric [top, left, bottom, right]), dilation and groups. Op "conv2d", attrs the spelled-out
+ * geometry: strideH, strideW, padTop, padLeft, padBottom, padRight, dilationH, dilationW, groups.
+ */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, geometry: Conv2dGeometry): Tensor {
   const y = conv2dForward(x, w, b, geometry);
   const [N, C, OH, OW] = y.shape;
+  const { strides, pads, dilations, groups } = convAttributes([w.shape[2], w.shape[3]], geometry);
+  const attrs = {
+    strideH: strides[0], strideW: strides[1], padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
+    dilationH: dilations[0], dilationW: dilations[1], groups,
+  };
   return record(y, 'conv2d', b ? [x, w, b] : [x, w], (g) => [
     needsGrad(x) ? conv2dBackwardData(g, w, x.shape, geometry) : null,
     needsGrad(w) ? conv2dBackwardWeight(g, x, w.shape, geometry) : null,
     b && needsGrad(b) ? ew.sumAxis(g, N, C, OH * OW) : null,
-  ]);
+  ], attrs);
 }
 
 export interface BatchNormOptions {
