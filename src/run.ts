@@ -13,8 +13,9 @@
  * ONNX model), cells.ts (which cells and methods run), cell.ts (prune and evaluate one method),
  * results.ts (results file and summary).
  */
+import { DataError, IntraFusionError } from './errors.js';
 import { isEntryPoint, runMain } from './cli/main.js';
-import { methodsFor, planCells } from './cli/cells.js';
+import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
 import { checkClassCount, checkDataFlags, openRunData } from './cli/data-source.js';
 import { checkModelFiles, describeModel, openModelSource } from './cli/model-source.js';
@@ -56,17 +57,26 @@ export async function main(argv: string[]): Promise<number> {
   const test = data.test;
   const source = await openModelSource(o, normalization, { train: data.calibration, test }, log);
 
+  // One traced forward pass: a file whose tensors do not fit together fails here, naming it and the layer.
   const probe = source.fresh();
-  const groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
-  const outputs = noGrad(() => tidy(() => probe.call(fromArray(new Float32Array(o.exampleInput.reduce((a, b) => a * b)), [1, ...o.exampleInput])).shape.slice(1).reduce((a, b) => a * b, 1)));
-  probe.dispose();
+  let groupCount: number;
+  let outputs: number;
+  try {
+    groupCount = dependencyGroups(probe, { exampleInput: o.exampleInput }).length;
+    outputs = noGrad(() => tidy(() => probe.call(fromArray(new Float32Array(o.exampleInput.reduce((a, b) => a * b)), [1, ...o.exampleInput])).shape.slice(1).reduce((a, b) => a * b, 1)));
+  } catch (e) {
+    if (e instanceof IntraFusionError) throw new DataError(`${source.file}: the model does not run at the file's shapes: ${e.message}`);
+    throw e;
+  } finally {
+    probe.dispose();
+  }
   checkClassCount(data, outputs);
   const cells = planCells(o, o.modelName, groupCount);
   const methods = methodsFor(o.fusion);
 
   const ctx: RunContext = { o, source, train: data.calibration, test, ot: optimalTransportFor(o), log };
   results.checkEvalSamples(test?.count ?? 0);
-  const keys = methods.map(([key]) => key);
+  const keys = methods.map((m) => m.key);
   const todo = cells.filter((cell) => !results.finished(cell, keys));
   if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
   const original = results.entries[0]?.original_model ?? await measureOriginal(ctx);
@@ -77,11 +87,11 @@ export async function main(argv: string[]): Promise<number> {
       eval_samples: test?.count ?? 0, evaluated: test !== null, data: data.path, data_format: data.format,
       input_shape: [...o.exampleInput], normalization, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original,
     } as RunResult;
-    for (const method of methods) entry[method[0]] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
+    for (const method of methods) entry[method.key as MethodKey] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
     results.add(entry);
   }
   log('');
-  for (const line of summaryTable(results.entries, methods.some(([key]) => key === 'folding'))) log(line);
+  for (const line of summaryTable(results.entries, methods)) log(line);
   log(`\nresults: ${results.path}`);
   destroyRuntime();
   return 0;

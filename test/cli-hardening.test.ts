@@ -207,6 +207,27 @@ describe('checkpoints and safetensors files', () => {
   }, 120_000);
 });
 
+describe('shape mismatches', () => {
+  it('a checkpoint whose tensors do not fit together names the file and the layer', async () => {
+    await gpu();
+    const dir = tempDir('if-shape-');
+    const model = createModel('vgg11_bn');
+    const file = parseSafetensors(await modelToSafetensors(model, {}), 'vgg');
+    model.dispose();
+    // features.0 cut to 32 filters, its BN and the next conv left at 64: each tensor is valid, the net is not.
+    const tensors = new Map([...file.tensors].map(([k, t]) => [k, { shape: t.shape, values: t.values }]));
+    tensors.set('features.0.weight', { shape: [32, 3, 3, 3], values: file.tensors.get('features.0.weight')!.values.slice(0, 32 * 27) });
+    tensors.set('features.0.bias', { shape: [32], values: file.tensors.get('features.0.bias')!.values.slice(0, 32) });
+    const bad = join(dir, 'bad.safetensors');
+    writeFileSync(bad, serializeSafetensors(tensors, { model: 'vgg11_bn' }));
+    const data = join(dir, 'data');
+    mkdirSync(data);
+    for (const f of [1, 2, 3, 4, 5].map((b) => `data_batch_${b}.bin`).concat('test_batch.bin')) writeFileSync(join(data, f), new Uint8Array(2 * 3073));
+    await expect(runMain(['--checkpoint', bad, '--data-dir', data, '--out', dir, '--group_idxs', '1', '--sparsities', '0.5']))
+      .rejects.toThrow(new RegExp(`^${bad}: the model does not run at the file's shapes: layer "features\\.1" \\(BatchNorm2d, input \\[1,32,32,32\\]\\): `));
+  }, 120_000);
+});
+
 describe('the demo server', () => {
   const dir = tempDir('if-demo-');
   const checkpoint = join(dir, 'model.safetensors');

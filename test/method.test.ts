@@ -56,7 +56,9 @@ const sq = (v: number[]) => v.reduce((a, x) => a + x * x, 0);
 const topK = (imp: ArrayLike<number>, k: number) => Array.from(imp, (v, i) => [v, i]).sort((a, b) => b[0] - a[0] || b[1] - a[1]).slice(0, k).map(([, i]) => i).sort((a, b) => a - b);
 
 describe('BN folding', () => {
-  it('is W * gamma / sqrt(var) and (b - mean) * gamma / sqrt(var) + beta in exact arithmetic, with no epsilon', async () => {
+  // Default: the BN's own eps, and the reset BN an exact identity (var 1 - eps). referenceQuirks: the
+  // reference's fold without eps, var reset to 1.
+  for (const quirks of [false, true]) it(`is W * gamma / sqrt(var${quirks ? '' : ' + eps'}) and (b - mean) * gamma / sqrt(var${quirks ? '' : ' + eps'}) + beta in exact arithmetic${quirks ? ' (referenceQuirks: no epsilon)' : ''}`, async () => {
     const m = tiny(4);
     const r = seededRandom(9);
     const expected: { w: number[]; b: number[] }[] = [];
@@ -73,17 +75,18 @@ describe('BN folding', () => {
       const bn = bnModule as unknown as Record<'weight' | 'bias' | 'running_mean' | 'running_var', { data(): Promise<Float32Array> }>;
       const [w, b, g, beta, mean, v] = await Promise.all([conv.weight.data(), conv.bias!.data(), bn.weight.data(), bn.bias.data(), bn.running_mean.data(), bn.running_var.data()]);
       const per = w.length / conv.outChannels;
+      const eps = quirks ? 0 : (bnModule as unknown as { eps: number }).eps;
       expected.push({
-        w: Array.from(w, (x, i) => x * g[Math.floor(i / per)] / Math.sqrt(v[Math.floor(i / per)])),
-        b: Array.from(b, (x, c) => (x - mean[c]) * g[c] / Math.sqrt(v[c]) + beta[c]),
+        w: Array.from(w, (x, i) => x * g[Math.floor(i / per)] / Math.sqrt(v[Math.floor(i / per)] + eps)),
+        b: Array.from(b, (x, c) => (x - mean[c]) * g[c] / Math.sqrt(v[c] + eps) + beta[c]),
       });
     }
-    expect(await foldBatchNorms(m)).toBe(3);
+    expect(await foldBatchNorms(m, undefined, { referenceQuirks: quirks })).toBe(3);
     for (const [i, [conv, bn]] of pairs.entries()) {
       expectClose(await conv.weight.data(), expected[i].w, 0, 2e-7, `${conv.path} weight`);
       expectClose(await conv.bias!.data(), expected[i].b, 1e-7, 2e-7, `${conv.path} bias`);
       const reset = bn as unknown as Record<'running_var' | 'running_mean', { data(): Promise<Float32Array> }>;
-      expect(Array.from(await reset.running_var.data())).toEqual(new Array(expected[i].b.length).fill(1));
+      expect(Array.from(await reset.running_var.data())).toEqual(new Array(expected[i].b.length).fill(Math.fround(quirks ? 1 : 1 - 1e-5)));
       expect(Array.from(await reset.running_mean.data())).toEqual(new Array(expected[i].b.length).fill(0));
     }
     m.dispose();

@@ -13,7 +13,7 @@ import { Module } from '../src/nn/module.js';
 import { VGG } from '../src/nn/vgg.js';
 import * as ag from '../src/tensor/autograd.js';
 import { assign, destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
-import { dependencyGroups, foldBatchNorms, groupImportance, layerKind, OptimalTransport, prune, type OtProblem, type PruneOptions, type PrunedGroup } from './prune-helpers.js';
+import { dependencyGroups, foldBatchNorms, groupImportance, layerKind, OptimalTransport, prune, roundKept, type OtProblem, type PruneOptions, type PrunedGroup } from './prune-helpers.js';
 import { expectClose, gpu, randArray, sharedDir } from './helpers.js';
 import { parseArgs } from '../src/cli/args.js';
 import { join } from 'node:path';
@@ -90,9 +90,12 @@ async function expectPrunedEqualsZeroed(build: () => Module, shape: [number, num
   randomiseNorms(dense, 5);
   const report = await prune(pruned, { importanceCriteria: 'l1', exampleInput: shape, ...o });
   expect(report.length).toBeGreaterThan(0);
+  const originalCount = dense.parameterCount(); // before folding gives its bias-free convs biases
   await zeroedReference(dense, report, shape);
   const dimPreserving = o.dimensionalityPreserving ?? false;
-  expect(pruned.parameterCount() < dense.parameterCount()).toBe(!dimPreserving);
+  // The pruned model keeps the original layout: fewer parameters, or as many when dimensions are kept.
+  if (dimPreserving) expect(pruned.parameterCount()).toBe(originalCount);
+  else expect(pruned.parameterCount()).toBeLessThan(originalCount);
   expectClose(await outputs(pruned, shape), await outputs(dense, shape), 1e-5, 1e-4, 'pruned vs zeroed dense');
   pruned.dispose();
   dense.dispose();
@@ -273,9 +276,14 @@ describe('pruning modes', () => {
     await prune(a, { importanceCriteria: 'l1', sparsity: { 0: 0.5, 2: 0.25 }, exampleInput: [3, 8, 8] });
     expect(widths(a)).toEqual([8, 12, 6]);
     const b = smallVgg();
-    // floor(16 * 0.6) = 9 -> 12; floor(12 * 0.6) = 7 -> 8; floor(8 * 0.6) = 4.
-    await prune(b, { importanceCriteria: 'l1', sparsity: 0.4, roundTo: 4, exampleInput: [3, 8, 8] });
-    expect(widths(b)).toEqual([12, 8, 4]);
+    // Torch-Pruning's round_to, down to a multiple: floor(16 * 0.6) = 9 -> 8; floor(12 * 0.6) = 7 -> 4; floor(8 * 0.6) = 4.
+    const warnings: string[] = [];
+    await prune(b, { importanceCriteria: 'l1', sparsity: 0.4, roundTo: 4, exampleInput: [3, 8, 8], onProgress: (m) => m.startsWith('warning') && warnings.push(m) });
+    expect(widths(b)).toEqual([8, 4, 4]);
+    expect(warnings).toEqual(["warning: roundTo 4 keeps 8 of group 0's 16 channels where the sparsity asks for 9", "warning: roundTo 4 keeps 4 of group 1's 12 channels where the sparsity asks for 7"]);
+    // At least one multiple; never more than the group; 1 changes nothing.
+    expect([roundKept(9, 10, 8), roundKept(3, 16, 4), roundKept(11, 16, 32), roundKept(7, 16, 1), roundKept(16, 16, 8)]).toEqual([8, 4, 16, 7, 16]);
+    await expect(prune(smallVgg(), { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [1, 1], exampleInput: [3, 8, 8] })).rejects.toThrow('prune: group 1 is listed twice in groupIdxs (it would be pruned twice).');
     const c = smallVgg();
     const report = await prune(c, { importanceCriteria: 'l2', sparsity: 0.5, iterativeSteps: 2, exampleInput: [3, 8, 8] });
     // Step 1 at sparsity 0.25 of the original widths, step 2 at 0.5.
@@ -443,10 +451,11 @@ describe('outside the supported set: UnsupportedError naming the layer or op', (
     expect(() => dependencyGroups(shared, { exampleInput: [3, 8, 8] })).toThrow(/c is called more than once per forward pass/);
     shared.dispose();
 
-    const grouped = new Sequential(new Conv2d(4, 8, 3, 1, 1, true, 2));
-    const layer = grouped.at(0);
-    expect(() => layerKind(layer)!.flow(layer)).toThrow(/^0: grouped convolution with 2 groups over 4 -> 8 channels cannot be pruned/);
-    grouped.dispose();
+    // A grouped conv's groups cut by a concatenation cannot be pruned equally.
+    const cut = new Net({ a: conv(3, 2), b: conv(3, 2), g: new Conv2d(4, 4, 3, 1, 1, true, 2), fc: new Linear(4 * 64, 2) },
+      (p, x) => p.fc.call(ag.flatten(p.g.call(ag.concat([p.a.call(x), p.b.call(x)])))));
+    expect(() => dependencyGroups(cut, { exampleInput: [3, 8, 8] })).toThrow(/g is a grouped convolution whose input channels are only partly one group \(2 of 4\)/);
+    cut.dispose();
   });
 
   it('an op inside a named module is named with that module', () => {
@@ -470,7 +479,7 @@ describe('outside the supported set: UnsupportedError naming the layer or op', (
 
 describe('CLI flags for the pruning modes', () => {
   it('parses per-group ratios as GROUP=SPARSITY pairs and flags by their aliases', () => {
-    const spec = { 'group-sparsity': { kind: 'pairs', help: '' }, 'input-shape': { kind: 'ints', help: '', aliases: ['exampleInput'] } } as const;
+    const spec = { 'group-sparsity': { kind: 'pairs', help: '' }, 'input-shape': { kind: 'ints', help: '', aliases: ['exampleInput'], repeats: true } } as const;
     expect(parseArgs(['--group-sparsity', '1=0.3,2=0.5', '--exampleInput', '3', '16', '16'], spec)).toMatchObject({ 'group-sparsity': { 1: 0.3, 2: 0.5 }, 'input-shape': [3, 16, 16] });
     expect(parseArgs(['--group-sparsity', '1=0.3', '4=0.25'], spec)['group-sparsity']).toEqual({ 1: 0.3, 4: 0.25 });
     expect(() => parseArgs(['--group-sparsity', '1:0.3'], spec)).toThrow(/"1:0.3" is not KEY=VALUE/);

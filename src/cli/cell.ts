@@ -11,7 +11,7 @@ import type { Module } from '../nn/module.js';
 import { train } from '../nn/trainer.js';
 import { onnxPathBeside, saveOnnx } from '../onnx/node.js';
 import { evaluateOnnxRuntime, onnxRuntimeSession } from '../onnx/onnxruntime.js';
-import { OptimalTransport, prune, type ExampleInput } from '../prune/index.js';
+import { OptimalTransport, prune, type ExampleInput, type PruneOptions } from '../prune/index.js';
 import { cellSeed, type Cell, type Method } from './cells.js';
 import type { ModelSource } from './model-source.js';
 import { ProgressBar } from './progress.js';
@@ -92,25 +92,31 @@ export async function measureOriginal(ctx: RunContext): Promise<MethodResult> {
   return result;
 }
 
-/**
- * Prunes, (fine-tunes,) evaluates and saves one method of one cell. `cellIndex` counts the finished cells
- * before this one (it seeds the method's random draws).
- */
-export async function runMethod(ctx: RunContext, cell: Cell, [key, fusion, name]: Method, cellIndex: number, first: boolean): Promise<MethodResult> {
-  const { o, source, test, log } = ctx;
-  const { normalization } = source;
-  const label = `${name} ${cell.where}`;
+/** What prune() gets for one method of one cell: every pruning flag of the run, passed on. */
+export function pruneOptionsFor(ctx: RunContext, cell: Cell, fusion: Method['name'], cellIndex: number): PruneOptions {
+  const { o, log } = ctx;
   const needsData = o.criterion === 'taylor' || o.criterion === 'chip';
-  const model = source.fresh();
-  await prune(model, {
+  return {
     importanceCriteria: o.criterion, sparsity: cell.sparsity, groupIdxs: o.mode === 'group' ? [cell.g] : undefined, fusion, optimalTransport: ctx.ot,
     global: o.global, maxGroupSparsity: o.maxGroupSparsity, batchGroups: o.batchGroups, iterativeSteps: o.iterativeSteps, roundTo: o.roundTo,
     exampleInput: o.exampleInput,
     data: needsData ? ctx.train ?? undefined : undefined, samples: o.calibrationSamples,
-    lampReferencePermutation: o.lampReferenceBug,
+    lampReferencePermutation: o.lampReferenceBug, referenceQuirks: o.referenceQuirks,
     random: seededRandom(cellSeed(o.seed, cellIndex, cell.s, fusion)),
     onProgress: (m) => log(`  ${m}`),
-  });
+  };
+}
+
+/**
+ * Prunes, (fine-tunes,) evaluates and saves one method of one cell. `cellIndex` is the cell's place in
+ * the plan (it seeds the method's random draws, so a resumed cell equals an uninterrupted run's).
+ */
+export async function runMethod(ctx: RunContext, cell: Cell, { key, name: fusion, label: name }: Method, cellIndex: number, first: boolean): Promise<MethodResult> {
+  const { o, source, test, log } = ctx;
+  const { normalization } = source;
+  const label = `${name} ${cell.where}`;
+  const model = source.fresh();
+  await prune(model, pruneOptionsFor(ctx, cell, fusion, cellIndex));
   // For the interrupted-run test: die (as a kill would) inside cell N, after its first method.
   if (first && Number(process.env.INTRA_FUSION_CRASH_AT_CELL) === cellIndex + 1) process.kill(process.pid, 'SIGKILL');
   let before: number | undefined;

@@ -24,6 +24,8 @@ export interface ModelSource {
   fresh: () => Module;
   /** The input normalisation of the run (see runNormalization). */
   normalization: Normalization;
+  /** The checkpoint or ONNX file, for errors. */
+  file: string;
 }
 
 /**
@@ -99,13 +101,13 @@ export async function openModelSource(
   if (o.onnxFile) {
     const path = o.onnxFile;
     log(`model: ${path} (ONNX, input ${o.exampleInput.join('x')})`);
-    return { fresh: () => loadOnnx(path, { allowNonFinite: o.allowNonFinite }), normalization };
+    return { fresh: () => loadOnnx(path, { allowNonFinite: o.allowNonFinite }), normalization, file: path };
   }
   const checkpointPath = checkpointFor(o.modelName, o.checkpoint, o.epochs);
   if (!existsSync(checkpointPath)) await trainCheckpoint(o, checkpointPath, normalization, data, log);
   log(`checkpoint: ${checkpointPath}`);
   const file = parseSafetensors(readFileSync(checkpointPath), checkpointPath);
-  return { fresh: () => modelFromStateDict(o.modelName, file, checkpointPath, { allowNonFinite: o.allowNonFinite }), normalization };
+  return { fresh: () => modelFromStateDict(o.modelName, file, checkpointPath, { allowNonFinite: o.allowNonFinite }), normalization, file: checkpointPath };
 }
 
 /** No checkpoint yet: train one for --epochs epochs (resumable) and save it where it was looked for. */

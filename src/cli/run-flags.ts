@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { DATA_FORMATS, type DataFormat } from '../data/node.js';
 import { NORMALIZATION_PRESETS } from '../data/normalization.js';
 import { MODEL_NAMES } from '../nn/models.js';
-import { CRITERIA, type ExampleInput } from '../prune/index.js';
+import { CRITERIA, FUSION_METHODS, type ExampleInput } from '../prune/index.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './args.js';
 
 export const EVAL_BACKENDS = ['webgpu', 'onnxruntime'] as const;
@@ -41,10 +41,11 @@ export const RUN_FLAGS = {
   'target-probability': { kind: 'string', help: 'Target marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
   'source-probability': { kind: 'string', help: 'Source marginal.', default: 'uniform', choices: ['uniform', 'importance'] },
   'lamp-reference-bug': { kind: 'boolean', help: 'Reproduce the reference\'s LAMP permutation (to match the paper\'s LAMP numbers).', default: false },
+  'reference-quirks': { kind: 'boolean', help: 'Reproduce the reference\'s quirks to match its numbers: batch-norms folded without eps (changes the model even at sparsity 0), the biases folding adds to bias-free convs kept, and --lamp-reference-bug.', default: false },
   'allow-non-finite': { kind: 'boolean', help: 'Load a model whose weights hold NaN or infinity (refused by default, naming the tensor).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
   seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
-  fusion: { kind: 'string', help: 'Methods to run: both (default pruning and Intra-Fusion), none (default only), ot (Intra-Fusion only), folding (k-means model folding only) or all three.', default: 'both', choices: ['both', 'none', 'ot', 'folding', 'all'] },
+  fusion: { kind: 'string', help: `Methods to run: both (default pruning and Intra-Fusion), all, or one of ${FUSION_METHODS.map((m) => `${m.name} (${m.label})`).join(', ')}.`, default: 'both', choices: ['both', 'all', ...FUSION_METHODS.map((m) => m.name)] },
   'whole-network': { kind: 'boolean', help: 'Prune every group at once per sparsity (group_idxs ignored; results have group_idx -1).', default: false },
   global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
   'max-group-sparsity': { kind: 'number', help: 'With --global: the most any group may lose.', default: 0.9 },
@@ -60,7 +61,7 @@ export const RUN_FLAGS = {
 } satisfies Record<string, FlagSpec>;
 
 export type RunMode = 'group' | 'whole-network' | 'global' | 'per-group';
-export type Fusion = 'both' | 'none' | 'ot' | 'folding' | 'all';
+export type Fusion = 'both' | 'all' | (typeof FUSION_METHODS)[number]['name'];
 
 /** run.js's settings after every check: typed, resolved paths, the mode decided. */
 export interface RunOptions {
@@ -100,6 +101,7 @@ export interface RunOptions {
   targetProbability: 'uniform' | 'importance';
   sourceProbability: 'uniform' | 'importance';
   lampReferenceBug: boolean;
+  referenceQuirks: boolean;
   allowNonFinite: boolean;
   saveModels: boolean;
   seed: number;
@@ -184,7 +186,7 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
     resume: a.resume === undefined ? undefined : resolve(a.resume as string), normalization: a.normalization as string | undefined, mean, std,
     otSolver: a['ot-solver'] as 'emd' | 'sinkhorn', otReg: a['ot-reg'] as number, otP: a['ot-p'] as number,
     targetProbability: a['target-probability'] as 'uniform' | 'importance', sourceProbability: a['source-probability'] as 'uniform' | 'importance',
-    lampReferenceBug: a['lamp-reference-bug'] as boolean, allowNonFinite: a['allow-non-finite'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
+    lampReferenceBug: a['lamp-reference-bug'] as boolean, referenceQuirks: a['reference-quirks'] as boolean, allowNonFinite: a['allow-non-finite'] as boolean, saveModels: a['save-models'] as boolean, seed: a.seed as number,
     fusion: a.fusion as Fusion, global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean,
     iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number,
     inputShape: inputShape as ExampleInput | undefined, exampleInput: (inputShape ?? [3, 32, 32]) as ExampleInput, exportOnnx: a['export-onnx'] as boolean, evalBackend: a['eval-backend'] as EvalBackend,

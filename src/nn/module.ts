@@ -4,7 +4,7 @@
  * Modules call their children through `call(child, x)`, which runs the registered forward hooks.
  * Hooks see every module's input and output: FLOP counting, CHIP feature maps and graph tracing use them.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, IntraFusionError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export type ForwardHook = (module: Module, input: Tensor, output: Tensor, name: string) => void;
@@ -28,9 +28,18 @@ export abstract class Module {
 
   abstract forward(x: Tensor): Tensor;
 
-  /** Runs the module with hooks. */
+  /** Runs the module with hooks. A known error (a shape that does not fit) gets the innermost layer's name. */
   call(x: Tensor): Tensor {
-    const y = this.forward(x);
+    let y: Tensor;
+    try {
+      y = this.forward(x);
+    } catch (e) {
+      if (e instanceof IntraFusionError && this.path && !(e as { layer?: string }).layer) {
+        (e as { layer?: string }).layer = this.path;
+        e.message = `layer "${this.path}" (${this.constructor.name}, input [${x.shape}]): ${e.message}`;
+      }
+      throw e;
+    }
     for (const h of hooks) h(this, x, y, this.path);
     return y;
   }
@@ -64,6 +73,14 @@ export abstract class Module {
     map.set(name, t);
     if (old !== t) old.dispose();
     (this as unknown as Record<string, Tensor>)[name] = t;
+  }
+
+  /** Unregisters and disposes a parameter or buffer (a conv's bias, when pruning hands it back to its BN). */
+  protected removeTensor(name: string): void {
+    const map = this.paramMap.has(name) ? this.paramMap : this.bufferMap.has(name) ? this.bufferMap : null;
+    if (!map) throw new ArgumentError(`${this.path || 'model'}: no tensor named ${name}.`);
+    map.get(name)!.dispose();
+    map.delete(name);
   }
 
   private setPath(path: string): void {

@@ -20,21 +20,24 @@
  *     k = floor(n0 (1 - s)) of the original width n0 at the step's sparsity s (linear schedule s * t / steps).
  *   - global: the channels with the lowest importance / group mean over all groups are pruned, so that
  *     floor(N0 s) of the N0 original channels are gone, no group losing more than `maxGroupSparsity`.
- * Every kept count is rounded up to a multiple of `roundTo` (at most the group's width).
+ * Every kept count is rounded down to a multiple of `roundTo`, at least one multiple (at most the group's width).
  *
  * The model is changed in place; reload or rebuild it to prune again from the original weights.
  */
 import { ArgumentError } from '../errors.js';
-import { fromArray } from '../tensor/tensor.js';
 import type { Module } from '../nn/module.js';
-import { OptimalTransport, type OtProblem } from '../ot/transport.js';
-import { foldBatchNorms } from './fold.js';
-import { foldingMaps } from './folding.js';
-import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './graph.js';
-import { layerKind, type ChannelMap } from './registry.js';
-import { assertCriterion, groupFeatures, groupImportance, groupLayers, splitByImportance, taylorGradients, type Criterion, type ImportanceOptions } from './importance.js';
+import { OptimalTransport } from '../ot/transport.js';
+import { foldBatchNormPairs, unfoldBiases, type FoldedPair } from './bn-fold.js';
+import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
+import { groupFeatures, groupLayers } from './features.js';
+import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
+import { applyMaps } from './apply.js';
+import { blockDiagonal, featuresOverBlocks, indicesInEveryBlock, meanOverBlocks } from './blocks.js';
+import { FUSION_METHODS, fusionMethod, type Fusion, type GroupChoice, type GroupMap } from './methods.js';
+import { taylorGradients } from './taylor.js';
+import type { ImportanceOptions } from './calibration.js';
 
-export type Fusion = 'none' | 'ot' | 'folding';
+export type { Fusion };
 
 export interface PruneOptions extends ImportanceOptions {
   importanceCriteria: Criterion | string;
@@ -50,6 +53,13 @@ export interface PruneOptions extends ImportanceOptions {
   dimensionalityPreserving?: boolean;
   /** Fold batch-norms first (default true, as the reference always does). */
   foldBatchNorm?: boolean;
+  /**
+   * Reproduce the reference's quirks, for comparisons with its numbers: batch-norms folded without eps
+   * (so even sparsity 0 changes the model), the biases folding adds to bias-free convs kept (other layout,
+   * more parameters), and LAMP's permutation bug (`lampReferencePermutation`). Default false: the fold
+   * uses each BN's eps and is handed back to the BN after pruning.
+   */
+  referenceQuirks?: boolean;
   /** One sample's input shape [c, h, w] (default [3, 32, 32]). */
   inputShape?: ExampleInput;
   /** @deprecated Use `inputShape`. */
@@ -68,7 +78,10 @@ export interface PruneOptions extends ImportanceOptions {
    * as the reference (and the paper's whole-network Table 1) does.
    */
   batchGroups?: boolean;
-  /** Kept channels per group rounded up to a multiple of this (Torch-Pruning's round_to); default 1. */
+  /**
+   * Kept channels per group rounded down to a multiple of this, at least one multiple (Torch-Pruning's
+   * round_to); default 1. When it overrides the requested sparsity, onProgress gets a warning.
+   */
   roundTo?: number;
   onProgress?: (message: string) => void;
 }
@@ -95,9 +108,13 @@ export function keptCount(n: number, sparsity: number): number {
   return Math.floor(n * (1 - sparsity));
 }
 
-/** k rounded up to a multiple of roundTo, at most n. */
+/**
+ * Torch-Pruning's round_to: the kept count k rounded down to a multiple of roundTo, but at least one
+ * multiple (and at most the group's n channels, when n itself is below roundTo).
+ */
 export function roundKept(k: number, n: number, roundTo: number): number {
-  return Math.min(n, Math.ceil(k / roundTo) * roundTo);
+  if (roundTo <= 1) return Math.min(n, k);
+  return Math.min(n, Math.max(roundTo, Math.floor(k / roundTo) * roundTo));
 }
 
 const validSparsity = (s: number) => s >= 0 && s < 1;
@@ -128,6 +145,8 @@ function plan(o: PruneOptions, groupCount: number): Plan {
     idxs = o.groupIdxs ?? [...sparsityOf.keys()];
     for (const g of idxs) if (!sparsityOf.has(g)) throw new ArgumentError(`prune: group ${g} is in groupIdxs but has no sparsity in the map.`);
   }
+  const twice = idxs.find((g, i) => idxs.indexOf(g) !== i);
+  if (twice !== undefined) throw new ArgumentError(`prune: group ${twice} is listed twice in groupIdxs (it would be pruned twice).`);
   for (const g of [...idxs, ...sparsityOf.keys()]) {
     if (!Number.isInteger(g) || g < 0 || g >= groupCount) {
       throw new ArgumentError(`prune: group index ${g} does not exist; this model has groups 0..${groupCount - 1}.`);
@@ -140,36 +159,6 @@ function plan(o: PruneOptions, groupCount: number): Plan {
   const maxS = o.maxGroupSparsity ?? 0.9;
   if (!(maxS > 0 && maxS < 1)) throw new ArgumentError(`prune: maxGroupSparsity must be in (0, 1), got ${maxS}.`);
   return { idxs, sparsityOf, sequential: !o.global && steps === 1 && !o.batchGroups, steps, roundTo };
-}
-
-/** Applies a producer map (to out-channels and norms) and a consumer map (to in-channels) to every layer of a group. */
-function applyMaps(group: Group, producerMap: Float64Array, consumerMap: Float64Array, keptIdx: number[], dimensionalityPreserving: boolean): void {
-  const n = group.channels;
-  const k = keptIdx.length;
-  // In dimensionality-preserving mode each map is n x n: its k rows at the kept indices, zeros elsewhere.
-  const rowsOut = dimensionalityPreserving ? n : k;
-  const upload = (map: Float64Array) => {
-    const full = new Float32Array(rowsOut * n);
-    for (let j = 0; j < k; j++) full.set(map.subarray(j * n, (j + 1) * n), (dimensionalityPreserving ? keptIdx[j] : j) * n);
-    return fromArray(full, [rowsOut, n]).keep();
-  };
-  const P = upload(producerMap);
-  const C = consumerMap === producerMap ? P : upload(consumerMap);
-  try {
-    const out: ChannelMap = { M: P, rowsOut, keptIdx, dimensionalityPreserving };
-    for (const layer of [...group.producers, ...group.batchNorms]) layerKind(layer)!.applyOut(layer, out);
-    for (const { layer, factor } of group.consumers) layerKind(layer)!.applyIn(layer, { ...out, M: C }, factor);
-  } finally {
-    P.dispose();
-    if (C !== P) C.dispose();
-  }
-}
-
-/** The 0/1 selection map of the kept channels (k x n). */
-function selectionMap(n: number, keptIdx: number[]): Float64Array {
-  const map = new Float64Array(keptIdx.length * n);
-  keptIdx.forEach((i, j) => (map[j * n + i] = 1));
-  return map;
 }
 
 /**
@@ -200,29 +189,38 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const criterion = assertCriterion(o.importanceCriteria);
   const progress = o.onProgress ?? (() => {});
   const exampleInput = exampleShape(o);
-  const graph = { exampleInput, ignored: o.ignoredLayers };
-  const fusion: Fusion = o.fusion ?? (o.optimalTransport ? 'ot' : 'none');
-  if (fusion !== 'none' && fusion !== 'ot' && fusion !== 'folding') throw new ArgumentError(`prune: fusion must be "none", "ot" or "folding", got "${fusion as string}".`);
+  const graph = { inputShape: exampleInput, ignored: o.ignoredLayers };
+  const method = fusionMethod(o.fusion ?? (o.optimalTransport ? 'ot' : 'none'));
+  if (!method) throw new ArgumentError(`prune: fusion must be ${FUSION_METHODS.map((m) => `"${m.name}"`).join(', ')}, got "${o.fusion as string}".`);
   if (o.dimensionalityPreserving && o.foldBatchNorm === false) {
     // A pruned channel stays zero through a batch-norm only once the BN is folded to the identity.
     throw new ArgumentError('prune: dimensionalityPreserving needs batch-norm folding (foldBatchNorm: false would let pruned channels leak the BN shift).');
   }
-  if (fusion === 'folding' && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
+  if (!method.keepsChannels && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
     // Folded channels are cluster centroids, not kept channels: they have no original index to stay at,
     // and an unfolded batch-norm's statistics cannot be merged the same way.
-    throw new ArgumentError('prune: fusion "folding" needs batch-norm folding and cannot preserve dimensionality.');
+    throw new ArgumentError(`prune: fusion "${method.name}" needs batch-norm folding and cannot preserve dimensionality.`);
   }
-  // k-means seeding for folding: drawn from `random` when given, so a seeded run is reproducible.
-  const foldingSeed = () => Math.floor((o.random ? o.random() : 0) * 2 ** 31);
-  const ot = fusion === 'ot' ? o.optimalTransport ?? new OptimalTransport() : null;
+  const methodContext = {
+    optimalTransport: o.optimalTransport ?? new OptimalTransport(),
+    // k-means seeding for folding: drawn from `random` when given, so a seeded run is reproducible.
+    seed: () => Math.floor((o.random ? o.random() : 0) * 2 ** 31),
+    progress,
+  };
   const dimPreserving = o.dimensionalityPreserving ?? false;
-  const importanceOptions = { ...o, inputShape: exampleInput };
+  const importanceOptions = { ...o, inputShape: exampleInput, lampReferencePermutation: o.lampReferencePermutation || o.referenceQuirks };
   const original = dependencyGroups(model, graph);
   const p = plan(o, original.length);
+  let folded: FoldedPair[] = [];
   if (o.foldBatchNorm ?? true) {
-    const folded = await foldBatchNorms(model, exampleInput);
-    progress(`folded ${folded} batch-norms`);
+    folded = await foldBatchNormPairs(model, exampleInput, { referenceQuirks: o.referenceQuirks });
+    progress(`folded ${folded.length} batch-norms`);
   }
+  // The reference keeps the biases folding added; otherwise the pruned model gets its own layout back.
+  const finish = async () => {
+    if (!o.referenceQuirks) await unfoldBiases(folded);
+    return report;
+  };
   const report: PrunedGroup[] = [];
 
   /** Importance of each group in the batch, all from the current weights. */
@@ -236,44 +234,48 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, { ...importanceOptions, gradients }));
     return { importance, seconds: (performance.now() - t0) / 1e3 };
   };
+  /** The kept count rounded to `roundTo`, with a warning when that changes what the sparsity asked for. */
+  const rounded = (g: number, requested: number, n: number, of: number) => {
+    const k = roundKept(requested, n, p.roundTo);
+    if (k !== requested) progress(`warning: roundTo ${p.roundTo} keeps ${k} of group ${g}'s ${of} channels where the sparsity asks for ${requested}${k >= n ? ' (nothing pruned)' : ''}`);
+    return k;
+  };
   /** Kept channels, maps (one OT call for the whole batch) and their application, group by group. */
   const pruneBatch = async (step: number, groups: Group[], scores: { importance: Map<number, Float64Array>; seconds: number }, keptOf: (g: number, n: number) => number) => {
     const t1 = performance.now();
-    const chosen = [...scores.importance].map(([g, importance]) => {
-      const n = groups[g].channels;
-      const k = keptOf(g, n);
-      if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${n} channels).`);
-      return { g, group: groups[g], importance, n, k, ...splitByImportance(importance, k) };
+    // The methods choose on block-reduced channels (blocks.ts) where a grouped conv needs equal blocks.
+    const chosen: GroupChoice[] = [...scores.importance].map(([g, fullImportance]) => {
+      const group = groups[g];
+      const G = group.blocks;
+      const n = group.channels / G;
+      const k = Math.floor(keptOf(g, group.channels) / G);
+      if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${group.channels} channels${G > 1 ? ` in ${G} equal blocks` : ''}).`);
+      const importance = G > 1 ? meanOverBlocks(fullImportance, G) : fullImportance;
+      return {
+        g, group, importance, n, k, ...splitByImportance(importance, k),
+        features: async () => {
+          const f = await groupFeatures(group);
+          return G > 1 ? featuresOverBlocks(f.X, f.D, G) : f;
+        },
+      };
     });
     // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges
     // neurons by averaging (model folding) passes its own consumer map.
-    const maps: { map: Float64Array; consumerMap?: Float64Array; transport?: PrunedGroup['transport'] }[] = [];
-    if (ot) {
-      const problems: OtProblem[] = [];
-      for (const c of chosen) problems.push({ ...(await groupFeatures(c.group)), keptIdx: c.keptIdx, importance: c.importance });
-      const solved = await ot.maps(problems);
-      solved.forEach((m, i) => {
-        maps.push({ map: m.M, transport: { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged, marginalError: m.marginalError } });
-        if (m.converged === false) progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${chosen[i].g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);
-      });
-    } else if (fusion === 'folding') {
-      for (const c of chosen) {
-        const { X, D } = await groupFeatures(c.group);
-        const f = foldingMaps(X, D, c.k, { seed: foldingSeed() });
-        maps.push({ map: f.producer, consumerMap: f.consumer });
-      }
-    } else {
-      for (const c of chosen) maps.push({ map: selectionMap(c.n, c.keptIdx) });
-    }
+    const maps: GroupMap[] = await method.maps(chosen, methodContext);
     const t2 = performance.now();
     chosen.forEach((c, i) => {
       const a0 = performance.now();
-      applyMaps(c.group, maps[i].map, maps[i].consumerMap ?? maps[i].map, c.keptIdx, dimPreserving);
+      const G = c.group.blocks;
+      const full = (map: Float64Array) => (G > 1 ? blockDiagonal(map, c.k, c.n, G) : map);
+      const map = full(maps[i].map);
+      const keptIdx = indicesInEveryBlock(c.keptIdx, c.n, G);
+      const prunedIdx = indicesInEveryBlock(c.pruned, c.n, G);
+      applyMaps(c.group, map, maps[i].consumerMap ? full(maps[i].consumerMap) : map, keptIdx, dimPreserving);
       const description = c.group.describe();
-      progress(`${fusion === 'ot' ? 'fused' : fusion === 'folding' ? 'folded' : 'pruned'} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
+      progress(`${method.verb} ${description}: kept ${keptIdx.length} of ${c.group.channels}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
       report.push({
-        index: c.g, step, description, channels: c.n, kept: c.k, keptIdx: c.keptIdx, prunedIdx: c.pruned, importance: c.importance,
-        map: maps[i].map, transport: maps[i].transport,
+        index: c.g, step, description, channels: c.group.channels, kept: keptIdx.length, keptIdx, prunedIdx, importance: scores.importance.get(c.g)!,
+        map, transport: maps[i].transport,
         // Scoring and transport are shared by the batch: each group reports its share.
         seconds: { importance: scores.seconds / chosen.length, transport: (t2 - t1) / 1e3 / chosen.length, apply: (performance.now() - a0) / 1e3 },
       });
@@ -283,9 +285,9 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   if (p.sequential) {
     for (const g of p.idxs) {
       const groups = dependencyGroups(model, graph); // channel counts change as earlier groups are pruned
-      await pruneBatch(1, groups, await score(groups, [g]), (_, n) => roundKept(keptCount(n, p.sparsityOf.get(g)!), n, p.roundTo));
+      await pruneBatch(1, groups, await score(groups, [g]), (_, n) => rounded(g, keptCount(n, p.sparsityOf.get(g)!), n, n));
     }
-    return report;
+    return finish();
   }
   const n0 = original.map((g) => g.channels);
   const maxS = o.maxGroupSparsity ?? 0.9;
@@ -301,12 +303,12 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       const total = p.idxs.reduce((t, g) => t + n0[g], 0);
       const alreadyPruned = p.idxs.reduce((t, g, i) => t + n0[g] - current[i], 0);
       const kept = globalKept(p.idxs.map((g) => scores.importance.get(g)!), current, floors, total - keptCount(total, s) - alreadyPruned);
-      const keptByGroup = new Map(p.idxs.map((g, i) => [g, roundKept(kept[i], current[i], p.roundTo)]));
+      const keptByGroup = new Map(p.idxs.map((g, i) => [g, rounded(g, kept[i], current[i], n0[g])]));
       keptOf = (g) => keptByGroup.get(g)!;
     } else {
-      keptOf = (g, n) => Math.min(n, roundKept(keptCount(n0[g], p.sparsityOf.get(g)! * fraction), n0[g], p.roundTo));
+      keptOf = (g, n) => Math.min(n, rounded(g, keptCount(n0[g], p.sparsityOf.get(g)! * fraction), n0[g], n0[g]));
     }
     await pruneBatch(step, groups, scores, keptOf);
   }
-  return report;
+  return finish();
 }

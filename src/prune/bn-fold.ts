@@ -1,0 +1,75 @@
+/**
+ * Batch-norm folding before pruning (spec section 2): for every BN paired with a conv
+ * (src/graph/pairing.ts: the BN is the conv output's only reader, the same rule as the ONNX export's),
+ * W' = W * gamma / sqrt(var + eps) and b' = (b - mean) * gamma / sqrt(var + eps) + beta, then the BN is
+ * reset to an identity (mean 0, var 1 - eps, gamma 1, beta 0), so at sparsity 0 the model computes the
+ * same function. A conv without bias (torchvision style) gets one for the fold (b = 0 before folding);
+ * after pruning, `unfoldBiases` moves that bias into the BN's beta and removes it again, so the pruned
+ * model has its original layout (and parameter count at its new widths).
+ *
+ * The reference (its MetaPruner) folds without eps and resets var to 1, which changes the model before
+ * anything is pruned (by 1 / sqrt(1 + eps) per BN, and a lot for near-dead channels whose var is ~0), and
+ * keeps the added biases: `referenceQuirks` reproduces that.
+ */
+import { assign } from '../tensor/tensor.js';
+import type { BatchNorm2d, Conv2d } from '../nn/layers.js';
+import type { Module } from '../nn/module.js';
+import { convBnPairs, foldedConvValues } from '../graph/pairing.js';
+import type { ExampleInput } from '../graph/trace.js';
+
+export { convBnPairs };
+
+export interface FoldOptions {
+  /** The reference's fold: no eps, BN var reset to 1, added conv biases kept. Default false. */
+  referenceQuirks?: boolean;
+}
+
+/** A folded (conv, bn) pair, and whether the conv got its bias from the fold. */
+export interface FoldedPair {
+  conv: Conv2d;
+  bn: BatchNorm2d;
+  addedBias: boolean;
+}
+
+/** Folds every conv-fed batch-norm into its conv, in place; returns the pairs folded. */
+export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<FoldedPair[]> {
+  const pairs = convBnPairs(model, inputShape);
+  const folded: FoldedPair[] = [];
+  for (const [conv, bn] of pairs) {
+    const addedBias = conv.bias === null;
+    const bias = conv.ensureBias();
+    const eps = o.referenceQuirks ? 0 : bn.eps;
+    const values = await foldedConvValues(conv, bn, eps);
+    assign(conv.weight, values.weight);
+    assign(bias, values.bias);
+    const C = bn.numFeatures;
+    assign(bn.running_mean, new Float32Array(C));
+    // 1 - eps makes the reset BN an exact identity in eval mode: x / sqrt((1 - eps) + eps).
+    assign(bn.running_var, new Float32Array(C).fill(o.referenceQuirks ? 1 : 1 - bn.eps));
+    assign(bn.weight, new Float32Array(C).fill(1));
+    assign(bn.bias, new Float32Array(C));
+    folded.push({ conv, bn, addedBias });
+  }
+  return folded;
+}
+
+/** Folds every conv-fed batch-norm into its conv, in place. Returns the number of pairs folded. */
+export async function foldBatchNorms(model: Module, inputShape: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<number> {
+  return (await foldBatchNormPairs(model, inputShape, o)).length;
+}
+
+/**
+ * Undoes the layout change of folding: a conv that got its bias from the fold hands it to its BN
+ * (beta' = beta + gamma (b - mean) / sqrt(var + eps), mean' = 0, exact in eval mode) and is bias-free
+ * again. Works on the pruned widths: the conv and BN were pruned together.
+ */
+export async function unfoldBiases(pairs: FoldedPair[]): Promise<void> {
+  for (const { conv, bn, addedBias } of pairs) {
+    if (!addedBias || !conv.bias) continue;
+    const [b, gamma, beta, mean, variance] = await Promise.all([conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t.data()));
+    const shifted = beta.map((v, c) => v + (gamma[c] * (b[c] - mean[c])) / Math.sqrt(variance[c] + bn.eps));
+    assign(bn.bias, shifted);
+    assign(bn.running_mean, new Float32Array(mean.length));
+    conv.dropBias();
+  }
+}
