@@ -226,8 +226,7 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
     }
   });
 
-  const geometryPending = 'Conv2d with non-square kernels, strides and dilations (ops)';
-  it.skipIf(!!geometryPending)(named('conv_geometry: 1x7 / 7x1 kernels, dilation 2, stride (2, 1), groups 2, pools with ceil_mode and count_include_pad=0 equal PyTorch and onnxruntime', geometryPending), async () => {
+  it('conv_geometry: 1x7 / 7x1 kernels, dilation 2, stride (2, 1), groups 2, pools with ceil_mode and count_include_pad=0 equal PyTorch and onnxruntime', async () => {
     const { onnx, ref } = edge('conv_geometry');
     const x = referenceInput(ref);
     const model = importOnnx(onnx, 'conv_geometry.onnx');

@@ -143,19 +143,25 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model', options: On
 
     switch (node.op_type) {
       case 'Conv': {
+        // Any 2-D geometry PyTorch writes: kernels 1x7 / 7x1, strides, ONNX's [top, left, bottom, right] pads,
+        // dilations, groups (depthwise, ResNeXt, RegNet).
         allowOnly(attrs, ['kernel_shape', 'strides', 'pads', 'dilations', 'group', 'auto_pad'], where);
         const w = weight(1, 'weight');
-        if (w.dims.length !== 4 || w.dims[2] !== w.dims[3]) throw new UnsupportedError(`${where}: weight shape [${w.dims}]; square 2-D kernels are supported.`);
-        const group = intAttr(attrs, 'group', 1);
-        const stride = square(attrs, 'strides', 1, where);
-        const padding = symmetricPads(attrs, where);
-        noDilation(attrs, where);
+        if (w.dims.length !== 4) throw new UnsupportedError(`${where}: weight shape [${w.dims}]; 2-D convolutions are supported.`);
         notAutoPad(attrs, where);
-        const [outC, inPerGroup, k] = w.dims;
+        const group = intAttr(attrs, 'group', 1);
+        const [outC, inPerGroup, kh, kw] = w.dims;
         const kernelShape = intsAttr(attrs, 'kernel_shape');
-        if (kernelShape && kernelShape.join() !== `${k},${k}`) throw new DataError(`${where}: kernel_shape=[${kernelShape}] does not match the weight's [${w.dims}].`);
+        if (kernelShape && kernelShape.join() !== `${kh},${kw}`) throw new DataError(`${where}: kernel_shape=[${kernelShape}] does not match the weight's [${w.dims}].`);
+        const pair = (name: string) => {
+          const v = intsAttr(attrs, name) ?? [1, 1];
+          if (v.length !== 2) throw new UnsupportedError(`${where}: ${name}=[${v}]; two values (height, width) are expected.`);
+          return v as [number, number];
+        };
+        const pads = intsAttr(attrs, 'pads') ?? [0, 0, 0, 0];
+        if (pads.length !== 4) throw new UnsupportedError(`${where}: pads=[${pads}]; four values are expected.`);
         const bias = ins[2] !== undefined ? weight(2, 'bias') : null;
-        const conv = addLayer(new Conv2d(inPerGroup * group, outC, k, stride, padding, !!bias, group));
+        const conv = addLayer(new Conv2d(inPerGroup * group, outC, [kh, kw], pair('strides'), pads as [number, number, number, number], !!bias, group, pair('dilations')));
         assign(conv.weight, w.values);
         if (bias && conv.bias) assign(conv.bias, bias.values);
         layerStep(conv);
