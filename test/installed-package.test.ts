@@ -57,6 +57,12 @@ describe('the installed package', () => {
     expect(compare.out).toMatch(/Compare pruned checkpoints/);
   });
 
+  it('without onnxruntime-node (an optional peer, not installed): --eval-backend onnxruntime is one line saying how to install it', () => {
+    const r = inApp('npx', ['--no-install', 'intra-fusion', '--eval-backend', 'onnxruntime']);
+    expect(r.code, r.out).toBe(2);
+    expect(r.out).toMatch(/^error: Evaluating with onnxruntime needs the onnxruntime-node package, which is not installed: run `npm install onnxruntime-node`/m);
+  });
+
   it('prunes through the installed bin with the shipped checkpoint on a tiny CIFAR-10 in the official layout', () => {
     const data = join(work, 'cifar10');
     mkdirSync(data);
