@@ -7,9 +7,9 @@ import { DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensorsFile, type TensorToWrite } from '../tensor/safetensors.js';
 import { checkFinite } from '../tensor/finite.js';
 import { assign } from '../tensor/tensor.js';
+import { layerKind } from './kinds.js';
 
 export { checkFinite };
-import { layerKind } from '../prune/registry.js';
 import { BatchNorm2d } from './layers.js';
 import { createModel } from './models.js';
 import type { Module } from './module.js';

@@ -16,6 +16,7 @@ import {
   crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
 } from '../kernels/norm_pool_loss.js';
 import { ArgumentError, UnsupportedError } from '../errors.js';
+import type { OpName } from '../graph/op-names.js';
 import { fromArray, sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
@@ -40,9 +41,23 @@ function needsGrad(t: Tensor | null | undefined): boolean {
   return !!t && (t.requiresGrad || t.node !== null);
 }
 
-function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
+/** Attaches the op's backward to `out` when recording and an input needs a gradient. Every op name has a spec in src/graph/ops.ts. */
+function record(out: Tensor, op: OpName, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
+  return recordNode(out, op, inputs, backward, attrs);
+}
+
+function recordNode(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
   if (recording && inputs.some(needsGrad)) out.node = attrs ? { op, inputs, backward, attrs } : { op, inputs, backward };
   return out;
+}
+
+/**
+ * Records a user-defined op: `out` was computed from `inputs` by the caller's own kernels, and `backward`
+ * maps the output gradient to one gradient (or null) per input. Give the op a spec with `registerOp({ name, ... })`
+ * so the pruner and the ONNX exporter know it; an op without a spec is refused by both, by name.
+ */
+export function customOp(name: string, out: Tensor, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
+  return recordNode(out, name, inputs, backward, attrs);
 }
 
 // ------------------------------------------------------------------ ops
