@@ -50,7 +50,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(skip)('engine in headless Chromium', () => {
-  it('runs matmul, conv2d with backward and cross-entropy on navigator.gpu, matching float64 references', async () => {
+  it('runs matmul, conv2d (incl. a dilated, asymmetric-padded 1x7) with backward, the activations with NaN, concat, ceil-mode pools and cross-entropy on navigator.gpu, matching float64 references', async () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));

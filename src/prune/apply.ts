@@ -50,22 +50,29 @@ export function applyMaps(group: Group, producerMap: Float64Array, consumerMap: 
     for (const s of slots) byLayer.set(s.layer, [...(byLayer.get(s.layer) ?? []), s.offset]);
     return byLayer;
   };
-  const apply = (layer: Prunable, rows: Float32Array, width: number, offsets: number[], use: (m: ChannelMap) => void) => {
-    const placed = placeMap(rows, rowsOut, n, width, offsets, dimensionalityPreserving ? [...Array(n).keys()] : keptIdx);
-    const M = fromArray(placed.map, [placed.rows, width]).keep();
-    try {
-      use({ M, host: placed.map, rowsOut: placed.rows, keptIdx: placed.kept, dimensionalityPreserving });
-    } finally {
-      M.dispose();
+  // One upload per distinct placement (most layers hold the whole group at offset 0: one map for all).
+  const uploaded = new Map<string, ChannelMap>();
+  const mapFor = (rows: Float32Array, width: number, offsets: number[]) => {
+    const key = `${rows === P ? 'P' : 'C'}:${width}:${offsets}`;
+    let m = uploaded.get(key);
+    if (!m) {
+      const placed = placeMap(rows, rowsOut, n, width, offsets, dimensionalityPreserving ? [...Array(n).keys()] : keptIdx);
+      const M = fromArray(placed.map, [placed.rows, width]).keep();
+      uploaded.set(key, (m = { M, host: placed.map, rowsOut: placed.rows, keptIdx: placed.kept, dimensionalityPreserving }));
     }
+    return m;
   };
-  for (const [layer, offsets] of offsetsOf([...group.outSlots, ...group.normSlots])) {
-    const kind = layerKind(layer)!;
-    apply(layer, P, kind.outChannels(layer), offsets, (m) => kind.applyOut(layer, m));
-  }
-  for (const [layer, offsets] of offsetsOf(group.consumers)) {
-    const kind = layerKind(layer)!;
-    const factor = group.consumers.find((c) => c.layer === layer)!.factor;
-    apply(layer, C, kind.inChannels(layer) / factor, offsets, (m) => kind.applyIn(layer, m, factor));
+  try {
+    for (const [layer, offsets] of offsetsOf([...group.outSlots, ...group.normSlots])) {
+      const kind = layerKind(layer)!;
+      kind.applyOut(layer, mapFor(P, kind.outChannels(layer), offsets));
+    }
+    for (const [layer, offsets] of offsetsOf(group.consumers)) {
+      const kind = layerKind(layer)!;
+      const factor = group.consumers.find((c) => c.layer === layer)!.factor;
+      kind.applyIn(layer, mapFor(C, kind.inChannels(layer) / factor, offsets), factor);
+    }
+  } finally {
+    for (const m of uploaded.values()) m.M.dispose();
   }
 }
