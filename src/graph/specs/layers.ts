@@ -5,10 +5,10 @@ import type { ConstTensor } from '../../onnx/prepass.js';
 import { assign } from '../../tensor/tensor.js';
 import { float, int, ints, type OnnxImportContext, type OpSpec } from '../op-spec.js';
 import { foldedConvValues } from '../pairing.js';
-import { noDilation, notAutoPad, square, symmetricPads } from './attrs.js';
+import { notAutoPad } from './attrs.js';
 
 export const conv2d: OpSpec = {
-  name: 'conv2d', summary: 'Conv2d: any square kernel, stride, padding, groups', channels: 'layer', zeroStaysZero: true,
+  name: 'conv2d', summary: 'Conv2d: any kernel, strides, pads, dilations, groups', channels: 'layer', zeroStaysZero: true,
   onnx: {
     exportsAs: ['Conv'],
     export(t, ctx) {
@@ -16,8 +16,8 @@ export const conv2d: OpSpec = {
       const conv = ctx.owner(inputs[1]);
       if (!(conv instanceof Conv2d)) throw new UnsupportedError('exportOnnx: a conv2d whose weight belongs to no Conv2d module.');
       const attributes = [
-        ints('kernel_shape', [conv.kernelSize, conv.kernelSize]), ints('strides', [conv.stride, conv.stride]),
-        ints('pads', Array(4).fill(conv.padding)), ints('dilations', [1, 1]), int('group', conv.groups),
+        ints('kernel_shape', conv.kernelShape), ints('strides', conv.strides),
+        ints('pads', conv.pads), ints('dilations', conv.dilations), int('group', conv.groups),
       ];
       const bnOp = ctx.foldedBatchNorm(t);
       const bn = bnOp && ctx.owner(bnOp.node!.inputs[1]);
@@ -36,19 +36,25 @@ export const conv2d: OpSpec = {
     },
     importers: {
       Conv(ctx) {
+        // Any 2-D geometry PyTorch writes: kernels 1x7 / 7x1, strides, ONNX's [top, left, bottom, right] pads,
+        // dilations, groups (depthwise, ResNeXt, RegNet).
         ctx.allowOnly(['kernel_shape', 'strides', 'pads', 'dilations', 'group', 'auto_pad']);
         const w = ctx.weight(1, 'weight');
-        if (w.dims.length !== 4 || w.dims[2] !== w.dims[3]) throw new UnsupportedError(`${ctx.where}: weight shape [${w.dims}]; square 2-D kernels are supported.`);
-        const group = ctx.int('group', 1);
-        const stride = square(ctx, 'strides', 1);
-        const padding = symmetricPads(ctx);
-        noDilation(ctx);
+        if (w.dims.length !== 4) throw new UnsupportedError(`${ctx.where}: weight shape [${w.dims}]; 2-D convolutions are supported.`);
         notAutoPad(ctx);
-        const [outC, inPerGroup, k] = w.dims;
+        const group = ctx.int('group', 1);
+        const [outC, inPerGroup, kh, kw] = w.dims;
         const kernelShape = ctx.ints('kernel_shape');
-        if (kernelShape && kernelShape.join() !== `${k},${k}`) throw new DataError(`${ctx.where}: kernel_shape=[${kernelShape}] does not match the weight's [${w.dims}].`);
+        if (kernelShape && kernelShape.join() !== `${kh},${kw}`) throw new DataError(`${ctx.where}: kernel_shape=[${kernelShape}] does not match the weight's [${w.dims}].`);
+        const pair = (name: string) => {
+          const v = ctx.ints(name) ?? [1, 1];
+          if (v.length !== 2) throw new UnsupportedError(`${ctx.where}: ${name}=[${v}]; two values (height, width) are expected.`);
+          return v as [number, number];
+        };
+        const pads = ctx.ints('pads') ?? [0, 0, 0, 0];
+        if (pads.length !== 4) throw new UnsupportedError(`${ctx.where}: pads=[${pads}]; four values are expected.`);
         const bias = ctx.inputs[2] !== undefined ? ctx.weight(2, 'bias') : null;
-        const conv = ctx.addLayer(new Conv2d(inPerGroup * group, outC, k, stride, padding, !!bias, group));
+        const conv = ctx.addLayer(new Conv2d(inPerGroup * group, outC, [kh, kw], pair('strides'), pads as [number, number, number, number], !!bias, group, pair('dilations')));
         assign(conv.weight, w.values);
         if (bias && conv.bias) assign(conv.bias, bias.values);
         ctx.layerStep(conv);
