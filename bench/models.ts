@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as ag from '../src/tensor/autograd.js';
 import { fromArray, getRuntime, tidy, type Tensor } from '../src/tensor/tensor.js';
 import { inferenceSpeed } from '../src/nn/metrics.js';
-import { createModel, MODEL_NAMES } from '../src/nn/models.js';
+import { createModel, MODEL_NAMES, type ModelName } from '../src/nn/models.js';
 import { SGD } from '../src/nn/optim.js';
 
 export interface ModelRow {
@@ -38,7 +38,7 @@ async function imagesPerSecond(batch: number, steps: number, step: () => void): 
 }
 
 async function trainSpeed(name: string, batch: number, steps: number): Promise<number> {
-  const model = createModel(name);
+  const model = createModel(name as ModelName);
   model.train();
   const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 5e-4 });
   const x = randomBatch(batch);
@@ -53,7 +53,7 @@ async function trainSpeed(name: string, batch: number, steps: number): Promise<n
 }
 
 async function evalSpeed(name: string, batch: number, steps: number): Promise<number> {
-  const model = createModel(name);
+  const model = createModel(name as ModelName);
   model.eval();
   const x = randomBatch(batch);
   const rate = await imagesPerSecond(batch, steps, () => ag.noGrad(() => tidy(() => void model.call(x))));

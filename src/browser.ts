@@ -30,7 +30,7 @@ export { exportOnnx, type OnnxExportOptions } from './onnx/export.js';
 export { importOnnx, OnnxModel, MIN_OPSET, type OnnxImportOptions } from './onnx/import.js';
 // Types the exports above refer to.
 export type { OtSolver, Probability } from './ot/transport.js';
-export type { ImportanceData } from './prune/importance.js';
+export type { ImportanceData } from './prune/calibration.js';
 export type { ImageFolderOptions } from './data/imagefolder.js';
 export type { KernelSpec } from './tensor/runtime.js';
 export type { Conv2dGeometry } from './kernels/gemm.js';

@@ -13,6 +13,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isEntryPoint, runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
+import { EVAL_BACKENDS, type EvalBackend } from './cli/run-flags.js';
 import { accuracyPlot, METHOD_LABEL, type CompareRow } from './cli/plot.js';
 import type { RunResult } from './cli/results.js';
 import { writeFileAtomic } from './nn/checkpoint-node.js';
@@ -22,6 +23,7 @@ import { MODEL_NAMES } from './nn/models.js';
 import type { Module } from './nn/module.js';
 import { loadOnnx, onnxPathBeside } from './onnx/node.js';
 import { parseSafetensors, type SafeTensorsFile } from './tensor/safetensors.js';
+import { onnxRuntimeSession, requireOnnxRuntime } from './onnx/onnxruntime.js';
 import { destroyRuntime, initRuntime } from './tensor/tensor.js';
 import type { ExampleInput } from './prune/index.js';
 
@@ -31,9 +33,21 @@ const FLAGS = {
   plot: { kind: 'string', help: 'Where to write the accuracy-vs-sparsity SVG. Default: <model_dir>/comparison.svg (and comparison_top5.svg)' },
   latency: { kind: 'boolean', help: 'Measure batch-1 latency of each model (--latency=false to skip).', default: true },
   gpu_id: { kind: 'int', help: 'Adapter: -1 software/fallback, 0 default, 1 low-power.', default: 0 },
+  'eval-backend': { kind: 'string', help: 'What measures the latency: this engine on WebGPU, or onnxruntime-node on the CPU (needs npm install onnxruntime-node).', default: 'webgpu', choices: EVAL_BACKENDS },
 } satisfies Record<string, FlagSpec>;
 
 export type { CompareRow };
+
+/** Batch-1 latency in ms of one model, on the engine or through onnxruntime. */
+async function latencyOf(model: Module, backend: EvalBackend, inputShape: ExampleInput): Promise<number> {
+  if (backend === 'webgpu') return (await inferenceSpeed(model, { batchSize: 8, reps: 3, inputShape })).latencyMs;
+  const session = await onnxRuntimeSession(model, inputShape);
+  try {
+    return await session.latencyMs(5);
+  } finally {
+    await session.release();
+  }
+}
 
 const numberOrNull = (v: string | undefined) => (v === undefined || v === 'null' || v === '' ? null : Number(v));
 
@@ -65,7 +79,7 @@ function rebuild(path: string, file: SafeTensorsFile, sourceModel: string | unde
   return existsSync(beside) ? loadOnnx(beside) : null;
 }
 
-export async function compare(dir: string, o: { latency: boolean; gpuId: number; results?: string[] }): Promise<CompareRow[]> {
+export async function compare(dir: string, o: { latency: boolean; gpuId: number; results?: string[]; evalBackend?: EvalBackend }): Promise<CompareRow[]> {
   if (!existsSync(dir)) throw new UsageError(`--model_dir ${dir} does not exist.`);
   const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
   if (!files.length) throw new UsageError(`No .safetensors checkpoints in ${dir}.`);
@@ -94,7 +108,7 @@ export async function compare(dir: string, o: { latency: boolean; gpuId: number;
     let parameters = Number(meta.parameters), flops = Number(meta.flops), latencyMs: number | null = null;
     if (model) {
       ({ parameters, flops } = complexity(model, inputShape));
-      if (o.latency) latencyMs = (await inferenceSpeed(model, { batchSize: 8, reps: 3, inputShape })).latencyMs;
+      if (o.latency) latencyMs = await latencyOf(model, o.evalBackend ?? 'webgpu', inputShape);
       model.dispose();
     } else {
       process.stderr.write(`${f}: ${meta.model} is neither a built-in model nor beside its ONNX file; parameters and FLOPs from its metadata, no latency\n`);
@@ -123,11 +137,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   const dir = resolve(a.model_dir as string);
   const resultFiles = a.results === undefined ? undefined : String(a.results).split(',').map((p) => resolve(p));
-  const rows = await compare(dir, { latency: a.latency as boolean, gpuId: a.gpu_id as number, results: resultFiles });
+  const evalBackend = a['eval-backend'] as EvalBackend;
+  if (evalBackend === 'onnxruntime' && a.latency) await requireOnnxRuntime(); // says how to install it when missing
+  const rows = await compare(dir, { latency: a.latency as boolean, gpuId: a.gpu_id as number, results: resultFiles, evalBackend });
   const originals = originalRows(readResults(dir, resultFiles));
   const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toFixed(2));
   const withTop5 = [...rows, ...originals].some((r) => r.top5 !== null && r.top5 !== undefined);
-  console.log(`| model | group | sparsity | method | parameters | MFLOPs | accuracy % |${withTop5 ? ' top-5 % |' : ''} latency ms |`);
+  console.log(`| model | group | sparsity | method | parameters | MFLOPs | accuracy % |${withTop5 ? ' top-5 % |' : ''} latency ms${evalBackend === 'webgpu' ? '' : ` (${evalBackend})`} |`);
   console.log(`|---|---:|---:|---|---:|---:|---:|${withTop5 ? '---:|' : ''}---:|`);
   for (const r of [...originals, ...rows]) {
     console.log(`| ${r.model} | ${r.group === -1 && r.method === 'original' ? '-' : r.group === -1 ? 'all' : r.group} | ${r.sparsity} | ${METHOD_LABEL[r.method] ?? r.method} | ${r.parameters} | ${(r.flops / 1e6).toFixed(1)} | ${pct(r.accuracy)} |${withTop5 ? ` ${pct(r.top5)} |` : ''} ${r.latencyMs === null ? '-' : r.latencyMs.toFixed(1)} |`);

@@ -15,7 +15,7 @@
  */
 import { DataError, IntraFusionError } from './errors.js';
 import { isEntryPoint, runMain } from './cli/main.js';
-import { methodsFor, planCells } from './cli/cells.js';
+import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
 import { checkClassCount, checkDataFlags, openRunData } from './cli/data-source.js';
 import { checkModelFiles, describeModel, openModelSource } from './cli/model-source.js';
@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const ctx: RunContext = { o, source, train: data.calibration, test, ot: optimalTransportFor(o), log };
   results.checkEvalSamples(test?.count ?? 0);
-  const keys = methods.map(([key]) => key);
+  const keys = methods.map((m) => m.key);
   const todo = cells.filter((cell) => !results.finished(cell, keys));
   if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
   const original = results.entries[0]?.original_model ?? await measureOriginal(ctx);
@@ -87,11 +87,11 @@ export async function main(argv: string[]): Promise<number> {
       eval_samples: test?.count ?? 0, evaluated: test !== null, data: data.path, data_format: data.format,
       input_shape: [...o.exampleInput], normalization, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original,
     } as RunResult;
-    for (const method of methods) entry[method[0]] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
+    for (const method of methods) entry[method.key as MethodKey] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
     results.add(entry);
   }
   log('');
-  for (const line of summaryTable(results.entries, methods.some(([key]) => key === 'folding'))) log(line);
+  for (const line of summaryTable(results.entries, methods)) log(line);
   log(`\nresults: ${results.path}`);
   destroyRuntime();
   return 0;

@@ -20,6 +20,7 @@ import { OptimalTransport, prune } from '../src/prune/index.js';
 import { fromArray, initRuntime, destroyRuntime, tidy } from '../src/tensor/tensor.js';
 import { noGrad } from '../src/tensor/autograd.js';
 import { main as runMain, SOFTWARE_ADAPTER_HINT, type RunResult } from '../src/run.js';
+import { compare, main as compareMain } from '../src/compare.js';
 import { sharedDir } from './helpers.js';
 
 const checkpoint = 'models/vgg11_bn_cifar10.fp16.safetensors';
@@ -97,13 +98,13 @@ describe('evaluation backends', () => {
     expect(b.meanBatchAccuracy).toBeCloseTo(a.meanBatchAccuracy, 5);
   }, 300_000);
 
-  it('run.js --eval-backend onnxruntime records the backend of every evaluation, and gives no software-adapter hint', async () => {
+  it('run.js --eval-backend onnxruntime records the backend of every evaluation, and gives no software-adapter hint; compare.js measures latency with it', async () => {
     const out = tempDir();
     const lines: string[] = [];
     const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => (lines.push(String(s)), true));
     try {
       expect(await runMain(['--data-dir', dataDir(), '--checkpoint', checkpoint, '--eval-samples', '64', '--group_idxs', '2', '--sparsities', '0.6',
-        '--eval-backend', 'onnxruntime', '--save-models=false', '--out', out])).toBe(0);
+        '--eval-backend', 'onnxruntime', '--out', out])).toBe(0);
     } finally {
       spy.mockRestore();
     }
@@ -115,6 +116,10 @@ describe('evaluation backends', () => {
     }
     expect(r.original_model.accuracy).toBeGreaterThan(80);
     expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy!);
+    // compare.js measures the pruned checkpoints' latency through onnxruntime too.
+    const rows = await compare(join(out, 'pruned_models'), { latency: true, gpuId: 0, evalBackend: 'onnxruntime' });
+    expect(rows.map((row) => row.method).sort()).toEqual(['default_pruning', 'intra_fusion']);
+    for (const row of rows) expect(row.latencyMs).toBeGreaterThan(0);
     await initRuntime(0); // main() destroyed the runtime
   }, 600_000);
 
@@ -126,6 +131,7 @@ describe('evaluation backends', () => {
       await expect(run).rejects.toThrow(DependencyError);
       await expect(run).rejects.toThrow(/needs the onnxruntime-node package, which is not installed: run `npm install onnxruntime-node`/);
       await expect(evaluateOnnxRuntime(createModel('vgg11'), test, { normalization: IMAGENET_STATS, inputShape: [3, 32, 32] })).rejects.toThrow(DependencyError);
+      await expect(compareMain(['--model_dir', noData, '--eval-backend', 'onnxruntime'])).rejects.toThrow(/npm install onnxruntime-node/);
     } finally {
       setOnnxRuntimeModule();
     }

@@ -57,6 +57,12 @@ describe('the installed package', () => {
     expect(compare.out).toMatch(/Compare pruned checkpoints/);
   });
 
+  it('without onnxruntime-node (an optional peer, not installed): --eval-backend onnxruntime is one line saying how to install it', () => {
+    const r = inApp('npx', ['--no-install', 'intra-fusion', '--eval-backend', 'onnxruntime']);
+    expect(r.code, r.out).toBe(2);
+    expect(r.out).toMatch(/^error: Evaluating with onnxruntime needs the onnxruntime-node package, which is not installed: run `npm install onnxruntime-node`/m);
+  });
+
   it('prunes through the installed bin with the shipped checkpoint on a tiny CIFAR-10 in the official layout', () => {
     const data = join(work, 'cifar10');
     mkdirSync(data);
@@ -115,6 +121,6 @@ describe('the installed package', () => {
     writeFileSync(join(app, 'node-entry.ts'), readFileSync(join(app, 'node-entry.ts'), 'utf8').replace(/\/\/ @ts-expect-error.*\n/g, ''));
     const r = inApp(process.execPath, [tsc, '-p', 'tsconfig.json']);
     expect(r.code).not.toBe(0);
-    expect(r.out.match(/node-entry\.ts\(\d+,\d+\): error/g)?.length).toBe(5);
+    expect(r.out.match(/node-entry\.ts\(\d+,\d+\): error/g)?.length).toBe(6);
   }, 300_000);
 });

@@ -314,7 +314,7 @@ describe('malformed ONNX files', () => {
   it('an unknown op or unsupported attribute value: UnsupportedError naming the node and op or attribute', () => {
     expect(() => importOnnx(edit((m) => (m.graph!.node![2].op_type = 'Selu')), 'm.onnx')).toThrow(new UnsupportedError('m.onnx: node "act1" (Selu): the operator Selu is not supported.'));
     const setAttr = (nodeName: string, attr: Node['attribute']) => edit((m) => m.graph!.node!.find((n) => n.name === nodeName)!.attribute!.push(...attr!));
-    expect(() => importOnnx(setAttr('conv2', [{ name: 'dilations', type: AttributeType.INTS, ints: [2, 2] }]), 'm.onnx')).toThrow(/node "conv2" \(Conv\): dilations=\[2,2\]; only dilation 1/);
+    expect(() => importOnnx(setAttr('conv2', [{ name: 'dilations', type: AttributeType.INTS, ints: [2, 2, 2] }]), 'm.onnx')).toThrow(/node "conv2" \(Conv\): dilations=\[2,2,2\]; two values \(height, width\) are expected/);
     expect(() => importOnnx(setAttr('pool', [{ name: 'storage_order', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "pool" \(MaxPool\): storage_order=1 is not supported/);
     expect(() => importOnnx(setAttr('stem', [{ name: 'auto_pad', type: AttributeType.STRING, s: new TextEncoder().encode('SAME_UPPER') }]), 'm.onnx')).toThrow(/node "stem" \(Conv\): auto_pad=SAME_UPPER; only NOTSET/);
     expect(() => importOnnx(setAttr('head', [{ name: 'transA', type: AttributeType.INT, i: 1 }]), 'm.onnx')).toThrow(/node "head" \(Gemm\): transA=1 is not supported/);

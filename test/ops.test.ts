@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ag from '../src/tensor/autograd.js';
-import { Hardsigmoid, Hardswish, Hardtanh, ReLU, ReLU6, Sigmoid, SiLU } from '../src/nn/layers.js';
+import { Conv2d, Hardsigmoid, Hardswish, Hardtanh, ReLU, ReLU6, Sigmoid, SiLU } from '../src/nn/layers.js';
 import { ArgumentError, UnsupportedError } from '../src/errors.js';
-import { destroyRuntime, fromArray, tidy, type Tensor } from '../src/tensor/tensor.js';
-import { expectClose, gpu, randArray, randInt, REF_ACTIVATIONS, refConcat, refMulBroadcast, refPool, refSlice, rng } from './helpers.js';
+import { destroyRuntime, fromArray, getRuntime, tidy, type Tensor } from '../src/tensor/tensor.js';
+import { convOut, type ConvShape, expectClose, gpu, randArray, randInt, REF_ACTIVATIONS, refConcat, refConv, refMulBroadcast, refPool, refSlice, rng } from './helpers.js';
 
 beforeAll(gpu);
 
@@ -283,5 +283,90 @@ describe('max and avg pooling with ceil_mode, padding and count_include_pad, for
       expectClose(got.y, ref.y, 1e-6, 1e-5, `${what} y`);
       expectClose(got.grads[0], ref.dx, 1e-6, 1e-5, `${what} dx`);
     }
+  });
+});
+
+describe('conv2d with non-square kernels, strides, asymmetric pads, dilation and any groups (forward, dX, dW, db)', () => {
+  // A fixed menu of kernel shapes and dilations, since each pair compiles its own pipelines (seconds each on
+  // lavapipe): Inception's 1x7, DeepLab-style 3x3 dilated 2, and two mirrored non-square kernels with
+  // non-square dilation, which catch any height/width mix-up (with strides per axis and asymmetric pads).
+  const COMBOS: [[number, number], [number, number]][] = [[[1, 7], [1, 1]], [[3, 3], [2, 2]], [[2, 3], [2, 1]], [[3, 2], [1, 3]]];
+  function pick(r: () => number, i: number): ConvShape {
+    const [[KH, KW], dil] = COMBOS[i % COMBOS.length];
+    const groups = [1, 1, 2, 3, 4][randInt(r, 0, 4)], depthwise = r() < 0.15;
+    const C = depthwise ? randInt(r, 1, 6) : groups * randInt(r, 1, 3), O = depthwise ? C : groups * randInt(r, 1, 4);
+    // Pads up to the dilated kernel's reach, asymmetric in half the cases (ONNX [top, left, bottom, right]).
+    const padH = () => randInt(r, 0, Math.floor((dil[0] * (KH - 1)) / 2) + 1), padW = () => randInt(r, 0, Math.floor((dil[1] * (KW - 1)) / 2) + 1);
+    const pads: [number, number, number, number] = r() < 0.5 ? [padH(), padW(), padH(), padW()] : (() => { const h = padH(), w = padW(); return [h, w, h, w]; })();
+    const stride = randInt(r, 1, 3), strideW = r() < 0.5 ? stride : randInt(r, 1, 3);
+    // Small outputs (mostly under 64 columns: one lane-count variant of each pipeline).
+    const H = Math.max(1, dil[0] * (KH - 1) + 1 - pads[0] - pads[2]) + randInt(r, 0, 4), W = Math.max(1, dil[1] * (KW - 1) + 1 - pads[1] - pads[3]) + randInt(r, 0, 4);
+    return { N: randInt(r, 1, 2), C, H, W, O, KH, KW, stride, strideW, pad: 0, pads, dil, groups: depthwise ? C : groups };
+  }
+
+  async function checkConvGeometry(cases: number, seed: number) {
+    const r = rng(seed);
+    for (let i = 0; i < cases; i++) {
+      const s = pick(r, i);
+      const groups = s.groups ?? 1;
+      const [OH, OW] = convOut(s);
+      const wShape = [s.O, s.C / groups, s.KH, s.KW];
+      const x = randArray(r, s.N * s.C * s.H * s.W), w = randArray(r, wShape.reduce((a, b) => a * b)), b = randArray(r, s.O), dy = randArray(r, s.N * s.O * OH * OW);
+      const [X, Wt, B] = [leaf(x, [s.N, s.C, s.H, s.W]), leaf(w, wShape), leaf(b, [s.O])];
+      const geometry = { stride: [s.stride, s.strideW!] as [number, number], padding: s.pads!, dilation: s.dil!, groups };
+      let attrs: unknown;
+      const got = await forwardBackward([X, Wt, B], () => {
+        const y = ag.conv2d(X, Wt, B, geometry);
+        attrs = y.node?.attrs;
+        return y;
+      }, () => dy);
+      const ref = refConv(s, x, w, b, dy);
+      const what = `conv #${i} ${JSON.stringify(s)}`;
+      expect(got.shape, what).toEqual([s.N, s.O, OH, OW]);
+      expect(attrs, what).toEqual({
+        strideH: s.stride, strideW: s.strideW, padTop: s.pads![0], padLeft: s.pads![1], padBottom: s.pads![2], padRight: s.pads![3],
+        dilationH: s.dil![0], dilationW: s.dil![1], groups,
+      });
+      expectClose(got.y, ref.y, 1e-5, 1e-4, `${what} y`);
+      expectClose(got.grads[0], ref.dx, 1e-5, 1e-4, `${what} dx`);
+      expectClose(got.grads[1], ref.dw, 1e-4, 1e-4, `${what} dw`);
+      expectClose(got.grads[2], ref.db, 1e-4, 1e-4, `${what} db`);
+    }
+  }
+
+  it('on 40 random shapes (subgroup path where the device has subgroups)', () => checkConvGeometry(40, 500), 400_000);
+  it('on 16 random shapes on the portable path (no subgroups)', async () => {
+    const rt = getRuntime();
+    const had = rt.subgroups;
+    rt.subgroups = false;
+    try {
+      await checkConvGeometry(16, 501);
+    } finally {
+      rt.subgroups = had;
+    }
+  }, 400_000);
+
+  it('Conv2d spells out its geometry; the single-number accessors refuse a conv they cannot describe', () => {
+    const c = new Conv2d(4, 6, [1, 7], [1, 2], [0, 3], false, 2, [1, 2]);
+    expect([c.kernelShape, c.strides, c.pads, c.dilations]).toEqual([[1, 7], [1, 2], [0, 3, 0, 3], [1, 2]]);
+    expect(c.weight.shape).toEqual([6, 2, 1, 7]);
+    expect(() => c.kernelSize).toThrow(UnsupportedError);
+    expect(() => c.padding).toThrow(/padding of a 1x7 conv with strides \[1,2\], pads \[0,3,0,3\], dilations \[1,2\] is not one number/);
+    const square = new Conv2d(3, 3, 3, 2, 1);
+    expect([square.kernelSize, square.stride, square.padding, square.pads]).toEqual([3, 2, 1, [1, 1, 1, 1]]);
+    expect(() => new Conv2d(3, 3, 3, 1, 1, true, 1, 2).kernelSize).toThrow(/dilations \[2,2\]/);
+    [c, square].forEach((m) => m.parameters().forEach((p) => p.dispose()));
+  });
+
+  it('bad strides, pads, dilations and kernels that do not fit are one-line errors', () => {
+    tidy(() => {
+      const x = fromArray(new Float32Array(2 * 5 * 5), [1, 2, 5, 5]), w = fromArray(new Float32Array(3 * 2 * 3 * 3), [3, 2, 3, 3]);
+      expect(() => ag.conv2d(x, w, null, { stride: 1, padding: 0, dilation: 0 })).toThrow(/conv2d: strides \[1,1\] and dilations \[0,0\] must be positive integers/);
+      expect(() => ag.conv2d(x, w, null, { stride: [1, 0], padding: 0 })).toThrow(ArgumentError);
+      expect(() => ag.conv2d(x, w, null, { stride: 1, padding: [1, 1, 1] as unknown as [number, number] })).toThrow(/padding must be a number, \[height, width\] or \[top, left, bottom, right\]/);
+      expect(() => ag.conv2d(x, w, null, { stride: 1, padding: [-1, 0] })).toThrow(/non-negative integers/);
+      expect(() => ag.conv2d(x, w, null, { stride: 1, padding: 0, dilation: 3 })).toThrow(/conv2d: a 3x3 kernel dilated \[3, 3\] does not fit a 5x5 input with pads \[0,0,0,0\]/);
+    });
+    expect(() => new Conv2d(2, 2, [3, 0])).toThrow(/Conv2d: kernel size must be positive integers, got 3x0/);
   });
 });

@@ -1,3 +1,3 @@
 /** Re-exports of the pruner for the tests, plus internals worth testing directly. */
 export * from '../src/prune/index.js';
-export { symmetricEigenvalues as symmetricEigenvaluesForTest } from '../src/prune/importance.js';
+export { symmetricEigenvalues as symmetricEigenvaluesForTest } from '../src/prune/eigen.js';

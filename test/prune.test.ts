@@ -7,7 +7,7 @@ import { loadCifar10 } from '../src/nn/cifar10-node.js';
 import { parseNormalization, subset } from '../src/nn/cifar10.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import { evaluate } from '../src/nn/metrics.js';
-import { createModel } from '../src/nn/models.js';
+import { createModel, type ModelName } from '../src/nn/models.js';
 import type { Module } from '../src/nn/module.js';
 import { emd } from '../src/ot/emd.js';
 import { sinkhornBatch } from '../src/ot/sinkhorn.js';
@@ -106,7 +106,7 @@ describe('dependency groups', () => {
     for (const [name, perGroup] of Object.entries(expected)) {
       for (const [g, counts] of Object.entries(perGroup)) {
         for (const [i, s] of [0.3, 0.5, 0.7].entries()) {
-          const m = createModel(name);
+          const m = createModel(name as ModelName);
           // The spec's counts are the reference's: folded biases kept (referenceQuirks).
           await prune(m, { importanceCriteria: 'l1', sparsity: s, groupIdxs: [Number(g)], referenceQuirks: true });
           expect(m.parameterCount(), `${name} group ${g} sparsity ${s}`).toBe(counts[i]);

@@ -30,16 +30,30 @@ export function refMatmul(a: ArrayLike<number>, b: ArrayLike<number>, M: number,
   return c;
 }
 
-/** C and O count all channels; with `groups` (default 1) the weight is [O, C / groups, KH, KW]. */
-export interface ConvShape { N: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number; pad: number; groups?: number }
+/**
+ * C and O count all channels; with `groups` (default 1) the weight is [O, C / groups, KH, KW]. `stride` and
+ * `pad` apply to both axes unless `strideW` (the width's stride), `pads` ([top, left, bottom, right]) or
+ * `dil` ([height, width] dilation) say otherwise.
+ */
+export interface ConvShape {
+  N: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number; pad: number; groups?: number;
+  strideW?: number; pads?: [number, number, number, number]; dil?: [number, number];
+}
+
+/** [strideH, strideW, top, left, bottom, right, dilH, dilW] */
+function convParams(s: ConvShape): number[] {
+  return [s.stride, s.strideW ?? s.stride, ...(s.pads ?? [s.pad, s.pad, s.pad, s.pad]), ...(s.dil ?? [1, 1])];
+}
 
 export function convOut(s: ConvShape): [number, number] {
-  return [Math.floor((s.H + 2 * s.pad - s.KH) / s.stride) + 1, Math.floor((s.W + 2 * s.pad - s.KW) / s.stride) + 1];
+  const [sh, sw, pt, pl, pb, pr, dh, dw] = convParams(s);
+  return [Math.floor((s.H + pt + pb - dh * (s.KH - 1) - 1) / sh) + 1, Math.floor((s.W + pl + pr - dw * (s.KW - 1) - 1) / sw) + 1];
 }
 
 /** Forward and both backward passes of conv2d in float64. */
 export function refConv(s: ConvShape, x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number> | null, dy?: ArrayLike<number>) {
   const [OH, OW] = convOut(s);
+  const [sh, sw, pt, pl, , , dilH, dilW] = convParams(s);
   const y = new Float64Array(s.N * s.O * OH * OW);
   const dx = new Float64Array(s.N * s.C * s.H * s.W);
   const G = s.groups ?? 1;
@@ -58,10 +72,10 @@ export function refConv(s: ConvShape, x: ArrayLike<number>, w: ArrayLike<number>
           for (let cg = 0; cg < Cg; cg++) {
             const c = c0 + cg;
             for (let ky = 0; ky < s.KH; ky++) {
-              const iy = oy * s.stride - s.pad + ky;
+              const iy = oy * sh - pt + ky * dilH;
               if (iy < 0 || iy >= s.H) continue;
               for (let kx = 0; kx < s.KW; kx++) {
-                const ix = ox * s.stride - s.pad + kx;
+                const ix = ox * sw - pl + kx * dilW;
                 if (ix < 0 || ix >= s.W) continue;
                 const xi = ((n * s.C + c) * s.H + iy) * s.W + ix;
                 const wi = ((o * Cg + cg) * s.KH + ky) * s.KW + kx;

@@ -451,10 +451,11 @@ describe('outside the supported set: UnsupportedError naming the layer or op', (
     expect(() => dependencyGroups(shared, { exampleInput: [3, 8, 8] })).toThrow(/c is called more than once per forward pass/);
     shared.dispose();
 
-    const grouped = new Sequential(new Conv2d(4, 8, 3, 1, 1, true, 2));
-    const layer = grouped.at(0);
-    expect(() => layerKind(layer)!.flow(layer)).toThrow(/^0: grouped convolution with 2 groups over 4 -> 8 channels cannot be pruned/);
-    grouped.dispose();
+    // A grouped conv's groups cut by a concatenation cannot be pruned equally.
+    const cut = new Net({ a: conv(3, 2), b: conv(3, 2), g: new Conv2d(4, 4, 3, 1, 1, true, 2), fc: new Linear(4 * 64, 2) },
+      (p, x) => p.fc.call(ag.flatten(p.g.call(ag.concat([p.a.call(x), p.b.call(x)])))));
+    expect(() => dependencyGroups(cut, { exampleInput: [3, 8, 8] })).toThrow(/g is a grouped convolution whose input channels are only partly one group \(2 of 4\)/);
+    cut.dispose();
   });
 
   it('an op inside a named module is named with that module', () => {

@@ -42,7 +42,8 @@ function compareGroups(model, theirs) {
   const key = (g) => JSON.stringify([g.channels, [...g.out].sort(), [...g.in].sort(), [...g.bn].filter((b) => bnPresent.has(b)).sort()]);
   const ours = dependencyGroups(model, { inputShape: model.inputShape }).map((g) => {
     const out = g.producers.map((p) => p.path);
-    return key({ channels: g.channels, out, in: g.consumers.map((c) => c.layer.path).filter((p) => !out.includes(p)), bn: g.batchNorms.map((b) => b.path) });
+    const depthwise = g.producers.filter((p) => p.groups > 1 && p.groups === p.inChannels && p.groups === p.outChannels).map((p) => p.path);
+    return key({ channels: g.channels, out, in: g.consumers.map((c) => c.layer.path).filter((p) => !depthwise.includes(p)), bn: g.batchNorms.map((b) => b.path) });
   });
   const theirKeys = new Set(theirs.map(key));
   const missing = ours.filter((k) => !theirKeys.has(k)).length;

@@ -93,7 +93,7 @@ export async function measureOriginal(ctx: RunContext): Promise<MethodResult> {
 }
 
 /** What prune() gets for one method of one cell: every pruning flag of the run, passed on. */
-export function pruneOptionsFor(ctx: RunContext, cell: Cell, fusion: Method[1], cellIndex: number): PruneOptions {
+export function pruneOptionsFor(ctx: RunContext, cell: Cell, fusion: Method['name'], cellIndex: number): PruneOptions {
   const { o, log } = ctx;
   const needsData = o.criterion === 'taylor' || o.criterion === 'chip';
   return {
@@ -111,7 +111,7 @@ export function pruneOptionsFor(ctx: RunContext, cell: Cell, fusion: Method[1], 
  * Prunes, (fine-tunes,) evaluates and saves one method of one cell. `cellIndex` is the cell's place in
  * the plan (it seeds the method's random draws, so a resumed cell equals an uninterrupted run's).
  */
-export async function runMethod(ctx: RunContext, cell: Cell, [key, fusion, name]: Method, cellIndex: number, first: boolean): Promise<MethodResult> {
+export async function runMethod(ctx: RunContext, cell: Cell, { key, name: fusion, label: name }: Method, cellIndex: number, first: boolean): Promise<MethodResult> {
   const { o, source, test, log } = ctx;
   const { normalization } = source;
   const label = `${name} ${cell.where}`;

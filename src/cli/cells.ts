@@ -3,13 +3,13 @@
  * network (--whole-network, --global), or one for per-group ratios (--group-sparsity); and which methods
  * each cell runs (--fusion).
  */
+import { FUSION_METHODS } from '../prune/methods.js';
 import { UsageError } from './args.js';
 import type { Fusion, RunMode, RunOptions } from './run-flags.js';
 
-/** Result key, prune() fusion and label of each method. */
-export const METHODS = [['default_pruning', 'none', 'default'], ['intra_fusion', 'ot', 'Intra-Fusion'], ['folding', 'folding', 'folding']] as const;
-export type Method = (typeof METHODS)[number];
-export type MethodKey = Method[0];
+/** A method of the fusion-method table (result key, prune() fusion, label). */
+export type Method = (typeof FUSION_METHODS)[number];
+export type MethodKey = (typeof FUSION_METHODS)[number]['key'];
 
 export interface Cell {
   /** The group pruned, -1 for every group. */
@@ -24,9 +24,9 @@ export interface Cell {
   where: string;
 }
 
-/** The methods --fusion picks, in result order. */
+/** The methods --fusion picks, in table order: one by name, 'both' (default pruning and Intra-Fusion) or 'all'. */
 export function methodsFor(fusion: Fusion): Method[] {
-  return METHODS.filter(([, f]) => fusion === 'all' || fusion === f || (fusion === 'both' && f !== 'folding'));
+  return FUSION_METHODS.filter((m) => fusion === 'all' || fusion === m.name || (fusion === 'both' && (m.name === 'none' || m.name === 'ot')));
 }
 
 /** The cells of the run; group indices are checked against the model's `groupCount` groups. */
@@ -43,4 +43,4 @@ export function planCells(o: RunOptions, modelName: string, groupCount: number):
 
 /** A seed per (seed, cell, sparsity, method), so each method of each cell draws its own batches, reproducibly. */
 export const cellSeed = (seed: number, cell: number, sparsity: number, fusion: string) =>
-  seed * 1_000_003 + cell * 2003 + Math.round(sparsity * 1000) * 7 + ['none', 'ot', 'folding'].indexOf(fusion);
+  seed * 1_000_003 + cell * 2003 + Math.round(sparsity * 1000) * 7 + FUSION_METHODS.findIndex((m) => m.name === fusion);

@@ -11,7 +11,7 @@ import { modelFromStateDict } from '../nn/checkpoint.js';
 import { saveCheckpoint } from '../nn/checkpoint-node.js';
 import type { Dataset } from '../data/dataset.js';
 import { chooseNormalization, IMAGENET_STATS, parseNormalization, type Normalization } from '../data/normalization.js';
-import { createModel } from '../nn/models.js';
+import { createModel, type ModelName } from '../nn/models.js';
 import type { Module } from '../nn/module.js';
 import { train } from '../nn/trainer.js';
 import { loadOnnx } from '../onnx/node.js';
@@ -117,7 +117,7 @@ async function trainCheckpoint(
   if (!o.epochs) throw new UsageError(`Checkpoint ${checkpointPath} does not exist: pass --checkpoint FILE, or --epochs N to train one first.`);
   if (!data.train) throw new UsageError(`--epochs ${o.epochs}: training needs data; pass --data DIR|FILE.`);
   log(`no checkpoint at ${checkpointPath}: training ${o.modelName} for ${o.epochs} epochs`);
-  const model = createModel(o.modelName, { numClasses: data.train.classes?.length ?? 10 });
+  const model = createModel(o.modelName as ModelName, { numClasses: data.train.classes?.length ?? 10 });
   await train(model, data.train, {
     epochs: o.epochs, lr: 0.05, momentum: 0.9, weightDecay: 5e-4, schedule: 'step', stepSize: 30, gamma: 0.5, batchSize: o.batchSize,
     normalization, seed: o.seed, checkpointDir: join(o.out, 'training', o.modelName), resume: true, test: data.test ?? undefined, log,

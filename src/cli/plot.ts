@@ -1,4 +1,5 @@
 /** The accuracy-vs-sparsity chart (SVG text), shared by compare.js and the browser demo. */
+import { FUSION_METHODS } from '../prune/methods.js';
 
 export interface CompareRow {
   file: string;
@@ -15,9 +16,10 @@ export interface CompareRow {
   latencyMs: number | null;
 }
 
-export const METHOD_LABEL: Record<string, string> = { default_pruning: 'default', intra_fusion: 'Intra-Fusion', folding: 'folding', original: 'unpruned' };
-/** Line style per method: default dashed, Intra-Fusion solid, folding dotted. */
-const DASH: Record<string, string> = { default_pruning: ' stroke-dasharray="6 4"', intra_fusion: '', folding: ' stroke-dasharray="2 3"' };
+/** Plot label of each results key (the fusion methods' table, and the unpruned model). */
+export const METHOD_LABEL: Record<string, string> = { ...Object.fromEntries(FUSION_METHODS.map((m) => [m.key, m.label])), original: 'unpruned' };
+/** Line style per method, from the table: default dashed, Intra-Fusion solid, folding dotted. */
+const DASH: Record<string, string> = Object.fromEntries(FUSION_METHODS.map((m) => [m.key, m.dash ? ` stroke-dasharray="${m.dash}"` : '']));
 
 export interface PlotOptions {
   /** 'accuracy' (top-1, default) or 'top5'. */

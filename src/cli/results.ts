@@ -152,17 +152,17 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** The markdown table printed at the end of a run: one row per cell. */
-export function summaryTable(results: RunResult[], withFolding: boolean): string[] {
+/** The markdown table printed at the end of a run: one row per cell, one accuracy column per method run. */
+export function summaryTable(results: RunResult[], methods: readonly { key: string; label: string }[]): string[] {
   const lines = [
-    `| group | sparsity | default % | Intra-Fusion % |${withFolding ? ' folding % |' : ''} parameters |`,
-    `|---:|---:|---:|---:|${withFolding ? '---:|' : ''}---:|`,
+    `| group | sparsity | ${methods.map((m) => `${m.label} % |`).join(' ')} parameters |`,
+    `|---:|---:|${methods.map(() => '---:|').join('')}---:|`,
   ];
   for (const r of results) {
     const group = r.mode === 'per-group' ? Object.keys(r.group_sparsity!).join(',') : r.group_idx === -1 ? 'all' : r.group_idx;
     const sparsity = r.mode === 'per-group' ? Object.values(r.group_sparsity!).join(',') : r.sparsity;
-    const [dp, intra] = [r.default_pruning as MethodResult | undefined, r.intra_fusion as MethodResult | undefined];
-    lines.push(`| ${group} | ${sparsity} | ${dp?.accuracy ?? '-'} | ${intra?.accuracy ?? '-'} |${withFolding ? ` ${r.folding?.accuracy ?? '-'} |` : ''} ${(intra ?? dp ?? r.folding)!.parameters} |`);
+    const byMethod = methods.map((m) => (r as unknown as Record<string, MethodResult | undefined>)[m.key]);
+    lines.push(`| ${group} | ${sparsity} | ${byMethod.map((m) => `${m?.accuracy ?? '-'} |`).join(' ')} ${byMethod.find((m) => m)?.parameters ?? '-'} |`);
   }
   return lines;
 }

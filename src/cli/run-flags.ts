@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { DATA_FORMATS, type DataFormat } from '../data/node.js';
 import { NORMALIZATION_PRESETS } from '../data/normalization.js';
 import { MODEL_NAMES } from '../nn/models.js';
-import { CRITERIA, type ExampleInput } from '../prune/index.js';
+import { CRITERIA, FUSION_METHODS, type ExampleInput } from '../prune/index.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './args.js';
 
 export const EVAL_BACKENDS = ['webgpu', 'onnxruntime'] as const;
@@ -45,7 +45,7 @@ export const RUN_FLAGS = {
   'allow-non-finite': { kind: 'boolean', help: 'Load a model whose weights hold NaN or infinity (refused by default, naming the tensor).', default: false },
   'save-models': { kind: 'boolean', help: 'Write pruned checkpoints to <out>/pruned_models (use --save-models=false to skip).', default: true },
   seed: { kind: 'int', help: 'Seed for taylor/chip batches, random importance and training.', default: 0 },
-  fusion: { kind: 'string', help: 'Methods to run: both (default pruning and Intra-Fusion), none (default only), ot (Intra-Fusion only), folding (k-means model folding only) or all three.', default: 'both', choices: ['both', 'none', 'ot', 'folding', 'all'] },
+  fusion: { kind: 'string', help: `Methods to run: both (default pruning and Intra-Fusion), all, or one of ${FUSION_METHODS.map((m) => `${m.name} (${m.label})`).join(', ')}.`, default: 'both', choices: ['both', 'all', ...FUSION_METHODS.map((m) => m.name)] },
   'whole-network': { kind: 'boolean', help: 'Prune every group at once per sparsity (group_idxs ignored; results have group_idx -1).', default: false },
   global: { kind: 'boolean', help: 'Rank channels across all groups (implies --whole-network).', default: false },
   'max-group-sparsity': { kind: 'number', help: 'With --global: the most any group may lose.', default: 0.9 },
@@ -61,7 +61,7 @@ export const RUN_FLAGS = {
 } satisfies Record<string, FlagSpec>;
 
 export type RunMode = 'group' | 'whole-network' | 'global' | 'per-group';
-export type Fusion = 'both' | 'none' | 'ot' | 'folding' | 'all';
+export type Fusion = 'both' | 'all' | (typeof FUSION_METHODS)[number]['name'];
 
 /** run.js's settings after every check: typed, resolved paths, the mode decided. */
 export interface RunOptions {

@@ -14,7 +14,7 @@ import { NORMALIZATION_PRESETS, parseNormalization, type Normalization } from '.
 import { defaultResize } from '../data/transforms.js';
 import { modelFromStateDict } from '../nn/checkpoint.js';
 import { complexity, evaluate, inferenceSpeed } from '../nn/metrics.js';
-import { createModel, MODEL_NAMES } from '../nn/models.js';
+import { createModel, MODEL_NAMES, type ModelName } from '../nn/models.js';
 import type { Module } from '../nn/module.js';
 import { exportOnnx } from '../onnx/export.js';
 import { importOnnx } from '../onnx/import.js';
@@ -49,7 +49,7 @@ function modelLabel(): string {
 function buildModel(): Module {
   if (onnx) return importOnnx(onnx.bytes, onnx.name);
   if (checkpoint) return modelFromStateDict(value('model'), checkpoint.file, checkpoint.name);
-  return createModel(value('model')); // untrained weights: pruning works, accuracy is chance
+  return createModel(value('model') as ModelName); // untrained weights: pruning works, accuracy is chance
 }
 
 function inputShape(): ExampleInput {
@@ -253,7 +253,7 @@ async function refreshGroups() {
   try {
     m = buildModel();
   } catch {
-    m = createModel(value('model'));
+    m = createModel(value('model') as ModelName);
   }
   const groups = dependencyGroups(m, { exampleInput: inputShape() });
   m.dispose();

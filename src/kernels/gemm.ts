@@ -27,9 +27,14 @@ const ROWS = 16;
 interface Geometry {
   batch: number; cin: number; h: number; w: number;
   cout: number; oh: number; ow: number;
-  kh: number; kw: number; stride: number; pad: number; groups: number;
+  kh: number; kw: number; strideH: number; strideW: number;
+  /** Top and left padding (the bottom and right ones are in oh, ow). */
+  padT: number; padL: number;
+  dilH: number; dilW: number; groups: number;
 }
-const NO_GEOMETRY: Geometry = { batch: 0, cin: 0, h: 0, w: 0, cout: 0, oh: 0, ow: 0, kh: 1, kw: 1, stride: 1, pad: 0, groups: 1 };
+const NO_GEOMETRY: Geometry = {
+  batch: 0, cin: 0, h: 0, w: 0, cout: 0, oh: 0, ow: 0, kh: 1, kw: 1, strideH: 1, strideW: 1, padT: 0, padL: 0, dilH: 1, dilW: 1, groups: 1,
+};
 
 function launch(
   mode: 0 | 1 | 2 | 3,
@@ -54,12 +59,14 @@ function launch(
       FLIP_W: flags.flipW ? 1 : 0,
       KH: g.kh,
       KW: g.kw,
+      DH: g.dilH,
+      DW: g.dilW,
       WG: lanes,
     },
   };
   const params = new Params().u32(M).u32(N).u32(K).u32(strides[0]).u32(strides[1]).u32(strides[2])
     .u32(g.batch).u32(g.cin).u32(g.h).u32(g.w).u32(g.cout).u32(g.oh).u32(g.ow)
-    .u32(g.stride).u32(g.pad).u32(g.groups).build();
+    .u32(g.strideH).u32(g.strideW).u32(g.padT).u32(g.padL).u32(g.groups).build();
   rt.dispatch(
     spec,
     [
@@ -109,24 +116,60 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 }
 
 export interface Conv2dGeometry {
-  stride: number;
-  padding: number;
-  /** Channel groups (1: dense; in = out = groups: depthwise). Weight [out, in / groups, k, k]. Default 1. */
+  /** One stride for both axes, or [height, width]. */
+  stride: number | readonly [number, number];
+  /** Zero padding: one for all sides, [height, width] (each on both sides), or ONNX's [top, left, bottom, right]. */
+  padding: number | readonly [number, number] | readonly [number, number, number, number];
+  /** Channel groups (1: dense; in = out = groups: depthwise). Weight [out, in / groups, kh, kw]. Default 1. */
   groups?: number;
+  /** Kernel dilation: one for both axes or [height, width]. Default 1. */
+  dilation?: number | readonly [number, number];
 }
 
-export function conv2dOutputSize(size: number, k: number, stride: number, pad: number): number {
-  return Math.floor((size + 2 * pad - k) / stride) + 1;
+/** A conv's geometry with every field spelled out (ONNX's attribute layout). */
+export interface ConvAttributes {
+  kernelShape: [number, number];
+  strides: [number, number];
+  /** [top, left, bottom, right] */
+  pads: [number, number, number, number];
+  dilations: [number, number];
+  groups: number;
+}
+
+/** [height, width] from one number or a pair. */
+function pair(v: number | readonly number[], what: string): [number, number] {
+  const p = typeof v === 'number' ? [v, v] : [...v];
+  if (p.length !== 2) throw new ArgumentError(`conv2d: ${what} must be a number or [height, width], got [${p}].`);
+  return [p[0], p[1]];
+}
+
+/** Spells out stride, padding, dilation and groups (checked: positive integer strides and dilations, non-negative integer pads). */
+export function convAttributes(kernelShape: readonly [number, number], { stride, padding, groups = 1, dilation = 1 }: Conv2dGeometry): ConvAttributes {
+  const strides = pair(stride, 'stride');
+  const dilations = pair(dilation, 'dilation');
+  const p = typeof padding === 'number' ? [padding, padding, padding, padding] : padding.length === 2 ? [padding[0], padding[1], padding[0], padding[1]] : [...padding];
+  if (p.length !== 4) throw new ArgumentError(`conv2d: padding must be a number, [height, width] or [top, left, bottom, right], got [${p}].`);
+  const positive = (v: number) => Number.isInteger(v) && v >= 1;
+  if (!strides.every(positive) || !dilations.every(positive) || !p.every((v) => Number.isInteger(v) && v >= 0)) {
+    throw new ArgumentError(`conv2d: strides [${strides}] and dilations [${dilations}] must be positive integers and pads [${p}] non-negative integers.`);
+  }
+  return { kernelShape: [kernelShape[0], kernelShape[1]], strides, pads: [p[0], p[1], p[2], p[3]], dilations, groups };
+}
+
+/** floor((size + padBefore + padAfter - dilation * (k - 1) - 1) / stride) + 1, PyTorch's and ONNX's conv output size. */
+export function conv2dOutputSize(size: number, k: number, stride: number, padBefore: number, padAfter = padBefore, dilation = 1): number {
+  return Math.floor((size + padBefore + padAfter - dilation * (k - 1) - 1) / stride) + 1;
 }
 
 /** Kernel rows and columns are bit masks in a u32 (gemm.wgsl, convCol). */
 const MAX_KERNEL = 32;
 
 /** Checks shapes and returns the per-group geometry of conv2d(x [N, C, H, W], w [O, C / groups, KH, KW]). */
-function convGeometry(xShape: readonly number[], wShape: readonly number[], { stride, padding, groups = 1 }: Conv2dGeometry): Geometry {
+function convGeometry(xShape: readonly number[], wShape: readonly number[], geometry: Conv2dGeometry): Geometry {
   if (xShape.length !== 4 || wShape.length !== 4) throw new ArgumentError(`conv2d: x and w must be NCHW / OIHW, got [${xShape}] and [${wShape}].`);
   const [batch, cin, h, wd] = xShape;
   const [cout, wcin, kh, kw] = wShape;
+  const { strides: [sh, sw], pads: [pt, pl, pb, pr], dilations: [dh, dw], groups } = convAttributes([kh, kw], geometry);
   if (!(Number.isInteger(groups) && groups >= 1 && cin % groups === 0 && cout % groups === 0)) {
     throw new ArgumentError(`conv2d: groups ${groups} must be a positive integer dividing the ${cin} input and ${cout} output channels.`);
   }
@@ -134,17 +177,17 @@ function convGeometry(xShape: readonly number[], wShape: readonly number[], { st
     const perGroup = groups > 1 ? ` (${groups} groups of ${wcin})` : '';
     throw new ArgumentError(`conv2d: input has ${cin} channels but the weight expects ${wcin * groups}${perGroup}.`);
   }
-  if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(padding) && padding >= 0)) {
-    throw new ArgumentError(`conv2d: stride must be a positive integer and padding a non-negative integer (got ${stride}, ${padding}).`);
-  }
   if (kh > MAX_KERNEL || kw > MAX_KERNEL) throw new UnsupportedError(`conv2d: kernels up to ${MAX_KERNEL}x${MAX_KERNEL} are supported, got ${kh}x${kw}.`);
-  const oh = conv2dOutputSize(h, kh, stride, padding);
-  const ow = conv2dOutputSize(wd, kw, stride, padding);
-  if (oh < 1 || ow < 1) throw new ArgumentError(`conv2d: a ${kh}x${kw} kernel does not fit a ${h}x${wd} input with padding ${padding}.`);
-  return { batch, cin: cin / groups, h, w: wd, cout: cout / groups, oh, ow, kh, kw, stride, pad: padding, groups };
+  const oh = conv2dOutputSize(h, kh, sh, pt, pb, dh);
+  const ow = conv2dOutputSize(wd, kw, sw, pl, pr, dw);
+  if (oh < 1 || ow < 1) {
+    const dilated = dh > 1 || dw > 1 ? ` dilated [${dh}, ${dw}]` : '';
+    throw new ArgumentError(`conv2d: a ${kh}x${kw} kernel${dilated} does not fit a ${h}x${wd} input with pads [${[pt, pl, pb, pr]}].`);
+  }
+  return { batch, cin: cin / groups, h, w: wd, cout: cout / groups, oh, ow, kh, kw, strideH: sh, strideW: sw, padT: pt, padL: pl, dilH: dh, dilW: dw, groups };
 }
 
-/** y = conv2d(x, w) + b, NCHW, square stride and padding, grouped, no dilation. One GEMM per group (workgroup z). */
+/** y = conv2d(x, w) + b, NCHW, any kernel shape, strides, pads, dilation and groups. One GEMM per group (workgroup z). */
 export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geometry: Conv2dGeometry): Tensor {
   const g = convGeometry(x.shape, w.shape, geometry);
   const cout = g.cout * g.groups;
@@ -156,19 +199,22 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geometr
 
 /**
  * dL/dx of conv2d. Stride 1: a convolution of dy with the weights transposed and rotated 180 degrees
- * (padding KH-1-pad), which runs on the fast implicit-GEMM path. Other strides: a gather per input
- * pixel over the output positions it contributed to (no atomics).
+ * (same dilation, top/left padding d*(K-1) - pad), which runs on the fast implicit-GEMM path. Other strides
+ * (or pads beyond d*(K-1)): a gather per input pixel over the output positions it contributed to (no atomics).
  */
 export function conv2dBackwardData(dy: Tensor, w: Tensor, xShape: readonly number[], geometry: Conv2dGeometry): Tensor {
   const g = convGeometry(xShape, w.shape, geometry);
-  const { batch, cin, h, w: wd, cout, oh, ow, kh, kw, groups } = g;
+  const { batch, cin, h, w: wd, cout, oh, ow, kh, kw, dilH, dilW, groups } = g;
   if (dy.shape.join() !== [batch, cout * groups, oh, ow].join()) {
     throw new ArgumentError(`conv2d backward: dy has shape [${dy.shape}], expected [${[batch, cout * groups, oh, ow]}].`);
   }
   const dx = empty(xShape);
-  if (g.stride === 1 && kh === kw && g.pad <= kh - 1) {
+  if (g.strideH === 1 && g.strideW === 1 && g.padT <= dilH * (kh - 1) && g.padL <= dilW * (kw - 1)) {
     // Convolve dy [batch, cout, oh, ow] into dx [batch, cin, h, w].
-    const flipped: Geometry = { batch, cin: cout, h: oh, w: ow, cout: cin, oh: h, ow: wd, kh, kw, stride: 1, pad: kh - 1 - g.pad, groups };
+    const flipped: Geometry = {
+      batch, cin: cout, h: oh, w: ow, cout: cin, oh: h, ow: wd, kh, kw, strideH: 1, strideW: 1,
+      padT: dilH * (kh - 1) - g.padT, padL: dilW * (kw - 1) - g.padL, dilH, dilW, groups,
+    };
     launch(1, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, groups, [0, 0, 0], flipped, { flipW: true });
   } else {
     launch(2, w, dy, null, dx, cin, batch * h * wd, cout * kh * kw, groups, [0, 0, 0], g);

@@ -7,11 +7,11 @@ import { DataError } from '../errors.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensorsFile, type TensorToWrite } from '../tensor/safetensors.js';
 import { checkFinite } from '../tensor/finite.js';
 import { assign } from '../tensor/tensor.js';
+import { layerKind } from './kinds.js';
 
 export { checkFinite };
-import { layerKind } from '../prune/registry.js';
 import { BatchNorm2d } from './layers.js';
-import { createModel } from './models.js';
+import { createModel, type ModelName } from './models.js';
 import type { Module } from './module.js';
 
 /**
@@ -128,7 +128,7 @@ export function resizeToStateDict(model: Module, file: SafeTensorsFile, source =
 
 /** Builds the named architecture at the (possibly pruned) shapes of a state dict and loads it. */
 export function modelFromStateDict(name: string, file: SafeTensorsFile, source: string, options?: LoadOptions): Module {
-  const model = createModel(name);
+  const model = createModel(name as ModelName); // checked there: an unknown name is an ArgumentError
   resizeToStateDict(model, file, source);
   loadStateDict(model, file, source, options);
   return model;

@@ -1,28 +1,62 @@
 /** The layers the CIFAR-10 models use, with PyTorch's parameter names and default initialisation. */
 import * as ag from '../tensor/autograd.js';
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, UnsupportedError } from '../errors.js';
+import { convAttributes, type Conv2dGeometry } from '../kernels/gemm.js';
 import { fromArray, type Tensor } from '../tensor/tensor.js';
 import { uniformFanIn } from './init.js';
 import { Module } from './module.js';
 
-/** 2-D convolution (square kernel, stride, padding, optional bias, groups), PyTorch semantics and names. */
+/**
+ * torch.nn.Conv2d: kernel, stride and dilation a number or [height, width]; padding a number, [height, width]
+ * or ONNX's [top, left, bottom, right]; groups dividing both channel counts (depthwise, ResNeXt, ...).
+ * The spelled-out geometry is in `kernelShape`, `strides`, `pads`, `dilations` (ONNX's attribute layout).
+ */
 export class Conv2d extends Module {
   weight: Tensor;
   bias: Tensor | null;
+  readonly kernelShape: [number, number];
+  readonly strides: [number, number];
+  /** [top, left, bottom, right] */
+  readonly pads: [number, number, number, number];
+  readonly dilations: [number, number];
   constructor(
     // Channel counts change when a pruner shrinks the layer.
-    public inChannels: number, public outChannels: number, readonly kernelSize: number,
-    readonly stride = 1, readonly padding = 0, bias = true,
-    /** Channel groups: weight [out, in / groups, k, k]; in = out = groups is a depthwise conv (pruning changes all three). */
+    public inChannels: number, public outChannels: number, kernelSize: number | readonly [number, number],
+    stride: Conv2dGeometry['stride'] = 1, padding: Conv2dGeometry['padding'] = 0, bias = true,
+    /** Channel groups: weight [out, in / groups, kh, kw]; in = out = groups is a depthwise conv (pruning changes all three). */
     public groups = 1,
+    dilation: NonNullable<Conv2dGeometry['dilation']> = 1,
   ) {
     super();
     if (!(Number.isInteger(groups) && groups >= 1 && inChannels % groups === 0 && outChannels % groups === 0)) {
       throw new ArgumentError(`Conv2d: groups ${groups} must divide in-channels ${inChannels} and out-channels ${outChannels}.`);
     }
-    const fanIn = (inChannels / groups) * kernelSize * kernelSize;
-    this.weight = this.addParam('weight', fromArray(uniformFanIn(outChannels * fanIn, fanIn), [outChannels, inChannels / groups, kernelSize, kernelSize]));
+    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
+    if (!(Number.isInteger(kh) && kh >= 1 && Number.isInteger(kw) && kw >= 1)) throw new ArgumentError(`Conv2d: kernel size must be positive integers, got ${kh}x${kw}.`);
+    ({ kernelShape: this.kernelShape, strides: this.strides, pads: this.pads, dilations: this.dilations } = convAttributes([kh, kw], { stride, padding, dilation }));
+    const fanIn = (inChannels / groups) * kh * kw;
+    this.weight = this.addParam('weight', fromArray(uniformFanIn(outChannels * fanIn, fanIn), [outChannels, inChannels / groups, kh, kw]));
     this.bias = bias ? this.addParam('bias', fromArray(uniformFanIn(outChannels, fanIn), [outChannels])) : null;
+  }
+  /**
+   * The geometry as single numbers: kernelSize, stride and padding of a square, symmetric, undilated conv
+   * (the common case, and what code written before non-square convs reads). Any other conv throws, so such
+   * code fails loudly instead of misreading it; read kernelShape, strides, pads and dilations there.
+   */
+  private uniform(what: string, values: number[]): number {
+    if (values.some((v) => v !== values[0]) || this.dilations.some((d) => d !== 1)) {
+      throw new UnsupportedError(`Conv2d ${this.path || '(root)'}: ${what} of a ${this.kernelShape.join('x')} conv with strides [${this.strides}], pads [${this.pads}], dilations [${this.dilations}] is not one number; read kernelShape, strides, pads and dilations.`);
+    }
+    return values[0];
+  }
+  get kernelSize(): number {
+    return this.uniform('kernelSize', this.kernelShape);
+  }
+  get stride(): number {
+    return this.uniform('stride', this.strides);
+  }
+  get padding(): number {
+    return this.uniform('padding', this.pads);
   }
   /** Gives a bias-free conv a zero bias (BN folding needs one); state_dict order stays weight, bias. */
   ensureBias(): Tensor {
@@ -36,7 +70,7 @@ export class Conv2d extends Module {
     this.bias = null;
   }
   forward(x: Tensor): Tensor {
-    return ag.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups });
+    return ag.conv2d(x, this.weight, this.bias, { stride: this.strides, padding: this.pads, groups: this.groups, dilation: this.dilations });
   }
 }
 

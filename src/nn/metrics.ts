@@ -11,7 +11,7 @@ import type { Cifar10Split } from '../data/cifar10.js';
 import { batches, cifar10Dataset, evaluationIndices, isDataset, type Dataset } from '../data/dataset.js';
 import type { Normalization } from '../data/normalization.js';
 import { DataError } from '../errors.js';
-import { layerKind } from '../prune/registry.js';
+import { layerKind } from './kinds.js';
 import { addForwardHook, type Module } from './module.js';
 
 export interface EvalResult {

@@ -27,7 +27,7 @@ export interface ModelOptions {
 }
 
 /** A built-in architecture by name (MODEL_NAMES), freshly initialised. */
-export function createModel(name: string, { numClasses = 10, stem = 'cifar' }: ModelOptions = {}): Module {
+export function createModel(name: ModelName, { numClasses = 10, stem = 'cifar' }: ModelOptions = {}): Module {
   if (!MODEL_NAMES.includes(name as ModelName)) {
     throw new ArgumentError(`Unknown model "${name}"; choose one of: ${MODEL_NAMES.join(', ')}.`);
   }

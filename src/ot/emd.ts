@@ -1,13 +1,20 @@
 /**
  * Exact optimal transport (the earth mover's distance) between histograms a (n) and b (k) with cost C
- * (n x k, row-major), as a minimum-cost flow solved by successive shortest paths.
+ * (n x k, row-major), as a minimum-cost flow solved by successive shortest paths, in float64 throughout.
  *
- * Dijkstra runs on reduced costs c(u, v) + pi(u) - pi(v) >= 0 over the residual bipartite graph:
- * source i -> sink j always, sink j -> source i where flow x_ij > 0. Each round augments along one
- * shortest path from a source with mass left to a sink with room left, by as much as the path allows,
- * then updates the potentials. Each round drains a source or a sink or empties a reverse arc, so it
- * ends after about n + k rounds of O((n + k)^2 + n k) work, in float64 throughout.
+ * Residual graph: source i -> sink j always, sink j -> source i where flow x_ij > 0. Potentials pi keep
+ * every residual arc's reduced cost c(u, v) + pi(u) - pi(v) >= 0, so Dijkstra applies and arcs that
+ * carry flow have reduced cost 0 (the optimality conditions of the flow placed so far).
  *
+ *   start   pi(sink j) = min_i C_ij; each sink takes what it can from its cheapest source (a zero
+ *           reduced-cost arc). In Intra-Fusion every kept channel is its own sink's cheapest source
+ *           (distance 0), so the kept channels' mass is placed before any search.
+ *   rounds  one source with mass left runs Dijkstra until it settles a sink with room left; the flow is
+ *           augmented along that path by as much as it allows, and the settled nodes' potentials move
+ *           by their distance. Searching from one source (not from all of them at once) keeps each
+ *           search small: it stops at the first sink with room, usually after a few nodes.
+ *
+ * Each round drains a source, fills a sink or empties a reverse arc, so there are about n + k rounds.
  * For costs in general position the optimal plan is unique, so the result equals any other exact
  * solver's (POT's network simplex included); with ties it returns one optimal plan.
  */
@@ -56,83 +63,113 @@ export function emd(a: ArrayLike<number>, b: ArrayLike<number>, C: ArrayLike<num
   for (let i = 0; i < n; i++) total += a[i];
   let totalB = 0;
   for (let j = 0; j < k; j++) totalB += b[j];
+  const cost = Float64Array.from(C);
   const supply = Float64Array.from(a);
   // Scale b to a's total so tiny rounding differences cannot leave mass unplaced.
   const demand = Float64Array.from(b, (v) => (v * total) / totalB);
   const x = new Float64Array(n * k);
+  const eps = 1e-15 * total;
+  // Sources with flow into each sink (the reverse arcs), as small unordered lists.
+  const into: number[][] = Array.from({ length: k }, () => []);
+  const addFlow = (i: number, j: number, delta: number) => {
+    const before = x[i * k + j];
+    const after = before + delta;
+    if (before <= eps && after > eps) into[j].push(i);
+    else if (before > eps && after <= eps) into[j].splice(into[j].indexOf(i), 1);
+    x[i * k + j] = after;
+  };
+
   const pi = new Float64Array(V);
   for (let j = 0; j < k; j++) {
     let m = Infinity;
-    for (let i = 0; i < n; i++) m = Math.min(m, C[i * k + j]);
-    pi[n + j] = m; // makes every reduced cost C_ij - min_i C_ij >= 0
+    let best = 0;
+    for (let i = 0; i < n; i++) if (cost[i * k + j] < m) { m = cost[i * k + j]; best = i; }
+    pi[n + j] = m; // every reduced cost C_ij - min_i C_ij >= 0, and 0 on the arc from `best`
+    const delta = Math.min(supply[best], demand[j]);
+    if (delta > eps) {
+      addFlow(best, j, delta);
+      supply[best] -= delta;
+      demand[j] -= delta;
+    }
   }
-  const eps = 1e-15 * total;
-  const dist = new Float64Array(V);
-  const pred = new Int32Array(V);
-  const done = new Uint8Array(V);
-  let remaining = total;
+  let remaining = 0;
+  for (let i = 0; i < n; i++) remaining += supply[i];
+
+  const dist = new Float64Array(V).fill(Infinity);
+  const pred = new Int32Array(V).fill(-1);
+  const settled = new Uint8Array(V);
+  const touched: number[] = []; // nodes whose dist was set this round (reset afterwards)
+  const settledList: number[] = [];
+  let s = 0; // next source to try (sources before it have no mass left)
   for (let round = 0; remaining > eps * V; round++) {
     if (round > 50 * V + 1000) throw new OtError('emd: no convergence (inconsistent input?).');
-    dist.fill(Infinity);
-    done.fill(0);
-    pred.fill(-1);
-    for (let i = 0; i < n; i++) if (supply[i] > eps) dist[i] = 0;
+    while (s < n && supply[s] <= eps) s++;
+    if (s === n) break;
+    dist[s] = 0;
+    touched.push(s);
     let target = -1;
     for (;;) {
-      // The closest unsettled node (dense Dijkstra: the graph is complete bipartite).
+      // The closest reached, unsettled node (the reached set is small).
       let u = -1;
       let du = Infinity;
-      for (let v = 0; v < V; v++) if (!done[v] && dist[v] < du) { du = dist[v]; u = v; }
+      for (const v of touched) if (!settled[v] && dist[v] < du) { du = dist[v]; u = v; }
       if (u < 0) break;
-      done[u] = 1;
+      settled[u] = 1;
+      settledList.push(u);
       if (u >= n && demand[u - n] > eps) { target = u; break; }
+      const base = du + pi[u];
       if (u < n) {
         const row = u * k;
-        const base = du + pi[u];
         for (let j = 0; j < k; j++) {
           const v = n + j;
-          if (done[v]) continue;
-          const d = base + C[row + j] - pi[v];
-          if (d < dist[v]) { dist[v] = d; pred[v] = u; }
+          if (settled[v]) continue;
+          const d = base + cost[row + j] - pi[v];
+          if (d < dist[v]) {
+            if (dist[v] === Infinity) touched.push(v);
+            dist[v] = d;
+            pred[v] = u;
+          }
         }
       } else {
         const j = u - n;
-        const base = du + pi[u];
-        for (let i = 0; i < n; i++) {
-          if (done[i] || x[i * k + j] <= eps) continue;
-          const d = base - C[i * k + j] - pi[i];
-          if (d < dist[i]) { dist[i] = d; pred[i] = u; }
+        for (const i of into[j]) {
+          if (settled[i]) continue;
+          const d = base - cost[i * k + j] - pi[i];
+          if (d < dist[i]) {
+            if (dist[i] === Infinity) touched.push(i);
+            dist[i] = d;
+            pred[i] = u;
+          }
         }
       }
     }
     if (target < 0) throw new OtError('emd: no augmenting path although mass remains (inconsistent input?).');
-    // Bottleneck along the path back to a source.
-    let delta = demand[target - n];
-    let v = target;
-    while (pred[v] >= 0) {
+    // Bottleneck along the path back to the source s.
+    let delta = Math.min(demand[target - n], supply[s]);
+    for (let v = target; pred[v] >= 0; v = pred[v]) {
       const u = pred[v];
       if (u >= n) delta = Math.min(delta, x[v * k + (u - n)]); // reverse arc sink u -> source v
-      v = u;
     }
-    delta = Math.min(delta, supply[v]);
-    supply[v] -= delta;
+    supply[s] -= delta;
     demand[target - n] -= delta;
     remaining -= delta;
-    v = target;
-    while (pred[v] >= 0) {
+    for (let v = target; pred[v] >= 0; v = pred[v]) {
       const u = pred[v];
-      if (u < n) x[u * k + (v - n)] += delta;
-      else x[v * k + (u - n)] -= delta;
-      v = u;
+      if (u < n) addFlow(u, v - n, delta);
+      else addFlow(v, u - n, -delta);
     }
-    // Potentials: settled nodes by their distance, the rest by the target's, keeping reduced costs >= 0.
+    // Settled nodes move by their distance below the target's; the others keep theirs. Reduced costs
+    // stay >= 0 (unsettled nodes are at least as far as the target) and become 0 along the path.
     const dt = dist[target];
-    for (let w = 0; w < V; w++) pi[w] += Math.min(dist[w], dt);
+    for (const w of settledList) pi[w] += dist[w] - dt;
+    for (const w of touched) { dist[w] = Infinity; pred[w] = -1; settled[w] = 0; }
+    touched.length = 0;
+    settledList.length = 0;
   }
-  let cost = 0;
+  let value = 0;
   for (let i = 0; i < n * k; i++) {
     if (x[i] < eps) x[i] = 0;
-    cost += x[i] * C[i];
+    value += x[i] * cost[i];
   }
-  return { plan: x, cost };
+  return { plan: x, cost: value };
 }

@@ -25,16 +25,19 @@
  * The model is changed in place; reload or rebuild it to prune again from the original weights.
  */
 import { ArgumentError } from '../errors.js';
-import { fromArray } from '../tensor/tensor.js';
 import type { Module } from '../nn/module.js';
-import { OptimalTransport, type OtProblem } from '../ot/transport.js';
-import { foldBatchNormPairs, unfoldBiases, type FoldedPair } from './fold.js';
-import { foldingMaps } from './folding.js';
-import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './graph.js';
-import { layerKind, type ChannelMap } from './registry.js';
-import { assertCriterion, groupFeatures, groupImportance, groupLayers, splitByImportance, taylorGradients, type Criterion, type ImportanceOptions } from './importance.js';
+import { OptimalTransport } from '../ot/transport.js';
+import { foldBatchNormPairs, unfoldBiases, type FoldedPair } from './bn-fold.js';
+import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
+import { groupFeatures, groupLayers } from './features.js';
+import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
+import { applyMaps } from './apply.js';
+import { blockDiagonal, featuresOverBlocks, indicesInEveryBlock, meanOverBlocks } from './blocks.js';
+import { FUSION_METHODS, fusionMethod, type Fusion, type GroupChoice, type GroupMap } from './methods.js';
+import { taylorGradients } from './taylor.js';
+import type { ImportanceOptions } from './calibration.js';
 
-export type Fusion = 'none' | 'ot' | 'folding';
+export type { Fusion };
 
 export interface PruneOptions extends ImportanceOptions {
   importanceCriteria: Criterion | string;
@@ -158,36 +161,6 @@ function plan(o: PruneOptions, groupCount: number): Plan {
   return { idxs, sparsityOf, sequential: !o.global && steps === 1 && !o.batchGroups, steps, roundTo };
 }
 
-/** Applies a producer map (to out-channels and norms) and a consumer map (to in-channels) to every layer of a group. */
-function applyMaps(group: Group, producerMap: Float64Array, consumerMap: Float64Array, keptIdx: number[], dimensionalityPreserving: boolean): void {
-  const n = group.channels;
-  const k = keptIdx.length;
-  // In dimensionality-preserving mode each map is n x n: its k rows at the kept indices, zeros elsewhere.
-  const rowsOut = dimensionalityPreserving ? n : k;
-  const upload = (map: Float64Array) => {
-    const full = new Float32Array(rowsOut * n);
-    for (let j = 0; j < k; j++) full.set(map.subarray(j * n, (j + 1) * n), (dimensionalityPreserving ? keptIdx[j] : j) * n);
-    return fromArray(full, [rowsOut, n]).keep();
-  };
-  const P = upload(producerMap);
-  const C = consumerMap === producerMap ? P : upload(consumerMap);
-  try {
-    const out: ChannelMap = { M: P, rowsOut, keptIdx, dimensionalityPreserving };
-    for (const layer of [...group.producers, ...group.batchNorms]) layerKind(layer)!.applyOut(layer, out);
-    for (const { layer, factor } of group.consumers) layerKind(layer)!.applyIn(layer, { ...out, M: C }, factor);
-  } finally {
-    P.dispose();
-    if (C !== P) C.dispose();
-  }
-}
-
-/** The 0/1 selection map of the kept channels (k x n). */
-function selectionMap(n: number, keptIdx: number[]): Float64Array {
-  const map = new Float64Array(keptIdx.length * n);
-  keptIdx.forEach((i, j) => (map[j * n + i] = 1));
-  return map;
-}
-
 /**
  * Kept counts under global ranking: the `total` least important channels over all groups (importance
  * divided by its group mean) are pruned, no group going below `floor` channels.
@@ -216,21 +189,24 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const criterion = assertCriterion(o.importanceCriteria);
   const progress = o.onProgress ?? (() => {});
   const exampleInput = exampleShape(o);
-  const graph = { exampleInput, ignored: o.ignoredLayers };
-  const fusion: Fusion = o.fusion ?? (o.optimalTransport ? 'ot' : 'none');
-  if (fusion !== 'none' && fusion !== 'ot' && fusion !== 'folding') throw new ArgumentError(`prune: fusion must be "none", "ot" or "folding", got "${fusion as string}".`);
+  const graph = { inputShape: exampleInput, ignored: o.ignoredLayers };
+  const method = fusionMethod(o.fusion ?? (o.optimalTransport ? 'ot' : 'none'));
+  if (!method) throw new ArgumentError(`prune: fusion must be ${FUSION_METHODS.map((m) => `"${m.name}"`).join(', ')}, got "${o.fusion as string}".`);
   if (o.dimensionalityPreserving && o.foldBatchNorm === false) {
     // A pruned channel stays zero through a batch-norm only once the BN is folded to the identity.
     throw new ArgumentError('prune: dimensionalityPreserving needs batch-norm folding (foldBatchNorm: false would let pruned channels leak the BN shift).');
   }
-  if (fusion === 'folding' && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
+  if (!method.keepsChannels && (o.dimensionalityPreserving || o.foldBatchNorm === false)) {
     // Folded channels are cluster centroids, not kept channels: they have no original index to stay at,
     // and an unfolded batch-norm's statistics cannot be merged the same way.
-    throw new ArgumentError('prune: fusion "folding" needs batch-norm folding and cannot preserve dimensionality.');
+    throw new ArgumentError(`prune: fusion "${method.name}" needs batch-norm folding and cannot preserve dimensionality.`);
   }
-  // k-means seeding for folding: drawn from `random` when given, so a seeded run is reproducible.
-  const foldingSeed = () => Math.floor((o.random ? o.random() : 0) * 2 ** 31);
-  const ot = fusion === 'ot' ? o.optimalTransport ?? new OptimalTransport() : null;
+  const methodContext = {
+    optimalTransport: o.optimalTransport ?? new OptimalTransport(),
+    // k-means seeding for folding: drawn from `random` when given, so a seeded run is reproducible.
+    seed: () => Math.floor((o.random ? o.random() : 0) * 2 ** 31),
+    progress,
+  };
   const dimPreserving = o.dimensionalityPreserving ?? false;
   const importanceOptions = { ...o, inputShape: exampleInput, lampReferencePermutation: o.lampReferencePermutation || o.referenceQuirks };
   const original = dependencyGroups(model, graph);
@@ -267,41 +243,39 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   /** Kept channels, maps (one OT call for the whole batch) and their application, group by group. */
   const pruneBatch = async (step: number, groups: Group[], scores: { importance: Map<number, Float64Array>; seconds: number }, keptOf: (g: number, n: number) => number) => {
     const t1 = performance.now();
-    const chosen = [...scores.importance].map(([g, importance]) => {
-      const n = groups[g].channels;
-      const k = keptOf(g, n);
-      if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${n} channels).`);
-      return { g, group: groups[g], importance, n, k, ...splitByImportance(importance, k) };
+    // The methods choose on block-reduced channels (blocks.ts) where a grouped conv needs equal blocks.
+    const chosen: GroupChoice[] = [...scores.importance].map(([g, fullImportance]) => {
+      const group = groups[g];
+      const G = group.blocks;
+      const n = group.channels / G;
+      const k = Math.floor(keptOf(g, group.channels) / G);
+      if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${group.channels} channels${G > 1 ? ` in ${G} equal blocks` : ''}).`);
+      const importance = G > 1 ? meanOverBlocks(fullImportance, G) : fullImportance;
+      return {
+        g, group, importance, n, k, ...splitByImportance(importance, k),
+        features: async () => {
+          const f = await groupFeatures(group);
+          return G > 1 ? featuresOverBlocks(f.X, f.D, G) : f;
+        },
+      };
     });
     // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges
     // neurons by averaging (model folding) passes its own consumer map.
-    const maps: { map: Float64Array; consumerMap?: Float64Array; transport?: PrunedGroup['transport'] }[] = [];
-    if (ot) {
-      const problems: OtProblem[] = [];
-      for (const c of chosen) problems.push({ ...(await groupFeatures(c.group)), keptIdx: c.keptIdx, importance: c.importance });
-      const solved = await ot.maps(problems);
-      solved.forEach((m, i) => {
-        maps.push({ map: m.M, transport: { plan: m.plan, cost: m.cost, iterations: m.iterations, converged: m.converged, marginalError: m.marginalError } });
-        if (m.converged === false) progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${chosen[i].g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);
-      });
-    } else if (fusion === 'folding') {
-      for (const c of chosen) {
-        const { X, D } = await groupFeatures(c.group);
-        const f = foldingMaps(X, D, c.k, { seed: foldingSeed() });
-        maps.push({ map: f.producer, consumerMap: f.consumer });
-      }
-    } else {
-      for (const c of chosen) maps.push({ map: selectionMap(c.n, c.keptIdx) });
-    }
+    const maps: GroupMap[] = await method.maps(chosen, methodContext);
     const t2 = performance.now();
     chosen.forEach((c, i) => {
       const a0 = performance.now();
-      applyMaps(c.group, maps[i].map, maps[i].consumerMap ?? maps[i].map, c.keptIdx, dimPreserving);
+      const G = c.group.blocks;
+      const full = (map: Float64Array) => (G > 1 ? blockDiagonal(map, c.k, c.n, G) : map);
+      const map = full(maps[i].map);
+      const keptIdx = indicesInEveryBlock(c.keptIdx, c.n, G);
+      const prunedIdx = indicesInEveryBlock(c.pruned, c.n, G);
+      applyMaps(c.group, map, maps[i].consumerMap ? full(maps[i].consumerMap) : map, keptIdx, dimPreserving);
       const description = c.group.describe();
-      progress(`${fusion === 'ot' ? 'fused' : fusion === 'folding' ? 'folded' : 'pruned'} ${description}: kept ${c.k} of ${c.n}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
+      progress(`${method.verb} ${description}: kept ${keptIdx.length} of ${c.group.channels}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
       report.push({
-        index: c.g, step, description, channels: c.n, kept: c.k, keptIdx: c.keptIdx, prunedIdx: c.pruned, importance: c.importance,
-        map: maps[i].map, transport: maps[i].transport,
+        index: c.g, step, description, channels: c.group.channels, kept: keptIdx.length, keptIdx, prunedIdx, importance: scores.importance.get(c.g)!,
+        map, transport: maps[i].transport,
         // Scoring and transport are shared by the batch: each group reports its share.
         seconds: { importance: scores.seconds / chosen.length, transport: (t2 - t1) / 1e3 / chosen.length, apply: (performance.now() - a0) / 1e3 },
       });

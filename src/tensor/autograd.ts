@@ -9,13 +9,14 @@
 import * as cat from '../kernels/concat.js';
 import * as ew from '../kernels/elementwise.js';
 import {
-  conv2dBackwardData, conv2dBackwardWeight, conv2dForward, matmul as gemm, type Conv2dGeometry,
+  conv2dBackwardData, conv2dBackwardWeight, conv2dForward, convAttributes, matmul as gemm, type Conv2dGeometry,
 } from '../kernels/gemm.js';
 import {
   adaptiveAvgPoolBackward, adaptiveAvgPoolForward, avgPoolBackward, avgPoolForward, batchNormBackward, batchNormForward, crossEntropyBackward,
   crossEntropyForward, maxPoolBackward, maxPoolForward, type BatchNormState, type PoolGeometry,
 } from '../kernels/norm_pool_loss.js';
 import { ArgumentError, UnsupportedError } from '../errors.js';
+import type { OpName } from '../graph/op-names.js';
 import { fromArray, sizeOf, Tensor, tidy, type GradNode, type Shape } from './tensor.js';
 
 let recording = true;
@@ -40,9 +41,23 @@ function needsGrad(t: Tensor | null | undefined): boolean {
   return !!t && (t.requiresGrad || t.node !== null);
 }
 
-function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
+/** Attaches the op's backward to `out` when recording and an input needs a gradient. Every op name has a spec in src/graph/ops.ts. */
+function record(out: Tensor, op: OpName, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
+  return recordNode(out, op, inputs, backward, attrs);
+}
+
+function recordNode(out: Tensor, op: string, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
   if (recording && inputs.some(needsGrad)) out.node = attrs ? { op, inputs, backward, attrs } : { op, inputs, backward };
   return out;
+}
+
+/**
+ * Records a user-defined op: `out` was computed from `inputs` by the caller's own kernels, and `backward`
+ * maps the output gradient to one gradient (or null) per input. Give the op a spec with `registerOp({ name, ... })`
+ * so the pruner and the ONNX exporter know it; an op without a spec is refused by both, by name.
+ */
+export function customOp(name: string, out: Tensor, inputs: Tensor[], backward: GradNode['backward'], attrs?: GradNode['attrs']): Tensor {
+  return recordNode(out, name, inputs, backward, attrs);
 }
 
 // ------------------------------------------------------------------ ops
@@ -230,15 +245,24 @@ export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
   ]);
 }
 
-/** torch.nn.functional.conv2d: x [N, C, H, W], w [O, C / groups, K, K], any kernel size, stride, padding, groups. */
+/**
+ * torch.nn.functional.conv2d: x [N, C, H, W], w [O, C / groups, KH, KW]; any kernel shape, strides, pads
+ * (also ONNX's asymmetric [top, left, bottom, right]), dilation and groups. Op "conv2d", attrs the spelled-out
+ * geometry: strideH, strideW, padTop, padLeft, padBottom, padRight, dilationH, dilationW, groups.
+ */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, geometry: Conv2dGeometry): Tensor {
   const y = conv2dForward(x, w, b, geometry);
   const [N, C, OH, OW] = y.shape;
+  const { strides, pads, dilations, groups } = convAttributes([w.shape[2], w.shape[3]], geometry);
+  const attrs = {
+    strideH: strides[0], strideW: strides[1], padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
+    dilationH: dilations[0], dilationW: dilations[1], groups,
+  };
   return record(y, 'conv2d', b ? [x, w, b] : [x, w], (g) => [
     needsGrad(x) ? conv2dBackwardData(g, w, x.shape, geometry) : null,
     needsGrad(w) ? conv2dBackwardWeight(g, x, w.shape, geometry) : null,
     b && needsGrad(b) ? ew.sumAxis(g, N, C, OH * OW) : null,
-  ]);
+  ], attrs);
 }
 
 export interface BatchNormOptions {

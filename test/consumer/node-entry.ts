@@ -22,6 +22,8 @@ export async function wrongTypes(bytes: Uint8Array): Promise<void> {
   importOnnx('model.onnx');
   // @ts-expect-error numClasses is a number
   createModel('resnet18', { numClasses: '10' });
+  // @ts-expect-error not a built-in architecture (MODEL_NAMES)
+  createModel('alexnet');
   // @ts-expect-error exportOnnx needs the input shape
   await exportOnnx(importOnnx(bytes), {});
 }

@@ -29,7 +29,8 @@ struct Params {
   // MODE 1-3: input [batch, cin, h, w], output [batch, cout, oh, ow] of the convolution being computed
   batch: u32, cin: u32, h: u32, w: u32,
   cout: u32, oh: u32, ow: u32,
-  stride: u32, pad: u32,
+  strideH: u32, strideW: u32,
+  padT: u32, padL: u32,      // top and left padding; the bottom and right ones only shape oh and ow
   groups: u32,
 }
 
@@ -40,6 +41,8 @@ override HAS_BIAS: bool = false;  // MODE 0: bias[n]; MODE 1: bias[m]
 override FLIP_W: bool = false;    // MODE 1: A[m, (c, ky, kx)] = W[c, m, KH-1-ky, KW-1-kx]
 override KH: u32 = 3;             // MODE 1-3: kernel size, constant so the tap loops unroll
 override KW: u32 = 3;
+override DH: u32 = 1;             // MODE 1-3: dilation, constant so tap offsets fold into the unrolled loops
+override DW: u32 = 1;
 override WG: u32 = 32;
 
 const ROWS: u32 = 16u;
@@ -159,16 +162,16 @@ fn convCol(group: u32, n: u32) -> ConvCol {
   let r = nc - img * q;
   let oy = r / p.ow;
   let ox = r - oy * p.ow;
-  let y0 = i32(oy * p.stride) - i32(p.pad);
-  let x0 = i32(ox * p.stride) - i32(p.pad);
+  let y0 = i32(oy * p.strideH) - i32(p.padT);
+  let x0 = i32(ox * p.strideW) - i32(p.padL);
   var rows = 0u;
   for (var ky = 0u; ky < KH; ky++) {
-    let y = y0 + i32(ky);
+    let y = y0 + i32(ky * DH);
     if (y >= 0 && y < i32(p.h)) { rows |= 1u << ky; }
   }
   var cols = 0u;
   for (var kx = 0u; kx < KW; kx++) {
-    let x = x0 + i32(kx);
+    let x = x0 + i32(kx * DW);
     if (x >= 0 && x < i32(p.w)) { cols |= 1u << kx; }
   }
   let channel0 = (img * p.groups + group) * p.cin;
@@ -190,7 +193,7 @@ fn conv(group: u32, m0: u32, n0: u32) {
   for (var c = 0u; c < p.cin; c++) {
     for (var ky = 0u; ky < KH; ky++) {
       for (var kx = 0u; kx < KW; kx++) {
-        let off = i32(c) * plane + i32(ky) * i32(p.w) + i32(kx);
+        let off = i32(c) * plane + i32(ky * DH) * i32(p.w) + i32(kx * DW);
         let b = vec4<f32>(tapValue(c0, off, ky, kx), tapValue(c1, off, ky, kx), tapValue(c2, off, ky, kx), tapValue(c3, off, ky, kx));
         accumulate(group, m0, c, ky * KW + kx, b);
       }
@@ -200,7 +203,7 @@ fn conv(group: u32, m0: u32, n0: u32) {
 
 // ------------------------------------------------------------------ MODE 2: dX for any stride
 
-// dY[img, co, oy, ox] with oy*s = y + pad - ky, when that lands on the output grid.
+// dY[img, co, oy, ox] with oy*s = y + pad - ky*d, when that lands on the output grid.
 fn gatherDy(group: u32, n: u32, co: u32, ky: u32, kx: u32) -> f32 {
   let hw = p.h * p.w;
   let nc = min(n, p.N - 1u);
@@ -208,12 +211,13 @@ fn gatherDy(group: u32, n: u32, co: u32, ky: u32, kx: u32) -> f32 {
   let r = nc - img * hw;
   let y = r / p.w;
   let x = r - y * p.w;
-  let ys = i32(y + p.pad) - i32(ky);
-  let xs = i32(x + p.pad) - i32(kx);
-  let s = i32(p.stride);
-  let oy = ys / s;
-  let ox = xs / s;
-  let ok = ys >= 0 && xs >= 0 && oy * s == ys && ox * s == xs && oy < i32(p.oh) && ox < i32(p.ow);
+  let ys = i32(y + p.padT) - i32(ky * DH);
+  let xs = i32(x + p.padL) - i32(kx * DW);
+  let sy = i32(p.strideH);
+  let sx = i32(p.strideW);
+  let oy = ys / sy;
+  let ox = xs / sx;
+  let ok = ys >= 0 && xs >= 0 && oy * sy == ys && ox * sx == xs && oy < i32(p.oh) && ox < i32(p.ow);
   let channel = (img * p.groups + group) * p.cout + co;
   let idx = select(0u, (channel * p.oh + u32(oy)) * p.ow + u32(ox), ok);
   return select(0.0, B[idx], ok);
@@ -240,8 +244,8 @@ fn wCol(group: u32, n: u32) -> WCol {
   let nc = min(n, p.N - 1u);
   let ci = group * p.cin + nc / (KH * KW);
   let tap = nc % (KH * KW);
-  let ky = i32(tap / KW) - i32(p.pad);
-  let kx = i32(tap % KW) - i32(p.pad);
+  let ky = i32((tap / KW) * DH) - i32(p.padT);
+  let kx = i32((tap % KW) * DW) - i32(p.padL);
   return WCol(i32(ci * p.h * p.w) + ky * i32(p.w) + kx, ky, kx);
 }
 
@@ -263,8 +267,8 @@ fn convWeight(group: u32, m0: u32, n0: u32) {
   for (var img = 0u; img < p.batch; img++) {
     for (var oy = 0u; oy < p.oh; oy++) {
       for (var ox = 0u; ox < p.ow; ox++) {
-        let y0 = i32(oy * p.stride);
-        let x0 = i32(ox * p.stride);
+        let y0 = i32(oy * p.strideH);
+        let x0 = i32(ox * p.strideW);
         let rowBase = i32(img * cinAll * p.h * p.w) + y0 * i32(p.w) + x0;
         let b = vec4<f32>(wValue(w0, rowBase, y0, x0), wValue(w1, rowBase, y0, x0), wValue(w2, rowBase, y0, x0), wValue(w3, rowBase, y0, x0));
         accumulate(group, m0, img * coutAll * q + oy * p.ow + ox, 0u, b);

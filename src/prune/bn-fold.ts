@@ -1,5 +1,6 @@
 /**
- * Batch-norm folding before pruning (spec section 2): for every BN fed directly by a conv,
+ * Batch-norm folding before pruning (spec section 2): for every BN paired with a conv
+ * (src/graph/pairing.ts: the BN is the conv output's only reader, the same rule as the ONNX export's),
  * W' = W * gamma / sqrt(var + eps) and b' = (b - mean) * gamma / sqrt(var + eps) + beta, then the BN is
  * reset to an identity (mean 0, var 1 - eps, gamma 1, beta 0), so at sparsity 0 the model computes the
  * same function. A conv without bias (torchvision style) gets one for the fold (b = 0 before folding);
@@ -11,44 +12,12 @@
  * keeps the added biases: `referenceQuirks` reproduces that.
  */
 import { assign } from '../tensor/tensor.js';
-import { BatchNorm2d, Conv2d } from '../nn/layers.js';
+import type { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
-import { traceOps, weightOwners, type ExampleInput } from './graph.js';
+import { convBnPairs, foldedConvValues } from '../graph/pairing.js';
+import type { ExampleInput } from '../graph/trace.js';
 
-/** Pairs (conv, bn) where the BN's input is that conv's output, found by tracing one forward pass. */
-export function convBnPairs(model: Module, inputShape: ExampleInput = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
-  const owner = weightOwners(model);
-  const pairs: [Conv2d, BatchNorm2d][] = [];
-  traceOps(model, inputShape, (t) => {
-    if (t.node!.op !== 'batchNorm2d') return;
-    const bn = owner.get(t.node!.inputs[1]);
-    const producer = t.node!.inputs[0].node;
-    const conv = producer?.op === 'conv2d' ? owner.get(producer.inputs[1]) : undefined;
-    if (bn instanceof BatchNorm2d && conv instanceof Conv2d) pairs.push([conv, bn]);
-  });
-  return pairs;
-}
-
-/**
- * The conv's weight and bias with an eval batch-norm folded in: W * gamma / sqrt(var + eps) and
- * (b - mean) * gamma / sqrt(var + eps) + beta (float64 arithmetic, float32 results). The pruner folds with
- * eps = 0 (the reference), the ONNX export with the BN's eps (exact inference).
- */
-export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: number): Promise<{ weight: Float32Array; bias: Float32Array }> {
-  const [w, b, gamma, beta, mean, variance] = await Promise.all(
-    [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t?.data() ?? null),
-  );
-  const C = conv.outChannels;
-  const per = w!.length / C;
-  const weight = new Float32Array(w!.length);
-  const bias = new Float32Array(C);
-  for (let c = 0; c < C; c++) {
-    const s = gamma![c] / Math.sqrt(variance![c] + eps);
-    for (let i = 0; i < per; i++) weight[c * per + i] = w![c * per + i] * s;
-    bias[c] = ((b ? b[c] : 0) - mean![c]) * s + beta![c];
-  }
-  return { weight, bias };
-}
+export { convBnPairs };
 
 export interface FoldOptions {
   /** The reference's fold: no eps, BN var reset to 1, added conv biases kept. Default false. */

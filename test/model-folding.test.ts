@@ -1,7 +1,7 @@
 /** Model folding maps (src/prune/folding.ts) against a brute-force float64 k-means reference. Pure CPU. */
 
 import { describe, expect, it } from 'vitest';
-import { foldingMaps } from '../src/prune/folding.js';
+import { foldingMaps } from '../src/prune/model-folding.js';
 import { ArgumentError } from '../src/errors.js';
 import { rng } from './reference.js';
 

@@ -1,8 +1,8 @@
 /**
- * What the pruner knows about layers and ops, in one place: supporting a new layer kind or autograd op is
- * a change in this file only.
+ * Layer kinds: what the pruner, checkpoint resizing and FLOP counting know about a layer class. Supporting
+ * a new layer is one `registerLayerKind(Class, kind)` call, from inside the package or outside it.
  *
- * Layer kinds (keyed by class; subclasses inherit their base's kind) say:
+ * A layer kind (keyed by class; subclasses inherit their base's kind) says:
  *   - how their op relates channels: 'new' (consume the input's channel space, produce a new one: Conv2d,
  *     Linear) or 'same' (output channel c is input channel c: BatchNorm2d, depthwise Conv2d);
  *   - their role in a group: 'weight' layers are scored and fused, 'norm' layers are channel-wise state
@@ -13,13 +13,16 @@
  *     all read these views;
  *   - how they are resized to a checkpoint's shapes, and their multiply-accumulates.
  *
- * The op table says per recorded autograd op how channels flow from inputs to output.
+ * How channels flow through the autograd ops between layers is the op table's business (src/graph/ops.ts).
  */
 import { UnsupportedError } from '../errors.js';
 import { matmul } from '../kernels/gemm.js';
 import { fromArray, Tensor, tidy } from '../tensor/tensor.js';
-import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
-import type { Module } from '../nn/module.js';
+import { BatchNorm2d, Conv2d, Linear } from './layers.js';
+import type { Module } from './module.js';
+
+/** A module with a weight: what a layer kind prunes. */
+export type Prunable = Module & { weight: Tensor };
 
 /** A tensor of a layer viewed as [rows, n, inner] along one channel axis; `shape(k)` is its shape with k channels. */
 export interface ChannelAxis {
@@ -33,6 +36,8 @@ export interface ChannelAxis {
 /** A k x n channel map on the GPU (rowsOut = k, or n in dimensionality-preserving mode) and the kept channels. */
 export interface ChannelMap {
   M: Tensor;
+  /** M's values (rowsOut x n, row-major), for kinds that apply a part of it (a grouped conv's diagonal block). */
+  host: Float32Array;
   rowsOut: number;
   keptIdx: number[];
   dimensionalityPreserving: boolean;
@@ -45,6 +50,12 @@ export interface LayerKind<L extends Module = Module> {
   flow(layer: L): 'new' | 'same';
   outChannels(layer: L): number;
   inChannels(layer: L): number;
+  /**
+   * Channels the layer needs pruned in equal blocks, the same channels of every block (a grouped conv:
+   * its groups, for in- and out-channels); maps reaching it are then block-diagonal with equal blocks.
+   * Default 1.
+   */
+  channelBlocks?(layer: L): number;
   /** Tensors indexed by out-channel; the first is the weight (importance slices and OT features). */
   outAxes(layer: L): ChannelAxis[];
   /** The weight's in-channel axis, `factor` columns per channel; null when in-channels are the out-channels. */
@@ -63,8 +74,8 @@ export interface LayerKind<L extends Module = Module> {
   macs(layer: L, outputShape: readonly number[]): number;
 }
 
-/** M applied along the middle axis of the layer's tensor viewed as [rows, n, inner], on the GPU. */
-function mapAxis(layer: Module, axis: ChannelAxis, M: Tensor, rowsOut: number): void {
+/** M applied along the middle axis of the layer's tensor viewed as [rows, n, inner], on the GPU (for kinds' applyOut / applyIn). */
+export function mapAxis(layer: Module, axis: ChannelAxis, M: Tensor, rowsOut: number): void {
   const t = (layer as unknown as Record<string, Tensor>)[axis.tensor];
   const mapped = tidy(() => {
     const src = new Tensor(axis.rows === 1 ? [axis.n, axis.inner] : [axis.rows, axis.n, axis.inner], t);
@@ -80,13 +91,12 @@ const isDepthwise = (c: Conv2d) => c.groups > 1 && c.groups === c.inChannels && 
 const conv2dKind: LayerKind<Conv2d> = {
   name: 'Conv2d',
   role: 'weight',
-  flow(c) {
-    if (c.groups === 1) return 'new';
-    if (isDepthwise(c)) return 'same';
-    throw new UnsupportedError(`${c.path || 'Conv2d'}: grouped convolution with ${c.groups} groups over ${c.inChannels} -> ${c.outChannels} channels cannot be pruned (only groups = 1 or depthwise).`);
-  },
+  // Depthwise: output channel c reads input channel c only, one channel space. Grouped (1 < groups <
+  // channels, ResNeXt, RegNet): a new space, pruned in `groups` equal blocks as Torch-Pruning does.
+  flow: (c) => (isDepthwise(c) ? 'same' : 'new'),
   outChannels: (c) => c.outChannels,
   inChannels: (c) => c.inChannels,
+  channelBlocks: (c) => (isDepthwise(c) ? 1 : c.groups),
   outAxes(c) {
     const rest = c.weight.shape.slice(1);
     const axes: ChannelAxis[] = [{ tensor: 'weight', rows: 1, n: c.outChannels, inner: c.weight.size / c.outChannels, shape: (k) => [k, ...rest] }];
@@ -95,8 +105,9 @@ const conv2dKind: LayerKind<Conv2d> = {
   },
   inAxis(c) {
     if (conv2dKind.flow(c) === 'same') return null; // depthwise: the in-channel is the out-channel
-    const [out, , kh, kw] = c.weight.shape;
-    return { tensor: 'weight', rows: out, n: c.inChannels, inner: kh * kw, shape: (k) => [out, k, kh, kw] };
+    // Grouped: the weight's dim 1 holds one group's in-channels; in-channel c is column c mod (in / groups).
+    const [out, perGroup, kh, kw] = c.weight.shape;
+    return { tensor: 'weight', rows: out, n: perGroup, inner: kh * kw, shape: (k) => [out, k, kh, kw] };
   },
   applyOut(c, m) {
     const depthwise = conv2dKind.flow(c) === 'same';
@@ -110,7 +121,22 @@ const conv2dKind: LayerKind<Conv2d> = {
   applyIn(c, m) {
     const axis = conv2dKind.inAxis(c, 1);
     if (!axis) return;
-    mapAxis(c, axis, m.M, m.rowsOut);
+    if (c.groups === 1) mapAxis(c, axis, m.M, m.rowsOut);
+    else {
+      // The map is block-diagonal with `groups` equal blocks (channelBlocks): the weight's dim 1 takes one block.
+      const G = c.groups;
+      const n = c.inChannels;
+      if (m.rowsOut % G !== 0) throw new UnsupportedError(`${c.path || 'Conv2d'}: ${m.rowsOut} input channels do not split into its ${G} groups.`);
+      const [rows, cols] = [m.rowsOut / G, n / G];
+      const block = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) block.set(m.host.subarray(r * n, r * n + cols), r * cols);
+      const B = fromArray(block, [rows, cols]);
+      try {
+        mapAxis(c, axis, B, rows);
+      } finally {
+        B.dispose();
+      }
+    }
     c.inChannels = m.rowsOut;
   },
   resize(c, shapeOf, declared) {
@@ -208,6 +234,21 @@ const LAYER_KINDS = new Map<Function, LayerKind<never>>([
   [BatchNorm2d, batchNorm2dKind],
 ]);
 
+/**
+ * Makes a layer class prunable (and resizable from checkpoints, and counted in FLOPs): its instances and
+ * those of its subclasses get `kind`. Registering a class again replaces its kind. The class's forward
+ * must record one of the layer ops (conv2d, linear, batchNorm2d, or an op registered with `registerOp`
+ * with channel rule 'layer') whose weight, inputs[1], is the layer's own parameter.
+ */
+export function registerLayerKind<L extends Module>(layerClass: abstract new (...args: never[]) => L, kind: LayerKind<L>): void {
+  LAYER_KINDS.set(layerClass, kind as unknown as LayerKind<never>);
+}
+
+/** The registered layer kinds, by name (for docs and error messages). */
+export function layerKindNames(): string[] {
+  return [...LAYER_KINDS.values()].map((k) => k.name);
+}
+
 /** The layer kind of a module (its class or nearest registered base class), or undefined. */
 export function layerKind(m: Module): LayerKind | undefined {
   for (let p = Object.getPrototypeOf(m); p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
@@ -217,25 +258,3 @@ export function layerKind(m: Module): LayerKind | undefined {
   return undefined;
 }
 
-/**
- * How channels flow through each recorded autograd op:
- *   layer    the op of a registered layer (its weight is inputs[1]); the layer kind decides
- *   preserve channel c of the output is channel c of the (first) input: elementwise ops and pooling
- *   merge    every operand and the output share one channel space (residual add)
- *   flatten  [N, C, H, W] -> [N, C*H*W]: channel c becomes H*W consecutive columns
- * Ops not listed (matmul of activations, sum, mean, a concatenation) have no rule: tracing throws.
- */
-export type OpFlow = 'layer' | 'preserve' | 'merge' | 'flatten';
-
-export const OP_FLOWS: Readonly<Record<string, OpFlow>> = {
-  conv2d: 'layer',
-  linear: 'layer',
-  batchNorm2d: 'layer',
-  relu: 'preserve',
-  scale: 'preserve',
-  maxPool2d: 'preserve',
-  avgPool2d: 'preserve',
-  adaptiveAvgPool2d: 'preserve',
-  add: 'merge',
-  reshape: 'flatten',
-};

@@ -1,0 +1,87 @@
+/** Op specs of the ops that move data without arithmetic: reshape (flatten), concat, slice. */
+import { UnsupportedError } from '../../errors.js';
+import { resolveDims, type Dim } from '../../onnx/prepass.js';
+import { DataType } from '../../onnx/proto.js';
+import * as ag from '../../tensor/autograd.js';
+import { int, type OpSpec } from '../op-spec.js';
+
+export const reshape: OpSpec = {
+  name: 'reshape', summary: 'reshape keeping the batch (flatten)', channels: 'flatten', zeroStaysZero: true,
+  onnx: {
+    exportsAs: ['Flatten', 'Reshape'],
+    export(t, ctx) {
+      const a = t.node!.inputs[0];
+      if (t.shape[0] !== a.shape[0]) throw new UnsupportedError(`exportOnnx: ${ctx.nameOf(t)}: a reshape [${a.shape}] -> [${t.shape}] that mixes the batch dimension.`);
+      const N = t.shape.length;
+      if (N === 2) ctx.emit(t, 'Flatten', [ctx.input(a)], [int('axis', 1)]);
+      else {
+        const target = BigInt64Array.from([0n, ...t.shape.slice(1).map(BigInt)]); // 0: copy the (symbolic) batch
+        ctx.emit(t, 'Reshape', [ctx.input(a), ctx.initializer(ctx.unique(`${ctx.nameOf(t)}.shape`), [N], async () => target, DataType.INT64)]);
+      }
+    },
+    importers: {
+      Flatten(ctx) {
+        ctx.allowOnly(['axis']);
+        if (ctx.int('axis', 1) !== 1) throw new UnsupportedError(`${ctx.where}: axis=${ctx.int('axis', 1)}; only axis=1 (keep the batch) is supported.`);
+        ctx.step(([x]) => ag.flatten(x));
+      },
+      Reshape(ctx) {
+        // A flatten [N, C, H, W] -> [N, C*H*W] written any way exporters write it: [0, -1], [-1, features],
+        // the static batch [2, -1], or x.view(x.size(0), -1) (its shape chain folded by the pre-pass).
+        ctx.allowOnly(['allowzero']);
+        if (ctx.int('allowzero', 0) !== 0) throw new UnsupportedError(`${ctx.where}: allowzero=1 is not supported.`);
+        const shapeName = ctx.inputs[1];
+        const constant = ctx.constant(shapeName);
+        const target: Dim[] | undefined = ctx.shape(shapeName)?.dims ?? (constant ? Array.from(constant.values) : undefined);
+        if (!target) throw new UnsupportedError(`${ctx.where}: the target shape "${shapeName}" is computed from values other than shapes; only a constant or shape-derived target is supported.`);
+        const { staticBatch } = ctx;
+        const isBatch = (d: Dim) => d === 0 || d === staticBatch || (typeof d === 'object' && d.axis === 0);
+        const describe = target.map((d) => (typeof d === 'number' ? d : `${d.of}.shape[${d.axis}]`)).join(', ');
+        if (target.length !== 2 || !(isBatch(target[0]) || (target[0] === -1 && typeof target[1] === 'number' && target[1] > 0))) {
+          throw new UnsupportedError(`${ctx.where}: reshape to [${describe}]; only a flatten to [batch, features] is supported.`);
+        }
+        const symbolic = [...new Set(target.flatMap((d) => (typeof d === 'object' ? [d.of] : [])))];
+        ctx.step((values) => {
+          const x = values[0];
+          const valueShape = (name: string) => values[1 + symbolic.indexOf(name)].shape;
+          const [first, second] = resolveDims(target, valueShape);
+          const features = x.size / x.shape[0];
+          // The static batch of a fixed-batch export means "the batch" (tracing runs one sample).
+          const batchOk = first === 0 || first === x.shape[0] || (staticBatch !== undefined && first === staticBatch) || (first === -1 && second === features);
+          if (!batchOk || !(second === -1 || second === features)) throw new UnsupportedError(`${ctx.where}: reshape of [${x.shape}] to [${first}, ${second}] is not a flatten to [${x.shape[0]}, ${features}].`);
+          return ag.flatten(x);
+        }, [ctx.inputs[0], ...symbolic]);
+      },
+    },
+  },
+};
+
+export const concat: OpSpec = {
+  name: 'concat', summary: 'concatenation (DenseNet, Inception, SqueezeNet fire modules)', channels: 'concat', zeroStaysZero: true,
+  onnx: {
+    exportsAs: ['Concat'],
+    export: (t, ctx) => ctx.emit(t, 'Concat', t.node!.inputs.map((i) => ctx.input(i)), [int('axis', t.node!.attrs!.axis)]),
+    importers: {
+      Concat(ctx) {
+        // Activations (a Concat of shapes was folded by the pre-pass).
+        ctx.allowOnly(['axis']);
+        const constant = ctx.inputs.find((i) => ctx.constant(i) || ctx.shape(i));
+        if (constant !== undefined) throw new UnsupportedError(`${ctx.where}: concatenating the constant "${constant}" with activations is not supported.`);
+        const axis = ctx.int('axis', 1);
+        ctx.step((xs) => (xs.length === 1 ? xs[0] : ag.concat(xs, axis)), ctx.inputs);
+      },
+    },
+  },
+};
+
+export const slice: OpSpec = {
+  name: 'slice', summary: 'a contiguous range along one axis (split, chunk)', channels: 'slice', zeroStaysZero: true,
+  onnx: {
+    exportsAs: ['Slice'],
+    export(t, ctx) {
+      const { axis, start, end } = t.node!.attrs!;
+      const int64 = (which: string, v: number) => ctx.initializer(ctx.unique(`${ctx.nameOf(t)}.${which}`), [1], async () => BigInt64Array.of(BigInt(v)), DataType.INT64);
+      ctx.emit(t, 'Slice', [ctx.input(t.node!.inputs[0]), int64('starts', start), int64('ends', end), int64('axes', axis)]);
+    },
+  },
+};
