@@ -75,7 +75,8 @@ export async function main(argv: string[]): Promise<number> {
   const methods = methodsFor(o.fusion);
 
   const ctx: RunContext = { o, source, train: data.calibration, test, ot: optimalTransportFor(o), log };
-  results.checkEvalSamples(test?.count ?? 0);
+  const setup = { eval_samples: test?.count ?? 0, data: data.path, data_format: data.format, input_shape: [...o.exampleInput], normalization };
+  results.checkSameSetup(setup, o.evalBackend);
   const keys = methods.map((m) => m.key);
   const todo = cells.filter((cell) => !results.finished(cell, keys));
   if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
@@ -84,8 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     const entry = {
       timestamp: new Date().toISOString(), model_name: o.modelName, importance_criteria: o.criterion, group_idx: cell.g, sparsity: cell.s,
       ...(o.groupSparsity ? { group_sparsity: o.groupSparsity } : {}), mode: o.mode, iterative_steps: o.iterativeSteps, round_to: o.roundTo,
-      eval_samples: test?.count ?? 0, evaluated: test !== null, data: data.path, data_format: data.format,
-      input_shape: [...o.exampleInput], normalization, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original,
+      ...setup, evaluated: test !== null, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original,
     } as RunResult;
     for (const method of methods) entry[method.key as MethodKey] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
     results.add(entry);

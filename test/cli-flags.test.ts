@@ -230,5 +230,14 @@ describe('training, outputs and resuming', () => {
     // The seed of a cell is its place in the plan, so the resumed cell equals an uninterrupted run's.
     expect(same(resumed.checkpoint('default', 1), base.checkpoint('default'))).toBe(true);
     await expect(runMain(['--model', model, '--data-dir', data, '--out', first.out, '--group_idxs', '0', '--sparsities', '0.5', '--importance_criteria', 'l2', '--resume', file])).rejects.toThrow(/its runs have importance_criteria "l1", this run "l2"; resume with the same --importance_criteria/);
+    // Another --fusion adds its method to the finished cells and keeps theirs.
+    const more = await run(['--group_idxs', '0', '--sparsities', '0.25', '0.5', '--fusion', 'ot', '--resume', file], { out: first.out });
+    expect(more.results.map((r) => r.sparsity)).toEqual([0.25, 0.5]);
+    for (const r of more.results) {
+      expect(r.default_pruning).toEqual(resumed.results.find((x) => x.sparsity === r.sparsity)!.default_pruning);
+      expect(r.intra_fusion).toBeDefined();
+    }
+    // Evaluated on other data (here another normalisation): refused, the accuracies would not compare.
+    await expect(runMain(['--model', model, '--data-dir', data, '--out', first.out, '--eval-samples', '16', '--batch-size', '16', '--group_idxs', '0', '--sparsities', '0.5', '--mean', '0.5', '0.5', '0.5', '--std', '0.5', '0.5', '0.5', '--resume', file])).rejects.toThrow(/its runs have normalization .* resume with the same --normalization/);
   }, 300_000);
 });

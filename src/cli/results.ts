@@ -95,10 +95,25 @@ export class ResultsFile {
     return new ResultsFile(path, entries as RunResult[]);
   }
 
-  /** With --resume: the finished cells were evaluated on as many test images as this run's. */
-  checkEvalSamples(count: number): void {
-    const other = this.entries.find((r) => r.eval_samples !== count);
-    if (other) throw new UsageError(`--resume ${this.path}: its runs were evaluated on ${other.eval_samples} test images, this run on ${count}; resume with the same --eval-samples.`);
+  /**
+   * With --resume: the finished cells were evaluated on the same data as this run (samples, data set,
+   * format, input shape, normalisation and evaluation backend); otherwise their accuracies and the stored
+   * original model's would not compare with this run's. Fields an older results file lacks are not checked.
+   */
+  checkSameSetup(setup: Pick<RunResult, 'eval_samples' | 'data' | 'data_format' | 'input_shape' | 'normalization'>, evalBackend: string): void {
+    const flags: Record<string, string> = {
+      eval_samples: '--eval-samples', data: '--data', data_format: '--data-format', input_shape: '--input-shape', normalization: '--normalization / --mean / --std',
+    };
+    for (const r of this.entries) {
+      for (const [key, value] of Object.entries(setup)) {
+        const theirs = (r as unknown as Record<string, unknown>)[key];
+        if (theirs !== undefined && JSON.stringify(theirs) !== JSON.stringify(value)) {
+          throw new UsageError(`--resume ${this.path}: its runs have ${key} ${JSON.stringify(theirs)}, this run ${JSON.stringify(value)}; resume with the same ${flags[key]}.`);
+        }
+      }
+      const backend = r.original_model.eval_backend;
+      if (backend !== undefined && backend !== evalBackend) throw new UsageError(`--resume ${this.path}: its runs were evaluated with --eval-backend ${backend}, this run with ${evalBackend}.`);
+    }
   }
 
   /** The finished entry for a cell that has every method in `keys`, if any. */
@@ -106,10 +121,13 @@ export class ResultsFile {
     return this.entries.find((r) => sameCell(r, cell) && keys.every((k) => r[k] !== undefined));
   }
 
-  /** Records a finished cell (replacing a partial entry of the same cell) and rewrites the file. */
+  /**
+   * Records a finished cell and rewrites the file. An earlier entry of the same cell is replaced, keeping
+   * the methods this run did not redo (a resume with another --fusion adds to them, never drops them).
+   */
   add(entry: RunResult): void {
     const at = this.entries.findIndex((r) => r.group_idx === entry.group_idx && r.sparsity === entry.sparsity && JSON.stringify(r.group_sparsity) === JSON.stringify(entry.group_sparsity));
-    if (at >= 0) this.entries.splice(at, 1);
+    if (at >= 0) entry = { ...this.entries.splice(at, 1)[0], ...entry };
     this.entries.push(entry);
     writeFileAtomic(this.path, JSON.stringify(this.entries, null, 2));
   }
