@@ -146,6 +146,9 @@ describe('run.js on an ONNX model at 96x96 with an image folder', () => {
     const labels = join(root, 'labels.safetensors');
     writeFileSync(labels, serializeSafetensors(new Map([['x', { shape: [2, 3, 96, 96], values: new Float32Array(2 * 3 * 96 * 96) }], ['y', { shape: [2], values: BigInt64Array.from([1n, 7n]) }]])));
     await expect(runMain(['--model', model, '--data', labels, '--out', out])).rejects.toThrow(/sample 1 has label 7, outside the model's 5 classes/);
+    // Flags that would be silently ignored: --resize on tensor data, --data-format without --data.
+    await expect(runMain(['--model', model, '--data', labels, '--resize', '128', '--out', out])).rejects.toThrow(/--resize applies to image folders; tensors data is used at its own size/);
+    await expect(runMain(['--model', model, '--data-format', 'imagefolder', '--out', out])).rejects.toThrow(/--data-format says what --data is: give --data DIR\|FILE too/);
     await expect(runMain(['--model', model, '--data', labels, '--input-shape', '3', '96', '96', '--data-format', 'imagefolder', '--out', out])).rejects.toThrow(/is not a folder/);
   }, 300_000);
 });

@@ -40,6 +40,7 @@ export function checkDataFlags(o: RunOptions): void {
   if (plan.kind === 'none' && needsData && !o.calibrationData) {
     throw new UsageError(`--importance_criteria ${o.criterion} needs calibration data: pass --data DIR|FILE (or --calibration-data), or use a data-free criterion (${DATA_FREE_CRITERIA.join(', ')}).`);
   }
+  if (o.dataFormat && plan.kind !== 'path') throw new UsageError('--data-format says what --data is: give --data DIR|FILE too (CIFAR-10 from --data-dir needs no format).');
   if (plan.kind === 'none' && o.fineTuneEpochs > 0 && !o.calibrationData) throw new UsageError('--fine-tune-epochs needs training data: pass --data DIR|FILE or --calibration-data.');
 }
 
@@ -77,7 +78,11 @@ export async function openRunData(o: RunOptions, normalization: Normalization, l
     // CIFAR-10 calibrates on its training split, as the reference; anything else on itself.
     calibration = r.format === 'cifar10' ? (await open(plan.path, 'cifar10', 'train')).dataset : test;
   }
-  if (o.calibrationData) calibration = (await open(o.calibrationData, undefined, 'train')).dataset;
+  let calibrationFormat: DataFormat | null = null;
+  if (o.calibrationData) ({ dataset: calibration, format: calibrationFormat } = await open(o.calibrationData, undefined, 'train'));
+  if (o.resize !== undefined && format !== 'imagefolder' && calibrationFormat !== 'imagefolder') {
+    throw new UsageError(`--resize applies to image folders; ${format ?? 'no'} data is used at its own size: leave --resize out.`);
+  }
   for (const d of [test, calibration]) {
     if (d && d.shape.join() !== o.exampleInput.join()) {
       throw new DataError(`${d.name} has samples of ${d.shape.join('x')}, but the model's input is ${o.exampleInput.join('x')}: pass --input-shape ${d.shape.join(' ')} or data of the model's size.`);
