@@ -6,7 +6,7 @@
  * The parsers work on bytes (browser-safe); .npz needs a raw-deflate function for compressed members.
  */
 import { DataError } from '../errors.js';
-import { parseSafetensors } from '../tensor/safetensors.js';
+import { halfToFloat, parseSafetensors } from '../tensor/safetensors.js';
 import type { Batch, Dataset, ImageShape } from './dataset.js';
 import type { Normalization } from './normalization.js';
 
@@ -51,15 +51,6 @@ export function parseNpy(bytes: Uint8Array, source = '.npy data'): NdArray {
   if (!f) throw new DataError(`${source}: dtype ${descr} is not supported (floats, integers, uint8, bool are).`);
   for (let i = 0; i < count; i++) data[i] = f(i);
   return { dtype: kind[0] === 'f' ? `float${width * 8}` : `${kind[0] === 'u' ? 'uint' : 'int'}${width * 8}`, shape, data };
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
 /** Members of a zip archive (stored or deflated, zip64 sizes included), by name. */
