@@ -25,7 +25,7 @@ import { parseSafetensors } from '../src/tensor/safetensors.js';
 import { assign, destroyRuntime, fromArray, tidy } from '../src/tensor/tensor.js';
 import { DataError, UnsupportedError } from '../src/errors.js';
 import { main as runMain, type RunResult } from '../src/run.js';
-import { gpu, sharedDir } from './helpers.js';
+import { gpu, relativeError, sharedDir } from './helpers.js';
 
 beforeAll(gpu);
 afterAll(destroyRuntime);
@@ -43,17 +43,6 @@ const randomImages = (n: number, seed: number) => {
   const r = seededRandom(seed);
   return new Float32Array(n * 3072).map(() => 2 * r() - 1);
 };
-
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  expect(actual.length).toBe(expected.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return diff / scale;
-}
 
 /** The engine's outputs for images [n, 3, 32, 32], in batches. */
 async function engineOutputs(model: Module, images: Float32Array, batch = 50): Promise<Float32Array> {
