@@ -33,6 +33,9 @@ export interface WholeNetworkRow {
   referenceMedian: number | null;
   /** reference median / our median: how many times faster we are. */
   speedup: number | null;
+  /** Process CPU seconds (all threads, lavapipe's included) per repetition: less sensitive to machine load than wall time. */
+  oursCpuSeconds: number[];
+  referenceCpuSeconds: number[] | null;
 }
 export interface WholeNetwork {
   rows: WholeNetworkRow[];
@@ -58,11 +61,15 @@ async function wholeNetwork(fresh: () => { m: ReturnType<typeof createModel> }, 
   const ref = o.checkpoint ? referencePython(o.referenceDir) : { missing: 'no checkpoint' };
   if ('missing' in ref) log(`reference times omitted: ${ref.missing}`);
   let oursWidths: number[] = [];
+  const cpu = { default: [] as number[], 'IF-EMD': [] as number[] };
   const ours = async (method: WholeNetworkRow['method']) => {
     const { m } = fresh();
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, optimalTransport: method === 'IF-EMD' ? new OptimalTransport() : null });
     const s = (performance.now() - t0) / 1e3;
+    const c = process.cpuUsage(c0);
+    cpu[method].push((c.user + c.system) / 1e6);
     if (method === 'IF-EMD') oursWidths = m.namedModules().flatMap(([, c]) => (c instanceof Conv2d ? [c.outChannels] : []));
     m.dispose();
     return s;
@@ -71,10 +78,11 @@ async function wholeNetwork(fresh: () => { m: ReturnType<typeof createModel> }, 
     if ('missing' in ref) return null;
     const run = spawnSync(ref.python, ['bench/reference_prune.py', o.referenceDir!, o.checkpoint!, '1'], { encoding: 'utf8' });
     if (run.status !== 0) throw new Error(`bench/reference_prune.py failed: ${run.stderr.trim().split('\n').pop()}`);
-    return JSON.parse(run.stdout.trim().split('\n').pop()!) as { if_seconds: number[]; default_seconds: number[]; widths: number[]; torch: string; pot: string; threads: number };
+    return JSON.parse(run.stdout.trim().split('\n').pop()!) as { if_seconds: number[]; if_cpu_seconds: number[]; default_seconds: number[]; default_cpu_seconds: number[]; widths: number[]; torch: string; pot: string; threads: number };
   };
   const first = { default: await ours('default'), 'IF-EMD': await ours('IF-EMD') };
-  const samples = { default: [] as number[], 'IF-EMD': [] as number[], refDefault: [] as number[], refIF: [] as number[] };
+  cpu.default.length = cpu['IF-EMD'].length = 0; // the first runs are reported apart
+  const samples = { default: [] as number[], 'IF-EMD': [] as number[], refDefault: [] as number[], refIF: [] as number[], refDefaultCpu: [] as number[], refIFCpu: [] as number[] };
   let info: ReturnType<typeof theirs> = null;
   for (let r = 0; r < o.reps; r++) {
     samples['IF-EMD'].push(await ours('IF-EMD'));
@@ -83,20 +91,23 @@ async function wholeNetwork(fresh: () => { m: ReturnType<typeof createModel> }, 
     if (info) {
       samples.refIF.push(...info.if_seconds);
       samples.refDefault.push(...info.default_seconds);
+      samples.refIFCpu.push(...info.if_cpu_seconds);
+      samples.refDefaultCpu.push(...info.default_cpu_seconds);
     }
     log(`whole network, repetition ${r + 1}/${o.reps}: ours IF-EMD ${samples['IF-EMD'][r].toFixed(2)} s, default ${samples.default[r].toFixed(2)} s${info ? `; reference IF ${info.if_seconds[0].toFixed(2)} s, default ${info.default_seconds[0].toFixed(2)} s` : ''}`);
   }
-  const row = (method: WholeNetworkRow['method'], refSamples: number[]): WholeNetworkRow => {
+  const row = (method: WholeNetworkRow['method'], refSamples: number[], refCpu: number[]): WholeNetworkRow => {
     const oursMedian = median(samples[method]);
     const referenceMedian = info ? median(refSamples) : null;
     return {
       method, oursFirstSeconds: round(first[method], 3), oursSeconds: samples[method].map((v) => round(v, 3)), referenceSeconds: info ? refSamples.map((v) => round(v, 3)) : null,
       oursMedian: round(oursMedian, 3), referenceMedian: referenceMedian === null ? null : round(referenceMedian, 3),
       speedup: referenceMedian === null ? null : round(referenceMedian / oursMedian, 2),
+      oursCpuSeconds: cpu[method].map((v) => round(v, 3)), referenceCpuSeconds: info ? refCpu.map((v) => round(v, 3)) : null,
     };
   };
   return {
-    rows: [row('IF-EMD', samples.refIF), row('default', samples.refDefault)],
+    rows: [row('IF-EMD', samples.refIF, samples.refIFCpu), row('default', samples.refDefault, samples.refDefaultCpu)],
     oursWidths, referenceWidths: info?.widths ?? null,
     reference: info ? { torch: info.torch, pot: info.pot, threads: info.threads, dir: o.referenceDir! } : null,
     referenceMissing: 'missing' in ref ? ref.missing : null,

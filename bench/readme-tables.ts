@@ -7,7 +7,7 @@ import type { KernelRow } from './bench.js';
 import type { MainJobResult, MainJobRun } from './main-job.js';
 import type { ModelRow } from './models.js';
 import type { PruneResult } from './prune.js';
-import { readResult, TARGETS, type Measured } from './results.js';
+import { median, readResult, TARGETS, type Measured } from './results.js';
 
 export interface KernelsResult { measured: Measured; trials: number; targetRatio: number; tfjs: string | null; rows: KernelRow[] }
 export interface ModelsResult { measured: Measured; rows: ModelRow[]; torch: string | null; torchThreads: number | null; steps: number }
@@ -106,15 +106,18 @@ export function modelsTable(r: ModelsResult | null): string {
   ].join('\n');
 }
 
+const cpuPair = (x: { oursCpuSeconds?: number[]; referenceCpuSeconds?: number[] | null }) =>
+  x.oursCpuSeconds?.length ? `${median(x.oursCpuSeconds).toFixed(2)} / ${x.referenceCpuSeconds?.length ? median(x.referenceCpuSeconds).toFixed(2) : '-'}` : '-';
+
 export function pruneTables(r: PruneBenchResult | null): string {
   if (!r) return notMeasured('npm run bench -- --only=prune --reference-dir=DIR');
   const w = r.wholeNetwork;
   const lines = [
     'Whole network (every group in turn), L1, sparsity 0.5:',
     '',
-    '| method | ours, first run s | ours s (median) | ours runs s | reference s (median) | reference runs s | ours faster by |',
-    '|---|---:|---:|---|---:|---|---:|',
-    ...w.rows.map((x) => `| ${x.method} | ${x.oursFirstSeconds.toFixed(2)} | ${x.oursMedian.toFixed(2)} | ${x.oursSeconds.map((v) => v.toFixed(2)).join(', ')} | ${fixed(x.referenceMedian, 2)} | ${x.referenceSeconds?.map((v) => v.toFixed(2)).join(', ') ?? '-'} | ${x.speedup === null ? '-' : `${x.speedup.toFixed(2)}x`} |`),
+    '| method | ours, first run s | ours s (median) | ours runs s | reference s (median) | reference runs s | ours faster by | CPU s, ours / reference (medians) |',
+    '|---|---:|---:|---|---:|---|---:|---|',
+    ...w.rows.map((x) => `| ${x.method} | ${x.oursFirstSeconds.toFixed(2)} | ${x.oursMedian.toFixed(2)} | ${x.oursSeconds.map((v) => v.toFixed(2)).join(', ')} | ${fixed(x.referenceMedian, 2)} | ${x.referenceSeconds?.map((v) => v.toFixed(2)).join(', ') ?? '-'} | ${x.speedup === null ? '-' : `${x.speedup.toFixed(2)}x`} | ${cpuPair(x)} |`),
     '',
     w.reference
       ? `Reference: the authors' code (bench/reference_prune.py) with PyTorch ${w.reference.torch} (${w.reference.threads} threads), POT ${w.reference.pot}; conv widths after Intra-Fusion ${JSON.stringify(w.oursWidths) === JSON.stringify(w.referenceWidths) ? 'equal ours' : `differ: ours ${w.oursWidths.join(',')}, theirs ${w.referenceWidths?.join(',')}`}.`
