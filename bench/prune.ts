@@ -12,12 +12,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSafetensorsBytes } from '../src/nn/checkpoint.js';
-import { loadCifar10 } from '../src/nn/cifar10-node.js';
-import { parseNormalization } from '../src/nn/cifar10.js';
+import { loadCifar10 } from '../src/data/cifar10-node.js';
+import { parseNormalization } from '../src/data/cifar10.js';
 import { evaluate } from '../src/nn/metrics.js';
 import { Conv2d } from '../src/nn/layers.js';
 import { createModel } from '../src/nn/models.js';
-import { dependencyGroups, groupFeatures, groupImportance, keptCount, OptimalTransport, prune, splitByImportance } from '../src/prune/index.js';
+import { dependencyGroups, groupFeatures, groupImportance, OptimalTransport, prune } from '../src/prune/index.js';
+import { splitByImportance } from '../src/prune/criteria.js';
+import { keptCount } from '../src/prune/prune.js';
 import { median, round } from './results.js';
 
 export interface PruneTimingRow { group: number; channels: number; defaultS: number; emdS: number; sinkhornS: number }

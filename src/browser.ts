@@ -23,7 +23,8 @@ export * as cifar10 from './data/cifar10.js';
 export * from './data/index.js';
 export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth, type LoadOptions } from './nn/checkpoint.js';
 export { evaluate, evaluateLogits, complexity, inferenceSpeed, type EvalResult, type EvalOptions, type Complexity, type Speed, type LogitsFn } from './nn/metrics.js';
-// The pruner and optimal transport.
+// The op table (open to registration), the pruner and optimal transport.
+export * from './graph/index.js';
 export * from './prune/index.js';
 // ONNX export and import (protobufjs).
 export { exportOnnx, type OnnxExportOptions } from './onnx/export.js';

@@ -11,7 +11,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { isEntryPoint, runMain } from './cli/main.js';
+import { invokedAs, isEntryPoint, runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { EVAL_BACKENDS, type EvalBackend } from './cli/run-flags.js';
 import { accuracyPlot, METHOD_LABEL, type CompareRow } from './cli/plot.js';
@@ -132,7 +132,7 @@ export function originalRows(results: RunResult[]): CompareRow[] {
 export async function main(argv: string[]): Promise<number> {
   const a = parseArgs(argv, FLAGS);
   if (a.help) {
-    console.log(usage('node dist/compare.js', 'Compare pruned checkpoints: table and accuracy-vs-sparsity plots of every method.', FLAGS));
+    console.log(usage(invokedAs(import.meta.url, 'node dist/compare.js'), 'Compare pruned checkpoints: table and accuracy-vs-sparsity plots of every method.', FLAGS));
     return 0;
   }
   const dir = resolve(a.model_dir as string);

@@ -14,7 +14,7 @@
  * results.ts (results file and summary).
  */
 import { DataError, IntraFusionError } from './errors.js';
-import { isEntryPoint, runMain } from './cli/main.js';
+import { invokedAs, isEntryPoint, runMain } from './cli/main.js';
 import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
 import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
 import { checkClassCount, checkDataFlags, openRunData } from './cli/data-source.js';
@@ -38,7 +38,7 @@ export const SOFTWARE_ADAPTER_HINT =
 export async function main(argv: string[]): Promise<number> {
   const o = checkRunArgs(argv);
   if (!o) {
-    log(runUsage());
+    log(runUsage(invokedAs(import.meta.url, 'node dist/run.js')));
     return 0;
   }
   // Everything that can be checked without the GPU and the data, before any long work.

@@ -27,6 +27,7 @@ import { dependencyGroups, OptimalTransport, prune, type Group } from '../src/pr
 import { noGrad } from '../src/tensor/autograd.js';
 import { destroyRuntime, fromArray, tidy } from '../src/tensor/tensor.js';
 import { gpu, relativeError } from './helpers.js';
+import { evaluateOnnxFloat64 } from './onnx-reference.js';
 
 beforeAll(gpu);
 afterAll(destroyRuntime);
@@ -64,9 +65,17 @@ type Check = 'import' | 'groups' | 'prune' | 'intra-fusion';
  * What a family still waits for, per check (an entry goes when the capability lands on main). A pending
  * check is skipped and its name says why; a pending import also skips the later checks.
  */
-const PENDING: Partial<Record<Family, Partial<Record<Check, string>>>> = {
-  mobilenet_v2: { 'intra-fusion': 'the exported file differs from the engine by 4.6e-3 relative (open)' },
-};
+const PENDING: Partial<Record<Family, Partial<Record<Check, string>>>> = {};
+
+/**
+ * Pruned models whose function is too ill-conditioned for two float32 implementations to agree within 1e-4.
+ * mobilenet_v2 after whole-network Intra-Fusion: fused rows and columns are weighted sums (row sums n/k = 2,
+ * as the reference's), so every fused conv's pre-activations double on each fused side while ReLU6 stays
+ * capped at 6; the bounded output then has a derivative ~(n/k)^2 larger per layer, and a 1e-7 relative
+ * nudge of the input moves onnxruntime's own output by ~3e-3. There the check is that the engine computes
+ * the exported file's function as well as onnxruntime does: both against a float64 evaluation of the file.
+ */
+const ILL_CONDITIONED: Partial<Record<Family, 'intra-fusion'>> = { mobilenet_v2: 'intra-fusion' };
 const pending = (family: Family, check: Check) => PENDING[family]?.[check] ?? PENDING[family]?.import;
 const named = (name: string, reason: string | undefined) => (reason ? `${name} (pending: ${reason})` : name);
 
@@ -166,7 +175,10 @@ describe.each(FAMILIES)('%s exported by PyTorch', (family) => {
 
   for (const method of ['default', 'intra-fusion', 'folding'] as const) {
     const reason = (method === 'intra-fusion' ? PENDING[family]?.['intra-fusion'] : undefined) ?? pending(family, 'prune');
-    it.skipIf(!!reason)(named(`whole-network ${method} at 0.5 exports a file onnxruntime runs equal to the engine within 1e-4`, reason), async () => {
+    const agreement = ILL_CONDITIONED[family] === method
+      ? 'ill-conditioned (a 1e-7 input nudge moves it by over 1e-4), and the engine is as close to its float64 function as onnxruntime'
+      : 'equal to the engine within 1e-4';
+    it.skipIf(!!reason)(named(`whole-network ${method} at 0.5 exports a file onnxruntime runs, ${agreement}`, reason), async () => {
       const model: OnnxModel = importOnnx(onnxFile(family), `${family}.onnx`);
       try {
         const before = model.parameterCount();
@@ -177,9 +189,22 @@ describe.each(FAMILIES)('%s exported by PyTorch', (family) => {
         const after = model.parameterCount();
         expect(after).toBeLessThan(before);
         const onnx = await exportOnnx(model, { inputShape: model.inputShape });
-        const rel = relativeError(await engineOutput(model, x, ref.input.shape), await ortOutput(onnx, x, ref.input.shape));
+        const [ours, theirs] = [await engineOutput(model, x, ref.input.shape), await ortOutput(onnx, x, ref.input.shape)];
+        const rel = relativeError(ours, theirs);
         report(`${family} ${method}: ${before} -> ${after} parameters, engine vs onnxruntime ${rel.toExponential(2)}`);
-        expect(rel).toBeLessThan(1e-4);
+        if (ILL_CONDITIONED[family] !== method) {
+          expect(rel).toBeLessThan(1e-4);
+          return;
+        }
+        // Ill-conditioned: onnxruntime's output moves by more than the tolerance when the input moves by 1e-7...
+        const nudge = seededRandom(7);
+        const sensitivity = relativeError(await ortOutput(onnx, x.map((v) => v * (1 + 1e-7 * (2 * nudge() - 1))), ref.input.shape), theirs);
+        // ...and the engine is as close to the file's exact (float64) function as onnxruntime is.
+        const exact = evaluateOnnxFloat64(onnx, x, ref.input.shape);
+        const [engineError, ortError] = [relativeError(ours, exact), relativeError(theirs, exact)];
+        report(`${family} ${method}: a 1e-7 input nudge moves onnxruntime by ${sensitivity.toExponential(2)}; vs float64: engine ${engineError.toExponential(2)}, onnxruntime ${ortError.toExponential(2)}`);
+        expect(sensitivity).toBeGreaterThan(1e-4);
+        expect(engineError).toBeLessThan(2 * ortError);
       } finally {
         model.dispose();
       }

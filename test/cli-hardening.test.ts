@@ -3,11 +3,11 @@
  * layer, before any long work: flags, --out, checkpoint and safetensors corruption, the installed bin
  * names, and the demo server's HTTP surface. None of these needs the data set; most need no GPU.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs, UsageError } from '../src/cli/args.js';
@@ -134,7 +134,11 @@ describe('the installed commands', () => {
   it('intra-fusion and intra-fusion-compare run under their linked names', async () => {
     const help = await runBin('intra-fusion', ['--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/^Usage: node dist\/run\.js/);
+    // The usage line names the command as invoked: the link's name, or node and the script run directly.
+    expect(help.stdout).toMatch(/^Usage: intra-fusion \[flags\]\n/);
+    expect((await runBin('intra-fusion-compare', ['--help'])).stdout).toMatch(/^Usage: intra-fusion-compare \[flags\]\n/);
+    const direct = spawnSync(process.execPath, [relative(process.cwd(), bundles['intra-fusion']), '--help'], { encoding: 'utf8' });
+    expect(direct.stdout).toMatch(/^Usage: node dist\/harden-bin-run\.mjs \[flags\]\n/);
     const bogus = await runBin('intra-fusion', ['--bogus-flag']);
     expect([bogus.code, bogus.stderr.trim()]).toEqual([2, 'error: Unknown flag --bogus-flag (see --help).']);
     const compare = await runBin('intra-fusion-compare', ['--model_dir', join(dir, 'absent'), '--latency=false']);

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError } from '../src/errors.js';
 import { Conv2d } from '../src/nn/layers.js';
-import { batchIndices, makeBatch, order, type Normalization } from '../src/nn/cifar10.js';
+import { batchIndices, makeBatch, order, type Normalization } from '../src/data/cifar10.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import type { Module } from '../src/nn/module.js';
 import { dependencyGroups, foldBatchNorms, groupImportance, OptimalTransport, prune, type Group } from '../src/prune/index.js';

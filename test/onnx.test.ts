@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layerWidths, modelFromStateDict, modelToSafetensors } from '../src/nn/checkpoint.js';
-import { IMAGENET_STATS, makeBatch, parseCifarBatches, parseNormalization, subset, type Cifar10Split } from '../src/nn/cifar10.js';
+import { IMAGENET_STATS, makeBatch, parseCifarBatches, parseNormalization, subset, type Cifar10Split } from '../src/data/cifar10.js';
 import { AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential } from '../src/nn/layers.js';
 import { Module as BaseModule } from '../src/nn/module.js';
 import * as ag from '../src/tensor/autograd.js';

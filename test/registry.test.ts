@@ -17,8 +17,8 @@ import { dependencyGroups, foldBatchNorms, groupImportance, layerKind, OptimalTr
 import { expectClose, gpu, randArray, sharedDir } from './helpers.js';
 import { parseArgs } from '../src/cli/args.js';
 import { join } from 'node:path';
-import { loadCifar10 } from '../src/nn/cifar10-node.js';
-import { parseNormalization, subset } from '../src/nn/cifar10.js';
+import { loadCifar10 } from '../src/data/cifar10-node.js';
+import { parseNormalization, subset } from '../src/data/cifar10.js';
 import { loadStateDict, modelToSafetensors, resizeToStateDict } from '../src/nn/checkpoint.js';
 import { parseSafetensors } from '../src/tensor/safetensors.js';
 

@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
+import { basename, isAbsolute, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IntraFusionError } from '../errors.js';
 
@@ -21,6 +22,20 @@ export function isEntryPoint(moduleUrl: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The command as the user invoked it, for usage lines: the link's name when run through a package bin
+ * (`intra-fusion`), `node <script>` when the script was run directly (its path relative to the working
+ * folder when under it), and `fallback` when the module is not the script node started (tests, library use).
+ */
+export function invokedAs(moduleUrl: string, fallback: string): string {
+  const script = process.argv[1];
+  if (!script || !isEntryPoint(moduleUrl)) return fallback;
+  const name = basename(script);
+  if (!/\.[cm]?[jt]s$/i.test(name)) return name;
+  const rel = relative(process.cwd(), script);
+  return `node ${rel.startsWith('..') || isAbsolute(rel) ? script : rel}`;
 }
 
 export function exitCodeFor(e: unknown): number {

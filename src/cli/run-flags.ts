@@ -119,7 +119,8 @@ export interface RunOptions {
   evalBackend: EvalBackend;
 }
 
-export const runUsage = () => usage('node dist/run.js', 'Prune with default structured pruning and with Intra-Fusion, then evaluate both.', RUN_FLAGS);
+/** The --help text; `command` is how the user invoked run.js (cli/main.ts invokedAs). */
+export const runUsage = (command = 'node dist/run.js') => usage(command, 'Prune with default structured pruning and with Intra-Fusion, then evaluate both.', RUN_FLAGS);
 
 /** Parses and checks run.js's flags; null for --help. Throws a UsageError naming the flag otherwise. */
 export function checkRunArgs(argv: string[]): RunOptions | null {
