@@ -17,7 +17,8 @@
  * the median over trials of the mean per call; alternating makes a change of machine load hit both sides.
  * Flags: --quick (fewer sizes and trials), --no-tfjs, --gpu_id=N, --checkpoint=FILE, --data-dir=DIR
  * (default: $INTRA_FUSION_SHARED or ../shared when present), --reference-dir=DIR (default:
- * $INTRA_FUSION_REFERENCE), --eval-samples=N (pruning accuracy table; 0 skips it).
+ * $INTRA_FUSION_REFERENCE), --eval-samples=N (pruning accuracy table; 0 skips it), --no-groups (pruning:
+ * the whole-network race only, no per-group times or Sinkhorn batch).
  */
 import { conv2dForward, conv2dBackwardData, conv2dBackwardWeight, matmul } from '../src/kernels/gemm.js';
 import { getGpu } from '../src/tensor/device.js';
@@ -188,7 +189,7 @@ async function main() {
   }
   if (!only || only === 'prune') {
     const m = startMeasurement(adapter);
-    const pruning = await benchPrune({ ...paths, evalLimit: Number(args.get('eval-samples') ?? (quick ? 500 : 2000)), quick }, log);
+    const pruning = await benchPrune({ ...paths, evalLimit: Number(args.get('eval-samples') ?? (quick ? 500 : 2000)), quick, perGroup: !args.has('no-groups') }, log);
     written.push(writeResult('prune', { measured: m.finish(), checkpoint: paths.checkpoint ?? null, ...pruning }));
   }
   if (only === 'main-job') {

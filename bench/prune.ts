@@ -83,6 +83,7 @@ async function wholeNetwork(fresh: () => { m: ReturnType<typeof createModel> }, 
     return JSON.parse(run.stdout.trim().split('\n').pop()!) as { if_seconds: number[]; if_cpu_seconds: number[]; default_seconds: number[]; default_cpu_seconds: number[]; widths: number[]; torch: string; pot: string; threads: number };
   };
   const first = { default: await ours('default'), 'IF-EMD': await ours('IF-EMD') };
+  log(`whole network, first runs (shader compilation included): default ${first.default.toFixed(2)} s, IF-EMD ${first['IF-EMD'].toFixed(2)} s`);
   cpu.default.length = cpu['IF-EMD'].length = 0; // the first runs are reported apart
   const samples = { default: [] as number[], 'IF-EMD': [] as number[], refDefault: [] as number[], refIF: [] as number[], refDefaultCpu: [] as number[], refIFCpu: [] as number[] };
   let info: ReturnType<typeof theirs> = null;
@@ -116,15 +117,8 @@ async function wholeNetwork(fresh: () => { m: ReturnType<typeof createModel> }, 
   };
 }
 
-export async function benchPrune(o: { checkpoint?: string; dataDir?: string; referenceDir?: string; evalLimit: number; quick: boolean }, log: (l: string) => void) {
-  const bytes = o.checkpoint && existsSync(o.checkpoint) ? readFileSync(o.checkpoint) : null;
-  const fresh = () => {
-    const m = createModel('vgg11_bn');
-    const meta = bytes ? loadSafetensorsBytes(m, bytes) : {};
-    return { m, meta };
-  };
-  const whole = await wholeNetwork(fresh, { checkpoint: bytes ? o.checkpoint : undefined, referenceDir: o.referenceDir, reps: o.quick ? 1 : 3 }, log);
-  const reg = 0.05;
+/** Each group pruned alone with each method, and every group's transport problem solved at once. */
+async function perGroupTimings(fresh: () => { m: ReturnType<typeof createModel> }, reg: number, log: (l: string) => void) {
   const timings: PruneTimingRow[] = [];
   const probe = createModel('vgg11_bn');
   const groupCount = dependencyGroups(probe).length;
@@ -154,12 +148,25 @@ export async function benchPrune(o: { checkpoint?: string; dataDir?: string; ref
   }
   m.dispose();
   let t0 = performance.now();
-  const batched = await new OptimalTransport({ solver: 'sinkhorn', reg }).maps(problems);
+  const sinkhornMaps = await new OptimalTransport({ solver: 'sinkhorn', reg }).maps(problems);
   const batchS = (performance.now() - t0) / 1e3;
   t0 = performance.now();
   await new OptimalTransport().maps(problems);
   const emdAllS = (performance.now() - t0) / 1e3;
-  log(`all ${problems.length} groups: Sinkhorn in one batch ${batchS.toFixed(2)} s (iterations ${batched.map((b) => b.iterations).join(', ')}), EMD one by one ${emdAllS.toFixed(2)} s`);
+  log(`all ${problems.length} groups: Sinkhorn in one batch ${batchS.toFixed(2)} s (iterations ${sinkhornMaps.map((b) => b.iterations).join(', ')}), EMD one by one ${emdAllS.toFixed(2)} s`);
+  return { timings, batched: { groups: problems.length, sinkhornBatchS: batchS, emdSequentialS: emdAllS } };
+}
+
+export async function benchPrune(o: { checkpoint?: string; dataDir?: string; referenceDir?: string; evalLimit: number; quick: boolean; perGroup: boolean }, log: (l: string) => void) {
+  const bytes = o.checkpoint && existsSync(o.checkpoint) ? readFileSync(o.checkpoint) : null;
+  const fresh = () => {
+    const m = createModel('vgg11_bn');
+    const meta = bytes ? loadSafetensorsBytes(m, bytes) : {};
+    return { m, meta };
+  };
+  const whole = await wholeNetwork(fresh, { checkpoint: bytes ? o.checkpoint : undefined, referenceDir: o.referenceDir, reps: o.quick ? 1 : 3 }, log);
+  const reg = 0.05;
+  const { timings, batched } = o.perGroup ? await perGroupTimings(fresh, reg, log) : { timings: [] as PruneTimingRow[], batched: null };
 
   const accuracy: PruneAccuracyRow[] = [];
   const dataDir = o.dataDir;
@@ -182,7 +189,7 @@ export async function benchPrune(o: { checkpoint?: string; dataDir?: string; ref
   } else {
     log('accuracy comparison skipped (needs --checkpoint, --data-dir and --eval-samples > 0)');
   }
-  return { wholeNetwork: whole, timings, batched: { groups: problems.length, sinkhornBatchS: batchS, emdSequentialS: emdAllS }, accuracy };
+  return { wholeNetwork: whole, timings, batched, accuracy };
 }
 
 export type PruneResult = Awaited<ReturnType<typeof benchPrune>>;

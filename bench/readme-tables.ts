@@ -122,15 +122,16 @@ export function pruneTables(r: PruneBenchResult | null): string {
     w.reference
       ? `Reference: the authors' code (bench/reference_prune.py) with PyTorch ${w.reference.torch} (${w.reference.threads} threads), POT ${w.reference.pot}; conv widths after Intra-Fusion ${JSON.stringify(w.oursWidths) === JSON.stringify(w.referenceWidths) ? 'equal ours' : `differ: ours ${w.oursWidths.join(',')}, theirs ${w.referenceWidths?.join(',')}`}.`
       : `Reference not run: ${w.referenceMissing}.`,
-    '',
-    'Each group alone (a whole `prune()` call: fold, group, importance, transport, apply):',
-    '',
-    '| group | channels | default s | IF-EMD s | IF-Sinkhorn s |',
-    '|---:|---:|---:|---:|---:|',
-    ...r.timings.map((t) => `| ${t.group} | ${t.channels} | ${t.defaultS.toFixed(2)} | ${t.emdS.toFixed(2)} | ${t.sinkhornS.toFixed(2)} |`),
-    '',
-    `All ${r.batched.groups} groups' transport problems from the same folded weights: Sinkhorn in one GPU batch ${r.batched.sinkhornBatchS.toFixed(2)} s, exact EMD one after another ${r.batched.emdSequentialS.toFixed(2)} s.`,
   ];
+  if (r.timings.length) {
+    lines.push('', 'Each group alone (a whole `prune()` call: fold, group, importance, transport, apply):', '',
+      '| group | channels | default s | IF-EMD s | IF-Sinkhorn s |', '|---:|---:|---:|---:|---:|',
+      ...r.timings.map((t) => `| ${t.group} | ${t.channels} | ${t.defaultS.toFixed(2)} | ${t.emdS.toFixed(2)} | ${t.sinkhornS.toFixed(2)} |`));
+  }
+  if (r.batched) {
+    lines.push('', `All ${r.batched.groups} groups' transport problems from the same folded weights: Sinkhorn in one GPU batch ${r.batched.sinkhornBatchS.toFixed(2)} s, exact EMD one after another ${r.batched.emdSequentialS.toFixed(2)} s.`);
+  }
+  if (!r.timings.length) lines.push('', 'Per-group times and the Sinkhorn batch were not measured in this run (`--no-groups`).');
   if (r.accuracy.length) {
     const cells = [...new Set(r.accuracy.map((a) => `${a.group}|${a.sparsity}`))];
     const acc = (cell: string, method: string) => fixed(r.accuracy.find((a) => `${a.group}|${a.sparsity}` === cell && a.method === method)?.accuracy, 1);
