@@ -16,7 +16,7 @@
 import { DataError, IntraFusionError } from './errors.js';
 import { invokedAs, isEntryPoint, runMain } from './cli/main.js';
 import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
-import { measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
+import { keepGroupInputs, measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
 import { checkClassCount, checkDataFlags, openRunData } from './cli/data-source.js';
 import { checkModelFiles, describeModel, openModelSource } from './cli/model-source.js';
 import { prepareOutDir, ResultsFile, summaryTable, type RunResult } from './cli/results.js';
@@ -81,6 +81,7 @@ export async function main(argv: string[]): Promise<number> {
   const todo = cells.filter((cell) => !results.finished(cell, keys));
   if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
   const original = results.entries[0]?.original_model ?? await measureOriginal(ctx);
+  await keepGroupInputs(ctx, [...new Set(todo.map((cell) => cell.g))]);
   for (const cell of todo) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: o.modelName, importance_criteria: o.criterion, group_idx: cell.g, sparsity: cell.s,

@@ -6,12 +6,14 @@ import { join } from 'node:path';
 import { seededRandom } from '../nn/init.js';
 import { saveCheckpoint } from '../nn/checkpoint-node.js';
 import type { Dataset } from '../data/dataset.js';
-import { complexity, evaluate, evaluateLogits, inferenceSpeed, type EvalResult } from '../nn/metrics.js';
+import { complexity, evaluate, evaluateLogits, inferenceSpeed, keepInputs, type EvalResult, type KeptInputs } from '../nn/metrics.js';
+import { groupResumeModule, modulesBefore, prefixState, samePrefixState, type PrefixState } from '../nn/resume.js';
 import type { Module } from '../nn/module.js';
 import { train } from '../nn/trainer.js';
 import { onnxPathBeside, saveOnnx } from '../onnx/node.js';
 import { evaluateOnnxRuntime, onnxRuntimeSession } from '../onnx/onnxruntime.js';
-import { OptimalTransport, prune, type ExampleInput, type PruneOptions } from '../prune/index.js';
+import { dependencyGroups, OptimalTransport, prune, type ExampleInput, type PruneOptions } from '../prune/index.js';
+import { foldBatchNormPairs, unfoldBiases } from '../prune/bn-fold.js';
 import { cellSeed, type Cell, type Method } from './cells.js';
 import type { ModelSource } from './model-source.js';
 import { ProgressBar } from './progress.js';
@@ -28,6 +30,18 @@ export interface RunContext {
   test: Dataset | null;
   ot: OptimalTransport;
   log: (line: string) => void;
+  /** Per group: where its pruned models are evaluated from (see keepGroupInputs). */
+  kept?: Map<number, GroupResume>;
+}
+
+/** The BN-folded original's activations at a group's first layer, and its state before that layer. */
+export interface GroupResume {
+  /** Module path of the group's first layer. */
+  path: string;
+  inputs: KeptInputs;
+  /** Parameters and buffers of every module before it: a pruned model resumes only where its own are equal. */
+  prefix: PrefixState;
+  prefixPaths: string[];
 }
 
 export function optimalTransportFor(o: RunOptions): OptimalTransport {
@@ -50,10 +64,11 @@ export function exportOptions(ctx: RunContext, metadata: Record<string, string>)
  * With the onnxruntime backend the model is exported to ONNX in memory and onnxruntime-node runs both the
  * evaluation and the latency passes.
  */
-export async function measure(model: Module, test: Dataset | null, batchSize: number, label: string, inputShape: ExampleInput, backend: EvalBackend): Promise<MethodResult> {
+export async function measure(model: Module, test: Dataset | null, batchSize: number, label: string, inputShape: ExampleInput, backend: EvalBackend, resumeFrom?: KeptInputs): Promise<MethodResult> {
   let r: EvalResult | null = null;
   let latencyMs: number;
-  const options = test ? { batchSize, onProgress: ((bar: ProgressBar) => (d: number) => bar.update(d))(new ProgressBar(`evaluating ${label}${backend === 'webgpu' ? '' : ` (${backend})`}`, test.count)) } : null;
+  const from = resumeFrom && backend === 'webgpu' ? resumeFrom : undefined;
+  const options = test ? { batchSize, resumeFrom: from, onProgress: ((bar: ProgressBar) => (d: number) => bar.update(d))(new ProgressBar(`evaluating ${label}${backend === 'webgpu' ? '' : ` (${backend})`}${from ? ` from ${from.module.path}` : ''}`, test.count)) } : null;
   if (backend === 'onnxruntime') {
     const session = await onnxRuntimeSession(model, inputShape);
     try {
@@ -92,6 +107,57 @@ export async function measureOriginal(ctx: RunContext): Promise<MethodResult> {
   return result;
 }
 
+/**
+ * Evaluating only what changed: prune() folds every batch-norm (and, unless --reference-quirks, hands the
+ * biases folding added back to the BNs) and a single-group cell then changes the layers from the group's
+ * first layer on, so every pruned model of a group computes, up to that layer's input, what the
+ * BN-folded original does. Its activations there are kept once for the run's groups (memory-bounded, on
+ * the host); runMethod evaluates each pruned model from there after checking that its parameters and
+ * buffers before that layer equal the folded original's bit for bit. Whole-network, per-group, global,
+ * iterative and fine-tuning cells, groups whose first layer's input is no cut (a residual shortcut or a
+ * concat reads around it), and --eval-backend onnxruntime (it runs a whole exported graph) evaluate whole.
+ */
+export async function keepGroupInputs(ctx: RunContext, groups: number[]): Promise<void> {
+  const { o, source, test, log } = ctx;
+  if (!test || o.mode !== 'group' || o.fineTuneEpochs > 0 || o.iterativeSteps > 1 || o.evalBackend !== 'webgpu' || !groups.length) return;
+  const folded = source.fresh();
+  try {
+    const pairs = await foldBatchNormPairs(folded, o.exampleInput, { referenceQuirks: o.referenceQuirks });
+    if (!o.referenceQuirks) await unfoldBiases(pairs);
+    const all = dependencyGroups(folded, { inputShape: o.exampleInput });
+    const at = new Map<number, Module>();
+    for (const g of groups) {
+      const members = [...all[g].producers, ...all[g].batchNorms, ...all[g].consumers.map((c) => c.layer)];
+      const m = groupResumeModule(folded, members, o.exampleInput);
+      if (m) at.set(g, m);
+      else log(`group ${g}: its first layer's input is no cut (something later reads around it); its pruned models are evaluated whole`);
+    }
+    if (!at.size) return;
+    const bar = new ProgressBar(`keeping the BN-folded original's activations for group${at.size > 1 ? 's' : ''} ${[...at.keys()].join(', ')}`, test.count);
+    const kept = await keepInputs(folded, test, [...new Set(at.values())], { batchSize: o.batchSize, onProgress: (d) => bar.update(d) });
+    ctx.kept = new Map();
+    for (const [g, m] of at) {
+      const inputs = kept.get(m);
+      const prefixPaths = modulesBefore(folded, m.path, o.exampleInput);
+      if (inputs && prefixPaths) ctx.kept.set(g, { path: m.path, inputs, prefixPaths, prefix: await prefixState(folded, prefixPaths) });
+    }
+    const over = [...at.keys()].filter((g) => !ctx.kept!.has(g));
+    log(`pruned models of group${ctx.kept.size === 1 ? '' : 's'} ${[...ctx.kept.keys()].join(', ') || '(none)'} are evaluated from the group's first layer on${over.length ? `; group${over.length > 1 ? 's' : ''} ${over.join(', ')} whole (over the memory bound)` : ''}`);
+  } finally {
+    folded.dispose();
+  }
+}
+
+/** Where `model` (a pruned model of the cell's group) can be evaluated from, or undefined (evaluate whole). */
+export async function resumePointFor(ctx: RunContext, cell: Cell, model: Module, label: string): Promise<KeptInputs | undefined> {
+  const kept = ctx.kept?.get(cell.g);
+  if (!kept || ctx.o.fineTuneEpochs > 0 || ctx.o.mode !== 'group') return undefined;
+  const module = model.namedModules().find(([, m]) => m.path === kept.path)?.[1];
+  if (module && samePrefixState(kept.prefix, await prefixState(model, kept.prefixPaths))) return { ...kept.inputs, module };
+  ctx.log(`  ${label}: layers before ${kept.path} differ from the BN-folded original's; evaluated whole`);
+  return undefined;
+}
+
 /** What prune() gets for one method of one cell: every pruning flag of the run, passed on. */
 export function pruneOptionsFor(ctx: RunContext, cell: Cell, fusion: Method['name'], cellIndex: number): PruneOptions {
   const { o, log } = ctx;
@@ -128,7 +194,7 @@ export async function runMethod(ctx: RunContext, cell: Cell, { key, name: fusion
       normalization, seed: o.seed + cell.g * 1000 + Math.round(cell.s * 100), log: (l) => log(`    ${l}`),
     });
   }
-  const r = await measure(model, test, o.batchSize, label, o.exampleInput, o.evalBackend);
+  const r = await measure(model, test, o.batchSize, label, o.exampleInput, o.evalBackend, await resumePointFor(ctx, cell, model, label));
   if (before !== undefined) r.accuracy_before_fine_tuning = Number(before.toFixed(2));
   const path = join(o.out, 'pruned_models', `${o.modelName}_${o.criterion}_${cell.name}_${key === 'default_pruning' ? 'default' : key}.safetensors`);
   const metadata = {

@@ -6,13 +6,13 @@
  * counted). `macs` is reported too, since Torch-Pruning's counters (the reference) report MACs.
  */
 import { noGrad } from '../tensor/autograd.js';
-import { fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
+import { empty, fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
 import type { Cifar10Split } from '../data/cifar10.js';
 import { batches, cifar10Dataset, evaluationIndices, isDataset, type Dataset } from '../data/dataset.js';
 import type { Normalization } from '../data/normalization.js';
 import { DataError } from '../errors.js';
 import { layerKind } from './kinds.js';
-import { addForwardHook, type Module } from './module.js';
+import { addForwardHook, inputTaps, withResumePoint, type Module } from './module.js';
 
 export interface EvalResult {
   /** Per-sample (top-1) accuracy in percent. */
@@ -33,6 +33,21 @@ export interface EvalOptions {
   /** Evaluate only `limit` samples (the first ones; spread over the classes for data sorted by class). */
   limit?: number;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Evaluate from activations kept at a module's input by keepInputs (same data, limit and batch size):
+   * the work before it is skipped, the rest computed as usual, so results equal a whole evaluation when
+   * the model computes what the kept one did up to there (src/nn/resume.ts says when).
+   */
+  resumeFrom?: KeptInputs;
+}
+
+/** Activations kept at one module's input: one chunk per evaluation batch, and one sample's shape. */
+export interface KeptInputs {
+  module: Module;
+  chunks: Float32Array[];
+  sample: number[];
+  batchSize: number;
+  count: number;
 }
 
 /** The data as a Dataset: a CIFAR-10 split with the given normalisation, or the dataset itself. */
@@ -45,15 +60,92 @@ export function asDataset(data: Dataset | Cifar10Split, normalization?: Normaliz
 /** A batch's logits [n * classes] from its inputs (n samples of `shape`, concatenated): any backend's forward pass. */
 export type LogitsFn = (x: Float32Array, shape: number[]) => Promise<Float32Array>;
 
-/** Runs the model in eval mode over a dataset (restoring its previous mode). */
+/** Runs the model in eval mode over a dataset (restoring its previous mode), whole or from `resumeFrom`. */
 export async function evaluate(model: Module, data: Dataset | Cifar10Split, o: EvalOptions = {}): Promise<EvalResult> {
+  const resume = o.resumeFrom;
+  if (resume) {
+    const count = evaluationIndices(asDataset(data, o.normalization), o.limit).length;
+    if (resume.batchSize !== (o.batchSize ?? 128) || resume.count !== count) {
+      throw new DataError(`evaluate: activations kept for ${resume.count} samples in batches of ${resume.batchSize} cannot resume an evaluation of ${count} in batches of ${o.batchSize ?? 128}.`);
+    }
+  }
+  const rt = getRuntime();
+  let batch = 0;
   const wasTraining = model.training;
   model.eval();
   try {
-    return await evaluateLogits((x, shape) => noGrad(() => tidy(() => model.call(fromArray(x, shape)))).dataAndDispose(), data, o);
+    return await evaluateLogits((x, shape) => noGrad(() => tidy(() => {
+      if (!resume) return model.call(fromArray(x, shape));
+      // Nothing runs on the GPU until the resume point; there the kept chunk becomes the module's input.
+      const input = fromArray(resume.chunks[batch++], [shape[0], ...resume.sample]);
+      let reached = false;
+      const y = rt.shapesOnly(() => withResumePoint(resume.module, input, () => { reached = true; rt.resumeDispatch(); }, () => model.call(empty(shape))));
+      if (!reached) throw new DataError(`evaluate: the forward pass never reached the resume point ${resume.module.path || '(model)'}.`);
+      return y;
+    })).dataAndDispose(), data, o);
   } finally {
     model.train(wasTraining);
   }
+}
+
+/**
+ * Keeps `modules`' input activations over the evaluation data (batch by batch on the host, for evaluate's
+ * resumeFrom; modules must be cuts, see resume.ts). GPU work stops once every module has its input. A
+ * module whose activations would pass `keepBytes` (default 2 GiB) in all is dropped (missing from the map).
+ */
+export async function keepInputs(model: Module, data: Dataset | Cifar10Split, modules: Module[], o: EvalOptions & { keepBytes?: number } = {}): Promise<Map<Module, KeptInputs>> {
+  const ds = asDataset(data, o.normalization);
+  const indices = evaluationIndices(ds, o.limit);
+  if (!indices.length) throw new DataError(`${ds.name} has no samples to evaluate.`);
+  const batchSize = o.batchSize ?? 128;
+  const limit = o.keepBytes ?? 2 ** 31;
+  const rt = getRuntime();
+  const kept = new Map<Module, KeptInputs>(modules.map((m) => [m, { module: m, chunks: [], sample: [], batchSize, count: indices.length }]));
+  let bytes = 0;
+  let taken: { m: Module; t: Tensor }[] = [];
+  for (const m of modules) {
+    inputTaps.set(m, (t) => {
+      if (taken.some((k) => k.m === m)) return; // a module called twice: its first input
+      taken.push({ m, t: t.keep() });
+      if (taken.length === kept.size) rt.suspendDispatch(); // the rest of the forward pass is not needed
+    });
+  }
+  const wasTraining = model.training;
+  model.eval();
+  let done = 0;
+  try {
+    for await (const { x, count: n } of batches(ds, { batchSize, indices })) {
+      taken = [];
+      noGrad(() => tidy(() => {
+        const input = fromArray(x, [n, ...ds.shape]);
+        rt.shapesOnly(() => {
+          rt.resumeDispatch();
+          model.call(input);
+        });
+      }));
+      for (const { m, t } of taken) {
+        const k = kept.get(m);
+        if (k && bytes + t.size * 4 <= limit) {
+          k.chunks.push(await t.data());
+          k.sample = t.shape.slice(1);
+          bytes += t.size * 4;
+        } else if (k) {
+          // Over the memory bound: this module is dropped whole (its pruned models are evaluated whole).
+          bytes -= k.chunks.reduce((b, c) => b + c.byteLength, 0);
+          kept.delete(m);
+          inputTaps.delete(m);
+        }
+        t.dispose();
+      }
+      done += n;
+      o.onProgress?.(done, indices.length);
+    }
+  } finally {
+    for (const m of modules) inputTaps.delete(m);
+    model.train(wasTraining);
+  }
+  for (const [m, k] of kept) if (k.chunks.length !== Math.ceil(indices.length / batchSize)) kept.delete(m); // never reached
+  return kept;
 }
 
 /** Accuracy, top-5 and loss of any logits function over a dataset: evaluate()'s loop, for other backends too. */

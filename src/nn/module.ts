@@ -17,6 +17,41 @@ export function addForwardHook(hook: ForwardHook): () => void {
   return () => hooks.delete(hook);
 }
 
+/** Whether any forward hook is registered (fused inference is off while one is: hooks see every layer). */
+export function hasForwardHooks(): boolean {
+  return hooks.size > 0;
+}
+
+/**
+ * Evaluating only what changed (src/nn/resume.ts): `inputTaps` see the input of chosen modules (the
+ * original model's activations are kept there), and a resume point makes a chosen module take a kept
+ * activation instead of its input, the work before it having been skipped (Runtime.shapesOnly). Unlike
+ * hooks, taps leave fused inference on.
+ */
+export const inputTaps = new Map<Module, (x: Tensor) => void>();
+let resumePoint: { module: Module; input: Tensor; resume: () => void } | null = null;
+
+/** Runs `fn` with `module` taking `input` on entry (and GPU work resuming there, through `resume`). */
+export function withResumePoint<T>(module: Module, input: Tensor, resume: () => void, fn: () => T): T {
+  const was = resumePoint;
+  resumePoint = { module, input, resume };
+  try {
+    return fn();
+  } finally {
+    resumePoint = was;
+  }
+}
+
+/** Applies the resume point and taps on entry to a module's forward (fused blocks call it for their first layer). */
+export function enterModule(m: Module, x: Tensor): Tensor {
+  if (resumePoint?.module === m) {
+    resumePoint.resume();
+    x = resumePoint.input;
+  }
+  inputTaps.get(m)?.(x);
+  return x;
+}
+
 /** A layer or model: named children, parameters and buffers (PyTorch state_dict names), a forward pass. */
 export abstract class Module {
   training = true;
@@ -30,6 +65,7 @@ export abstract class Module {
 
   /** Runs the module with hooks. A known error (a shape that does not fit) gets the innermost layer's name. */
   call(x: Tensor): Tensor {
+    x = enterModule(this, x);
     let y: Tensor;
     try {
       y = this.forward(x);

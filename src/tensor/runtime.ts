@@ -263,7 +263,7 @@ export class Runtime {
     workgroups: [number, number?, number?],
   ): void {
     const [x, y = 1, z = 1] = workgroups;
-    if (x === 0 || y === 0 || z === 0) return;
+    if (x === 0 || y === 0 || z === 0 || this.shapesOnlyDepth > 0) return;
     const maxWg = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) {
       throw new GpuError(`${spec.name}: dispatch ${x}x${y}x${z} exceeds the ${maxWg} workgroups-per-dimension limit.`);
@@ -293,6 +293,32 @@ export class Runtime {
     this.pass.dispatchWorkgroups(x, y, z);
     this.dispatchesInBatch++;
     this.dispatchCount++;
+  }
+
+  private shapesOnlyDepth = 0;
+  /**
+   * Runs `fn` recording no GPU work: ops still make tensors of the right shapes (and autograd nodes), but
+   * their contents are undefined. For passes whose values nobody reads up to some point (evaluating a
+   * pruned model from kept activations, src/nn/resume.ts).
+   */
+  shapesOnly<T>(fn: () => T): T {
+    const was = this.shapesOnlyDepth;
+    this.shapesOnlyDepth = was + 1;
+    try {
+      return fn();
+    } finally {
+      this.shapesOnlyDepth = was;
+    }
+  }
+
+  /** Inside shapesOnly: records GPU work again from here until that shapesOnly call returns. */
+  resumeDispatch(): void {
+    this.shapesOnlyDepth = 0;
+  }
+
+  /** Inside shapesOnly (after resumeDispatch): records no GPU work again until that shapesOnly call returns. */
+  suspendDispatch(): void {
+    this.shapesOnlyDepth = 1;
   }
 
   private readonly dummies: GPUBuffer[] = [];
