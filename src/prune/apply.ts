@@ -4,7 +4,7 @@
  */
 import { layerKind, type ChannelMap } from '../nn/kinds.js';
 import type { Prunable } from '../nn/kinds.js';
-import { fromArray } from '../tensor/tensor.js';
+import { disposeMap, uploadMap } from '../kernels/prune.js';
 import type { Group } from './groups.js';
 
 /**
@@ -57,7 +57,7 @@ export function applyMaps(group: Group, producerMap: Float64Array, consumerMap: 
     let m = uploaded.get(key);
     if (!m) {
       const placed = placeMap(rows, rowsOut, n, width, offsets, dimensionalityPreserving ? [...Array(n).keys()] : keptIdx);
-      const M = fromArray(placed.map, [placed.rows, width]).keep();
+      const M = uploadMap(placed.map, placed.rows, width);
       uploaded.set(key, (m = { M, host: placed.map, rowsOut: placed.rows, keptIdx: placed.kept, dimensionalityPreserving }));
     }
     return m;
@@ -79,7 +79,7 @@ export function applyMaps(group: Group, producerMap: Float64Array, consumerMap: 
       if (offsets[0] === offset) slice.keepInputChannels(keptChannels(slice.width, n, offsets, keptIdx));
     }
   } finally {
-    for (const m of uploaded.values()) m.M.dispose();
+    for (const m of uploaded.values()) disposeMap(m.M);
   }
 }
 

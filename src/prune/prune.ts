@@ -7,7 +7,9 @@
  *   3. build the k x n map M: a 0/1 selection of the kept channels (default pruning), or the
  *      optimal-transport fusion map (Intra-Fusion, `fusion: 'ot'` or an `optimalTransport` given);
  *   4. apply M through the layer registry: producers W' = M W and b' = M b, consumers W'[:, j] =
- *      sum_i M[j, i] W[:, i], batch-norms index-selected (they are the identity after folding).
+ *      sum_i M[j, i] W[:, i], batch-norms index-selected (they are the identity after folding). Sparse
+ *      maps (selections, exact transport maps) are applied by gathering their entries, never as a product
+ *      with their zeros (kernels/prune.ts).
  *
  * Modes:
  *   - sequential (the default for one step without `global`: given `groupIdxs`, a `sparsity` map's groups or
