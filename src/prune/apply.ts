@@ -72,7 +72,26 @@ export function applyMaps(group: Group, producerMap: Float64Array, consumerMap: 
       const factor = group.consumers.find((c) => c.layer === layer)!.factor;
       kind.applyIn(layer, mapFor(C, kind.inChannels(layer) / factor, offsets), factor);
     }
+    // Slices indexing into the group's channels keep cutting the same ones (their bounds move).
+    for (const { slice, offset } of group.viewSlots) {
+      if (dimensionalityPreserving) break;
+      const offsets = group.viewSlots.filter((v) => v.slice === slice).map((v) => v.offset);
+      if (offsets[0] === offset) slice.keepInputChannels(keptChannels(slice.width, n, offsets, keptIdx));
+    }
   } finally {
     for (const m of uploaded.values()) disposeMap(m.M);
   }
+}
+
+/** The channels of a `width`-wide tensor left when a group of n at `offsets` keeps `keptIdx`, as indices into the old width. */
+export function keptChannels(width: number, n: number, offsets: number[], keptIdx: number[]): number[] {
+  const starts = new Set(offsets);
+  const kept: number[] = [];
+  for (let ch = 0; ch < width;) {
+    if (starts.has(ch)) {
+      for (const i of keptIdx) kept.push(ch + i);
+      ch += n;
+    } else kept.push(ch++);
+  }
+  return kept;
 }
