@@ -4,10 +4,12 @@ every group one after another, as their MetaPruner.step does), and default pruni
 
   python3 bench/reference_prune.py REFERENCE_DIR CHECKPOINT.safetensors [REPS]
 
-Prints one JSON line: {"if_seconds": [...], "if_cpu_seconds": [...] (process CPU time), "default_seconds": [...], "groups": N, "torch": ..., "pot": ...}.
+Prints one JSON line: {"if_seconds": [...], "if_cpu_seconds": [...] (process CPU time), "default_seconds": [...],
+"default_cpu_seconds": [...], "groups": N, "widths": [...], "torch": ..., "pot": ..., "threads": N}.
 Each time is one prune() call of theirs on a fresh copy (graph, folding, importance, OT and apply), the
-same span our bench times. sklearn is only used by their unused cluster_centroid target, so it is
-stubbed when missing. Single-threaded torch would be unfair to them: torch keeps its default threads.
+same span our bench times, after one untimed warm-up call. sklearn is only used by their unused cluster_centroid target, so it is
+stubbed when missing. Single-threaded torch would be unfair to them, and Debian's torch defaults to one
+OpenMP thread here: torch gets one thread per core, as bench/torch_cpu.py does.
 """
 import copy
 import json
@@ -27,9 +29,13 @@ except ImportError:  # only their cluster_centroid target uses it
         mod.PCA = mod.GaussianMixture = mod.KMeans = None
         sys.modules[name] = mod
 
+import os  # noqa: E402
+
 import numpy as np  # noqa: E402
 import ot  # noqa: E402
 import torch  # noqa: E402
+
+torch.set_num_threads(os.cpu_count() or 1)
 from model_architectures.vgg import VGG  # noqa: E402
 from prune import prune  # noqa: E402
 from torch_pruning.optimal_transport import OptimalTransport  # noqa: E402
@@ -71,13 +77,17 @@ def timed(ot_obj):
     return dt, cpu, widths
 
 
-if_s, def_s, if_cpu = [], [], []
+# One untimed default pruning first: the process's first prune pays torch's one-time set-up, which a
+# repetition run alone (bench/prune.ts interleaves one-repetition runs with ours) would otherwise count.
+timed(None)
+if_s, def_s, if_cpu, def_cpu = [], [], [], []
 for _ in range(reps):
     dt, cpu, widths = timed(OptimalTransport(p=1, target_probability='uniform', source_probability='uniform',
                                         target='most_important', gpu_id=-1))
     if_s.append(dt)
     if_cpu.append(cpu)
-    dt2, _, _ = timed(None)
+    dt2, cpu2, _ = timed(None)
     def_s.append(dt2)
-print(json.dumps({'if_seconds': if_s, 'if_cpu_seconds': if_cpu, 'default_seconds': def_s, 'groups': groups, 'widths': widths,
+    def_cpu.append(cpu2)
+print(json.dumps({'if_seconds': if_s, 'if_cpu_seconds': if_cpu, 'default_seconds': def_s, 'default_cpu_seconds': def_cpu, 'groups': groups, 'widths': widths,
                   'torch': torch.__version__, 'pot': ot.__version__, 'threads': torch.get_num_threads()}))

@@ -238,6 +238,49 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
   });
 
 
+  it('channel_views: Split (torch.split, equal and uneven) and Slice (x[:, :10] after a GhostNet concat) import; pruning moves the cuts with the channels', async () => {
+    const { onnx, ref } = edge('channel_views');
+    expect(ops(onnx)).toEqual(expect.arrayContaining(['Split', 'Slice', 'Concat']));
+    const x = referenceInput(ref);
+    const model = importOnnx(onnx, 'channel_views.onnx');
+    try {
+      const ours = await engineOutput(model, x, ref.input.shape);
+      expect(relativeError(ours, ref.output)).toBeLessThan(1e-4);
+      expect(relativeError(ours, await ortOutput(onnx, x, ref.input.shape))).toBeLessThan(1e-4);
+      // The GhostNet concat [p, cheap(p)] holds each primary channel twice (cheap is depthwise); the slice
+      // and the split cut it where the readers differ: p0..p3 reach left and right[2:6], p4, p5 right[0:2].
+      const views = (g: Group) => g.viewSlots.map((v) => `${v.slice.path}@${v.offset}`).join(' ');
+      expect(dependencyGroups(model, { inputShape: model.inputShape }).map((g) => `${g.describe()}; cut ${views(g)}`)).toEqual([
+        'group 0 (6 channels): out right, left; in fc; cut ',
+        'group 1 (4 channels): out cheap.0[0:4], primary.0[0:4]; in right[2:6], left; cut Slice@0 Slice@6 Split_1_1@0 Split_1_1@6 Split_1_2@0 Split_1_2@6',
+        'group 2 (2 channels): out cheap.0[4:6], primary.0[4:6]; in right[0:2]; cut Slice@4 Slice@10 Split_1_1@4 Split_1_2@4',
+        'group 3 (4 channels): out branch.0; in primary.0[4:8]; cut ',
+        'group 4 (4 channels): out stem.0[0:4]; in primary.0[0:4]; cut Split@0 Split_1@0',
+        'group 5 (4 channels): out stem.0[4:8]; in branch.0; cut Split@4 Split_1@4',
+      ]);
+    } finally {
+      model.dispose();
+    }
+    for (const optimalTransport of [undefined, new OptimalTransport()]) {
+      const outputs: Float32Array[] = [];
+      for (const dimensionalityPreserving of [false, true]) {
+        const pruned = importOnnx(onnx, 'channel_views.onnx');
+        try {
+          await prune(pruned, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: pruned.inputShape, optimalTransport, dimensionalityPreserving });
+          const ours = await engineOutput(pruned, x, ref.input.shape);
+          const exported = await exportOnnx(pruned, { inputShape: pruned.inputShape });
+          expect(relativeError(ours, await ortOutput(exported, x, ref.input.shape))).toBeLessThan(1e-4);
+          outputs.push(ours);
+        } finally {
+          pruned.dispose();
+        }
+      }
+      // Dimensionality-preserving pruning keeps every cut where it was (zeroed channels in place): the
+      // shrunk model computes the same only if its cuts moved with the channels.
+      expect(relativeError(outputs[0], outputs[1]), optimalTransport ? 'Intra-Fusion' : 'default').toBeLessThan(1e-5);
+    }
+  });
+
   it('a model exported in training mode is refused at opset 12 (statistics outputs) and 14 (training_mode=1)', () => {
     expect(() => importOnnx(edge('bn_training_opset12').onnx, 'train12.onnx')).toThrow(
       /^train12\.onnx: node "\/bn\/BatchNormalization" \(BatchNormalization\): a training-mode batch norm \(statistics outputs "[^"]+", "[^"]+", "[^"]+", "[^"]+"\) is not supported; export the model in eval mode/);

@@ -12,6 +12,7 @@ import { loadStateDict, modelToSafetensors } from '../src/nn/checkpoint.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import { AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential } from '../src/nn/layers.js';
 import { exportOnnx } from '../src/onnx/export.js';
+import { importOnnx } from '../src/onnx/import.js';
 import { optimalTransportFor, pruneOptionsFor, type RunContext } from '../src/cli/cell.js';
 import { planCells } from '../src/cli/cells.js';
 import { checkRunArgs } from '../src/cli/run-flags.js';
@@ -55,9 +56,9 @@ interface Run { results: RunResult[]; files: string[]; onnxFiles: string[]; chec
 
 let runs = 0;
 /** Runs run.js on the tiny model; returns its results, its pruned files and their tensors. */
-async function run(args: string[], o: { out?: string } = {}): Promise<Run> {
+async function run(args: string[], o: { out?: string; model?: string } = {}): Promise<Run> {
   const out = o.out ?? join(root, `run-${++runs}`);
-  const common = ['--model', model, '--data-dir', data, '--eval-samples', '16', '--batch-size', '16'];
+  const common = ['--model', o.model ?? model, '--data-dir', data, '--eval-samples', '16', '--batch-size', '16'];
   const lines: string[] = [];
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((s: string) => (lines.push(String(s)), true)) as typeof process.stdout.write;
@@ -239,5 +240,35 @@ describe('training, outputs and resuming', () => {
     }
     // Evaluated on other data (here another normalisation): refused, the accuracies would not compare.
     await expect(runMain(['--model', model, '--data-dir', data, '--out', first.out, '--eval-samples', '16', '--batch-size', '16', '--group_idxs', '0', '--sparsities', '0.5', '--mean', '0.5', '0.5', '0.5', '--std', '0.5', '0.5', '0.5', '--resume', file])).rejects.toThrow(/its runs have normalization .* resume with the same --normalization/);
+  }, 300_000);
+});
+
+describe('non-finite weights', () => {
+  it('--allow-non-finite: default pruning selects filters by index, so a NaN stays in its own filter (pruned: gone; kept: only there)', async () => {
+    const args = ['--group_idxs', '0', '--sparsities', '0.5', '--fusion', 'none', '--importance_criteria', 'random'];
+    const clean = await run(args);
+    // Random importance drawn from the cell's seed: the same channels are kept whatever the weights hold.
+    const net = importOnnx(readFileSync(model), 'tiny.onnx');
+    const file = parseSafetensors(await modelToSafetensors(net, {}), 'tiny');
+    const w4 = file.tensors.get('4.weight')!.values;
+    const per = w4.length / 16;
+    const cleanRows = clean.checkpoint('default').get('4.weight')!.values;
+    const keptIdx = Array.from({ length: 8 }, (_, j) => [...Array(16).keys()].find((i) => w4.subarray(i * per, (i + 1) * per).every((v, t) => v === cleanRows[j * per + t]))!);
+    const pruned = [...Array(16).keys()].find((i) => !keptIdx.includes(i))!;
+    w4[pruned * per + 3] = NaN;
+    w4[keptIdx[2] * per + 7] = NaN;
+    loadStateDict(net, file, 'tiny', { allowNonFinite: true });
+    const poisoned = join(root, 'nan.onnx');
+    writeFileSync(poisoned, await exportOnnx(net, { inputShape: [3, 32, 32] }));
+    net.dispose();
+    await expect(runMain(['--model', poisoned, '--data-dir', data, '--out', join(root, 'refused'), ...args])).rejects.toThrow(/tensor "4\.weight" holds NaN/);
+    const nan = await run([...args, '--allow-non-finite'], { model: poisoned });
+    const got = nan.checkpoint('default');
+    const want = clean.checkpoint('default');
+    const wantRows = Float32Array.from(want.get('4.weight')!.values);
+    wantRows[2 * per + 7] = NaN;
+    expect(got.get('4.weight')!.values).toEqual(wantRows);
+    expect([...want.keys()].sort()).toEqual(['0.bias', '0.weight', '2.bias', '2.weight', '4.bias', '4.weight', '8.bias', '8.weight']);
+    for (const name of ['4.bias', '8.weight', '8.bias']) expect(got.get(name)!.values, name).toEqual(want.get(name)!.values);
   }, 300_000);
 });

@@ -285,3 +285,52 @@ describe('grouped convolution (1 < groups < channels)', () => {
     await expectFusedPreservingEqualsShrunk(() => new TinyResNeXt(), [3, 6, 6]);
   });
 });
+
+/**
+ * Ops where a zero channel does not stay zero (hardsigmoid(0) = 0.5, sigmoid(0) = 0.5, a batch-norm the
+ * fold cannot reach adds its shift) between a pruned producer and its readers.
+ */
+class NonZeroPreserving extends Module {
+  c1 = this.addChild('c1', conv(3, 6));
+  bn = this.addChild('bn', new BatchNorm2d(6));
+  dw = this.addChild('dw', conv(6, 6, 3, 6));
+  c2 = this.addChild('c2', conv(6, 5));
+  se1 = this.addChild('se1', conv(5, 3, 1));
+  se2 = this.addChild('se2', conv(3, 5, 1));
+  pool = this.addChild('pool', new AdaptiveAvgPool2d(1));
+  fc = this.addChild('fc', new Linear(5 * 4, 3));
+  pool2 = this.addChild('pool2', new AdaptiveAvgPool2d(2));
+  forward(x: Tensor): Tensor {
+    const h = this.bn.call(ag.hardSigmoid(this.c1.call(x), 0.2, 0.5)); // a BN after an activation: not folded
+    const y = this.c2.call(ag.sigmoid(this.dw.call(h)));
+    const gated = ag.mul(y, ag.sigmoid(this.se2.call(ag.relu(this.se1.call(this.pool.call(y))))));
+    return this.fc.call(ag.flatten(this.pool2.call(ag.hardSigmoid(gated, 0.2, 0.5))));
+  }
+}
+
+describe('ops where zero does not stay zero (zeroStaysZero false)', () => {
+  it('dimensionality-preserving pruning equals shrinking through them: every reader of a pruned channel loses its columns, so what the channel carries never counts', async () => {
+    for (const op of ['hardSigmoid', 'sigmoid']) expect(opSpec(op)?.zeroStaysZero, op).toBe(false);
+    const shape: Shape3 = [3, 6, 6];
+    const m = new NonZeroPreserving();
+    expect(dependencyGroups(m, { exampleInput: shape }).map((g) => g.describe())).toEqual([
+      'group 0 (5 channels): out se2, c2; in fc, se1',
+      'group 1 (3 channels): out se1; in se2',
+      'group 2 (6 channels): out dw, c1; bn bn; in c2',
+    ]);
+    m.dispose();
+    for (const optimalTransport of [undefined, new OptimalTransport()]) {
+      const run = async (dimensionalityPreserving: boolean) => {
+        setInitSeed(5);
+        const m = new NonZeroPreserving();
+        randomiseNorm(m.bn, 9);
+        const report = await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, exampleInput: shape, dimensionalityPreserving, optimalTransport });
+        expect(report.map((r) => `${r.index}:${r.kept}/${r.channels}`)).toEqual(['0:2/5', '1:1/3', '2:3/6']);
+        const y = await outputs(m, shape);
+        m.dispose();
+        return y;
+      };
+      expectClose(await run(true), await run(false), 1e-5, 1e-4, `${optimalTransport ? 'Intra-Fusion' : 'default'}: preserving vs shrunk`);
+    }
+  });
+});

@@ -1,6 +1,7 @@
 // The Node half of full-size-check.py: the acceptance steps on the exported full-size models, through the
 // built package (dist/index.js; run `npm run build` first). Usage: node full-size-check.mjs DIR STEPS families...
-// Prints one Markdown row per family as it finishes and writes the table to DIR/full-size.md.
+// Prints one Markdown row per family as it finishes; each cell is also written to DIR/<family>.cells.json as
+// soon as it is measured, so a family stopped by full-size-check.py's time limit keeps what it finished.
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -56,25 +57,31 @@ await initRuntime(0);
 const rows = ['| model | parameters | import: vs PyTorch / vs onnxruntime | groups (ours / Torch-Pruning) | default 0.5 | Intra-Fusion 0.5 | folding 0.5 |', '|---|---:|---|---|---|---|---|'];
 for (const family of families) {
   const cells = [family];
+  const saved = join(dir, `${family}.cells.json`);
+  const push = (cell) => {
+    cells.push(cell);
+    writeFileSync(saved, JSON.stringify(cells));
+  };
+  writeFileSync(saved, JSON.stringify(cells));
   const file = join(dir, `${family}.onnx`);
   try {
     if (!existsSync(file)) throw new Error('not exported');
     const ref = JSON.parse(readFileSync(join(dir, `${family}.json`), 'utf8'));
     const bytes = new Uint8Array(readFileSync(file));
     const x = referenceInput(ref.input.seed, ref.input.shape.reduce((a, b) => a * b, 1));
-    cells.push(ref.parameters.toLocaleString('en-US'));
+    push(ref.parameters.toLocaleString('en-US'));
     let t0 = performance.now();
     const model = importOnnx(bytes, `${family}.onnx`);
     const ours = await engine(model, x, ref.input.shape);
-    cells.push(steps.has('import') ? `${fmt(relativeError(ours, ref.output))} / ${fmt(relativeError(ours, await onnxruntime(bytes, x, ref.input.shape)))} (${seconds(t0)})` : 'not run');
+    push(steps.has('import') ? `${fmt(relativeError(ours, ref.output))} / ${fmt(relativeError(ours, await onnxruntime(bytes, x, ref.input.shape)))} (${seconds(t0)})` : 'not run');
     try {
-      cells.push(steps.has('groups') && ref.groups ? compareGroups(model, ref.groups) : 'not run');
+      push(steps.has('groups') && ref.groups ? compareGroups(model, ref.groups) : 'not run');
     } catch (e) {
-      cells.push(`error: ${e.message.slice(0, 120)}`);
+      push(`error: ${e.message.slice(0, 120)}`);
     }
     model.dispose();
     for (const method of ['default', 'intra-fusion', 'folding']) {
-      if (!steps.has('prune')) { cells.push('not run'); continue; }
+      if (!steps.has('prune')) { push('not run'); continue; }
       t0 = performance.now();
       const m = importOnnx(bytes, `${family}.onnx`);
       try {
@@ -82,16 +89,16 @@ for (const family of families) {
         await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: m.inputShape, ...(method === 'intra-fusion' ? { optimalTransport: new OptimalTransport() } : method === 'folding' ? { fusion: 'folding' } : {}) });
         const onnx = await exportOnnx(m, { inputShape: m.inputShape });
         const rel = relativeError(await engine(m, x, ref.input.shape), await onnxruntime(onnx, x, ref.input.shape));
-        cells.push(`${(m.parameterCount() / before * 100).toFixed(0)}% params, ${fmt(rel)} (${seconds(t0)})`);
+        push(`${(m.parameterCount() / before * 100).toFixed(0)}% params, ${fmt(rel)} (${seconds(t0)})`);
       } catch (e) {
-        cells.push(`error: ${e.message.slice(0, 120)}`);
+        push(`error: ${e.message.slice(0, 120)}`);
       } finally {
         m.dispose();
       }
     }
   } catch (e) {
-    cells.push(`error: ${e.message.slice(0, 160)}`);
-    while (cells.length < 7) cells.push('');
+    push(`error: ${e.message.slice(0, 160)}`);
+    while (cells.length < 7) push('');
   }
   rows.push(`| ${cells.join(' | ')} |`);
   console.log(rows.at(-1));

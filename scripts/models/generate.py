@@ -118,7 +118,33 @@ class GeometryNet(torch.nn.Module):
         return self.fc(torch.flatten(self.pool(self.body(x)), 1))
 
 
-def edge_cases(out_dir):
+class ChannelViews(torch.nn.Module):
+    """Channel views as PyTorch exports them: torch.split(x, 4, 1) (Split, equal halves; ShuffleNet's split), a
+    GhostNet module's torch.cat([p, cheap(p)], 1)[:, :10] (Slice), and torch.split(x, [4, 6], 1) (Split,
+    uneven sizes) feeding two branches."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.branch = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU())
+        self.primary = nn.Sequential(nn.Conv2d(8, 6, 1), nn.BatchNorm2d(6), nn.ReLU())
+        self.cheap = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.BatchNorm2d(6), nn.ReLU())
+        self.left = nn.Conv2d(4, 6, 3, padding=1)
+        self.right = nn.Conv2d(6, 6, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 10)
+
+    def forward(self, x):
+        a, b = torch.split(self.stem(x), 4, dim=1)
+        x = torch.cat([a, self.branch(b)], 1)
+        p = self.primary(x)
+        x = torch.cat([p, self.cheap(p)], 1)[:, :10]
+        u, v = torch.split(x, [4, 6], dim=1)
+        return self.fc(torch.flatten(self.pool(torch.relu(self.left(u) + self.right(v))), 1))
+
+
+def edge_cases(out_dir, only=None):
     """
     Tiny files (test/models/edge/) for what the families do not show at the default opset:
       opset9.onnx            Clip with min/max attributes, Pad with attributes, Hardswish as HardSigmoid * x
@@ -127,6 +153,7 @@ def edge_cases(out_dir):
       bn_training_opset12/14 a model exported in training mode (BN statistics outputs / training_mode=1)
       leaky_relu.onnx        an op outside the supported set
       conv_geometry.onnx     1x7 / 7x1 kernels, dilation, stride (2, 1), groups 2, pools with ceil_mode (16x16)
+      channel_views.onnx     Split (chunk, uneven torch.split) and Slice (x[:, :10]) along channels
     Each with PyTorch's output on the reference input (a batch of 2) in <name>.json.
     """
     os.makedirs(out_dir, exist_ok=True)
@@ -137,8 +164,11 @@ def edge_cases(out_dir):
         ('bn_training_opset14', EdgeNet(), dict(opset_version=14, training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False), 'train'),
         ('leaky_relu', EdgeNet(torch.nn.LeakyReLU(0.1)), {}, 'eval'),
         ('conv_geometry', GeometryNet(), {}, 'eval'),
+        ('channel_views', ChannelViews(), {}, 'eval'),
     ]
     for i, (name, model, options, mode) in enumerate(cases):
+        if only and name not in only:
+            continue
         size = 16 if name == 'conv_geometry' else 8
         x = F.reference_input(INPUT_SEED, (2, 3, size, size))
         torch.manual_seed(100 + i)
@@ -158,8 +188,11 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default=os.path.join(here, '..', '..', 'test', 'models'))
+    p.add_argument('--edge-only', nargs='+', metavar='NAME', help='write only these edge cases (test/models/edge/NAME.onnx)')
     p.add_argument('families', nargs='*', default=F.FAMILIES)
     a = p.parse_args()
+    if a.edge_only:
+        return edge_cases(os.path.join(a.out, 'edge'), a.edge_only)
     os.makedirs(a.out, exist_ok=True)
     for family in a.families:
         _, size = export(family, a.out)

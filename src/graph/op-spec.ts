@@ -106,8 +106,11 @@ export interface OpSpec {
   channels: ChannelRule;
   /**
    * Whether a zero input channel gives a zero output channel (relu(0) = 0, but sigmoid(0) = 0.5), or a
-   * function of the recorded attrs (clip: when min <= 0 <= max). The zeroed-dense equivalence (pruning =
-   * zeroing the pruned producer rows) holds through these ops only.
+   * function of the recorded attrs (clip: when min <= 0 <= max). "Pruning = zeroing only the pruned
+   * producer rows" holds through these ops only. prune() does not depend on it: a pruned channel loses
+   * its producer rows and every reader's columns (removed, or zeroed when dimensionality-preserving), so
+   * what the channel carries in between never reaches the output (test/graph.test.ts, "ops where zero
+   * does not stay zero"). Shown in the README's op table.
    */
   zeroStaysZero: boolean | ((attrs: Readonly<Record<string, number>>) => boolean);
   onnx?: {

@@ -16,7 +16,7 @@
  * How channels flow through the autograd ops between layers is the op table's business (src/graph/ops.ts).
  */
 import { UnsupportedError } from '../errors.js';
-import { matmul } from '../kernels/gemm.js';
+import { applyMap, disposeMap, selectionMap, uploadMap, type DeviceMap } from '../kernels/prune.js';
 import { fromArray, Tensor, tidy } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Linear } from './layers.js';
 import type { Module } from './module.js';
@@ -33,9 +33,12 @@ export interface ChannelAxis {
   shape(k: number): number[];
 }
 
-/** A k x n channel map on the GPU (rowsOut = k, or n in dimensionality-preserving mode) and the kept channels. */
+/**
+ * A k x n channel map on the GPU (rowsOut = k, or n in dimensionality-preserving mode) and the kept
+ * channels. M is sparse (CSR) for selections and exact fusion maps: applying it reads only its entries.
+ */
 export interface ChannelMap {
-  M: Tensor;
+  M: DeviceMap;
   /** M's values (rowsOut x n, row-major), for kinds that apply a part of it (a grouped conv's diagonal block). */
   host: Float32Array;
   rowsOut: number;
@@ -74,13 +77,14 @@ export interface LayerKind<L extends Module = Module> {
   macs(layer: L, outputShape: readonly number[]): number;
 }
 
-/** M applied along the middle axis of the layer's tensor viewed as [rows, n, inner], on the GPU (for kinds' applyOut / applyIn). */
-export function mapAxis(layer: Module, axis: ChannelAxis, M: Tensor, rowsOut: number): void {
+/**
+ * M applied along the middle axis of the layer's tensor viewed as [rows, n, inner], on the GPU (for kinds'
+ * applyOut / applyIn): a gather of M's entries (kernels/prune.ts), so default pruning copies the kept rows.
+ */
+export function mapAxis(layer: Module, axis: ChannelAxis, M: DeviceMap, rowsOut: number): void {
+  if (M.k !== rowsOut || M.n !== axis.n) throw new UnsupportedError(`${layer.path || 'layer'}.${axis.tensor}: a ${M.k} x ${M.n} map cannot resize ${axis.n} channels to ${rowsOut}.`);
   const t = (layer as unknown as Record<string, Tensor>)[axis.tensor];
-  const mapped = tidy(() => {
-    const src = new Tensor(axis.rows === 1 ? [axis.n, axis.inner] : [axis.rows, axis.n, axis.inner], t);
-    return new Tensor(axis.shape(rowsOut), matmul(M, src)).keep();
-  });
+  const mapped = tidy(() => new Tensor(axis.shape(rowsOut), applyMap(M, t, axis.rows, axis.inner)).keep());
   layer.replaceTensor(axis.tensor, mapped);
 }
 
@@ -130,11 +134,11 @@ const conv2dKind: LayerKind<Conv2d> = {
       const [rows, cols] = [m.rowsOut / G, n / G];
       const block = new Float32Array(rows * cols);
       for (let r = 0; r < rows; r++) block.set(m.host.subarray(r * n, r * n + cols), r * cols);
-      const B = fromArray(block, [rows, cols]);
+      const B = uploadMap(block, rows, cols);
       try {
         mapAxis(c, axis, B, rows);
       } finally {
-        B.dispose();
+        disposeMap(B);
       }
     }
     c.inChannels = m.rowsOut;
@@ -204,15 +208,12 @@ const batchNorm2dKind: LayerKind<BatchNorm2d> = {
   // channel arrives as zeros and a folded BN keeps it zero, so the BN is left as it is.
   applyOut(b, m) {
     if (m.dimensionalityPreserving) return;
-    const n = b.numFeatures;
     const k = m.keptIdx.length;
-    const values = new Float32Array(k * n);
-    m.keptIdx.forEach((i, j) => (values[j * n + i] = 1));
-    const select = fromArray(values, [k, n]);
+    const select = selectionMap(m.keptIdx, b.numFeatures);
     try {
       for (const axis of batchNorm2dKind.outAxes(b)) mapAxis(b, axis, select, k);
     } finally {
-      select.dispose();
+      disposeMap(select);
     }
     b.numFeatures = k;
   },

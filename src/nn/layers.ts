@@ -288,3 +288,49 @@ function convBlockAt(layers: Module[], i: number, x: Tensor): { length: number; 
     }),
   };
 }
+
+/**
+ * x[:, start:end] (along `axis`, default channels) as a module whose bounds follow pruning: ONNX Slice and
+ * Split along channels import as one each. Its bounds are resolved against the input's width at the first
+ * run (`resolve`, e.g. ONNX's negative or past-the-end indices, or part i of an equal split); pruning the
+ * input's channels then moves them (`keepInputChannels`, called by the pruner through the dependency
+ * groups), so the slice still cuts the same channels: a user module computing its split sizes from layer
+ * widths does not need one.
+ */
+export class ChannelSlice extends Module {
+  start = 0;
+  end = 0;
+  /** The input's width along `axis` the bounds index into (0 until the first run). */
+  width = 0;
+  constructor(
+    private resolve: ((width: number) => [number, number]) | null,
+    /** A negative axis counts from the end (resolved at the first run). */
+    public axis = 1,
+  ) {
+    super();
+  }
+
+  forward(x: Tensor): Tensor {
+    if (this.axis < 0) this.axis += x.rank;
+    const width = x.shape[this.axis];
+    if (this.resolve) {
+      [this.start, this.end] = this.resolve(width);
+      this.resolve = null;
+      this.width = width;
+    }
+    if (width !== this.width) throw new ArgumentError(`${this.path || 'ChannelSlice'}: input width ${width} along axis ${this.axis}, but its bounds [${this.start}, ${this.end}) index into ${this.width}.`);
+    const y = ag.slice(x, this.start, this.end, this.axis);
+    CHANNEL_SLICES.set(y, this);
+    return y;
+  }
+
+  /** The input lost channels: `kept` are the surviving ones, as sorted indices into the old width. */
+  keepInputChannels(kept: readonly number[]): void {
+    const before = (bound: number) => kept.filter((i) => i < bound).length;
+    [this.start, this.end, this.width] = [before(this.start), before(this.end), kept.length];
+  }
+}
+
+/** The ChannelSlice that computed a traced tensor (how the dependency groups find the slices to move). */
+const CHANNEL_SLICES = new WeakMap<Tensor, ChannelSlice>();
+export const channelSliceOf = (t: Tensor): ChannelSlice | undefined => CHANNEL_SLICES.get(t);

@@ -117,9 +117,6 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model', options: On
     const attrs: Attrs = new Map((node.attribute ?? []).map((a) => [a.name, a]));
     const ins = (node.input ?? []).filter((i) => i !== '');
     const out = node.output![0];
-    // Second outputs (Dropout's mask, MaxPool's indices, training BN statistics) are not computed.
-    const extra = (node.output ?? []).slice(1).find((o) => o !== '' && readers.has(o));
-    if (extra !== undefined) throw new UnsupportedError(`${where}: its output "${extra}" is used; only the first output of a node is supported.`);
     const importer = PASS_THROUGH[node.op_type ?? ''] ?? onnxImporter(node.op_type ?? '');
     if (!importer) throw new UnsupportedError(`${where}: the operator ${node.op_type} is not supported.`);
     const ctx: OnnxImportContext = {
@@ -168,6 +165,10 @@ export function importOnnx(bytes: Uint8Array, source = 'ONNX model', options: On
       skip: (n) => void fusedAdds.add(n),
     };
     importer(ctx);
+    // Second outputs are computed only by importers that make a step for them (Split); others (Dropout's
+    // mask, MaxPool's indices, training BN statistics) are not.
+    const extra = (node.output ?? []).slice(1).find((o) => o !== '' && readers.has(o) && !steps.some((st) => st.output === o));
+    if (extra !== undefined) throw new UnsupportedError(`${where}: its output "${extra}" is used; only the first output of a node is supported.`);
   }
   const metadata = Object.fromEntries((model.metadata_props ?? []).map((p) => [p.key, p.value]));
   return new OnnxModel(inputShape, input.name, graph.output![0].name, layers, steps, metadata);

@@ -4,7 +4,7 @@
  */
 import { layerKind, type ChannelMap } from '../nn/kinds.js';
 import type { Prunable } from '../nn/kinds.js';
-import { fromArray } from '../tensor/tensor.js';
+import { disposeMap, uploadMap } from '../kernels/prune.js';
 import type { Group } from './groups.js';
 
 /**
@@ -57,7 +57,7 @@ export function applyMaps(group: Group, producerMap: Float64Array, consumerMap: 
     let m = uploaded.get(key);
     if (!m) {
       const placed = placeMap(rows, rowsOut, n, width, offsets, dimensionalityPreserving ? [...Array(n).keys()] : keptIdx);
-      const M = fromArray(placed.map, [placed.rows, width]).keep();
+      const M = uploadMap(placed.map, placed.rows, width);
       uploaded.set(key, (m = { M, host: placed.map, rowsOut: placed.rows, keptIdx: placed.kept, dimensionalityPreserving }));
     }
     return m;
@@ -72,7 +72,26 @@ export function applyMaps(group: Group, producerMap: Float64Array, consumerMap: 
       const factor = group.consumers.find((c) => c.layer === layer)!.factor;
       kind.applyIn(layer, mapFor(C, kind.inChannels(layer) / factor, offsets), factor);
     }
+    // Slices indexing into the group's channels keep cutting the same ones (their bounds move).
+    for (const { slice, offset } of group.viewSlots) {
+      if (dimensionalityPreserving) break;
+      const offsets = group.viewSlots.filter((v) => v.slice === slice).map((v) => v.offset);
+      if (offsets[0] === offset) slice.keepInputChannels(keptChannels(slice.width, n, offsets, keptIdx));
+    }
   } finally {
-    for (const m of uploaded.values()) m.M.dispose();
+    for (const m of uploaded.values()) disposeMap(m.M);
   }
+}
+
+/** The channels of a `width`-wide tensor left when a group of n at `offsets` keeps `keptIdx`, as indices into the old width. */
+export function keptChannels(width: number, n: number, offsets: number[], keptIdx: number[]): number[] {
+  const starts = new Set(offsets);
+  const kept: number[] = [];
+  for (let ch = 0; ch < width;) {
+    if (starts.has(ch)) {
+      for (const i of keptIdx) kept.push(ch + i);
+      ch += n;
+    } else kept.push(ch++);
+  }
+  return kept;
 }

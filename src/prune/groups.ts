@@ -19,6 +19,7 @@
  */
 import { UnsupportedError } from '../errors.js';
 import { layerKind, type Prunable } from '../nn/kinds.js';
+import { channelSliceOf, type ChannelSlice } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { opSpec, opSpecs } from '../graph/ops.js';
@@ -55,6 +56,8 @@ export interface Group {
   /** Where the group sits in each producer's out-channels and each norm's channels (offset 0 unless concatenated or sliced). */
   outSlots: Slot[];
   normSlots: Slot[];
+  /** Slices whose bounds index into these channels (an imported Slice or Split): moved when they are pruned. */
+  viewSlots: { slice: ChannelSlice; offset: number }[];
   /** Dotted module names (with [from:to] where the group is a part of the layer's channels), for reports. */
   describe(): string;
 }
@@ -99,8 +102,8 @@ interface Channels {
   factor: number;
 }
 
-type Role = 'out' | 'norm' | 'in';
-const ROLE_ORDER: Record<Role, number> = { out: 0, norm: 1, in: 2 };
+type Role = 'out' | 'norm' | 'in' | 'view';
+const ROLE_ORDER: Record<Role, number> = { out: 0, norm: 1, in: 2, view: 3 };
 
 /** One layer position a channel id stands for. */
 interface Entry {
@@ -229,6 +232,9 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
           break;
         }
         if (x!.factor !== 1) refuse('slicing flattened features is not supported.');
+        // A slice whose bounds must follow pruning (ChannelSlice) is listed at every channel it indexes.
+        const view = channelSliceOf(t);
+        if (view) addEntries(x!, view as unknown as Prunable, 'view', 1);
         // A view of channels start .. end - 1 of the input: the same ids.
         channelsOf.set(t, { base: x!.base + attrs.start, count: attrs.end - attrs.start, factor: 1 });
         break;
@@ -294,6 +300,7 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
   const groups: Group[] = [];
   const taken = new Set<(typeof runs)[number]>();
   const width = (e: Entry) => {
+    if (e.role === 'view') return (e.layer as unknown as ChannelSlice).width;
     const kind = layerKind(e.layer)!;
     return e.role === 'in' ? kind.inChannels(e.layer) / e.factor : kind.outChannels(e.layer);
   };
@@ -310,10 +317,11 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
         .sort((a, b) => (a.layer === m ? -1 : b.layer === m ? 1 : 0));
       const normSlots = run.entries.filter((e) => e.role === 'norm').map(slot).sort(bySlotRank);
       const consumers = run.entries.filter((e) => e.role === 'in').map((e) => ({ ...slot(e), factor: e.factor })).sort(bySlotRank);
+      const viewSlots = run.entries.filter((e) => e.role === 'view').map((e) => ({ slice: e.layer as unknown as ChannelSlice, offset: e.index }));
       if (run.blocks > 1) {
         // Equal blocks need the whole width of the grouped layer (its groups cannot be cut by a concat).
         for (const e of run.entries) {
-          if ((layerKind(e.layer)!.channelBlocks?.(e.layer) ?? 1) > 1 && width(e) !== n) {
+          if (e.role !== 'view' && (layerKind(e.layer)!.channelBlocks?.(e.layer) ?? 1) > 1 && width(e) !== n) {
             throw new UnsupportedError(`Pruning graph: ${e.layer.path || 'a layer'} is a grouped convolution whose ${e.role === 'in' ? 'input' : 'output'} channels are only partly one group (${n} of ${width(e)}); its groups cannot be pruned equally.`);
           }
         }
@@ -326,7 +334,7 @@ export function dependencyGroups(model: Module, o: GraphOptions = {}): Group[] {
         return `${nameOf.get(e.layer)}${n === w ? '' : `[${e.offset}:${e.offset + n}]`}`;
       };
       groups.push({
-        index, channels: n, blocks: run.blocks, producers: unique(outSlots), batchNorms: unique(normSlots), consumers, outSlots, normSlots,
+        index, channels: n, blocks: run.blocks, producers: unique(outSlots), batchNorms: unique(normSlots), consumers, outSlots, normSlots, viewSlots,
         describe: () => `group ${index} (${n} channels${run.blocks > 1 ? ` in ${run.blocks} blocks` : ''}): out ${outSlots.map((s) => part(s, 'out')).join(', ')}` +
           `${normSlots.length ? `; bn ${normSlots.map((s) => part(s, 'norm')).join(', ')}` : ''}` +
           `; in ${consumers.map((c) => part(c, 'in')).join(', ')}`,

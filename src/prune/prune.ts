@@ -7,7 +7,9 @@
  *   3. build the k x n map M: a 0/1 selection of the kept channels (default pruning), or the
  *      optimal-transport fusion map (Intra-Fusion, `fusion: 'ot'` or an `optimalTransport` given);
  *   4. apply M through the layer registry: producers W' = M W and b' = M b, consumers W'[:, j] =
- *      sum_i M[j, i] W[:, i], batch-norms index-selected (they are the identity after folding).
+ *      sum_i M[j, i] W[:, i], batch-norms index-selected (they are the identity after folding). Sparse
+ *      maps (selections, exact transport maps) are applied by gathering their entries, never as a product
+ *      with their zeros (kernels/prune.ts).
  *
  * Modes:
  *   - sequential (the default for one step without `global`: given `groupIdxs`, a `sparsity` map's groups or
@@ -29,7 +31,7 @@ import type { Module } from '../nn/module.js';
 import { OptimalTransport } from '../ot/transport.js';
 import { foldBatchNormPairs, unfoldBiases, type FoldedPair } from './bn-fold.js';
 import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
-import { groupFeatures, groupLayers } from './features.js';
+import { groupFeatureAxes, groupFeatures, groupLayers } from './features.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
 import { applyMaps } from './apply.js';
 import { blockDiagonal, featuresOverBlocks, indicesInEveryBlock, meanOverBlocks } from './blocks.js';
@@ -257,6 +259,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
           const f = await groupFeatures(group);
           return G > 1 ? featuresOverBlocks(f.X, f.D, G) : f;
         },
+        featureAxes: () => (G > 1 ? null : groupFeatureAxes(group)),
       };
     });
     // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges

@@ -1,9 +1,10 @@
 /** Op specs of the ops that move data without arithmetic: reshape (flatten), concat, slice. */
 import { UnsupportedError } from '../../errors.js';
+import { ChannelSlice } from '../../nn/layers.js';
 import { resolveDims, type Dim } from '../../onnx/prepass.js';
 import { DataType } from '../../onnx/proto.js';
 import * as ag from '../../tensor/autograd.js';
-import { int, type OpSpec } from '../op-spec.js';
+import { int, type OnnxImportContext, type OpSpec } from '../op-spec.js';
 
 export const reshape: OpSpec = {
   name: 'reshape', summary: 'reshape keeping the batch (flatten)', channels: 'flatten', zeroStaysZero: true,
@@ -83,5 +84,59 @@ export const slice: OpSpec = {
       const int64 = (which: string, v: number) => ctx.initializer(ctx.unique(`${ctx.nameOf(t)}.${which}`), [1], async () => BigInt64Array.of(BigInt(v)), DataType.INT64);
       ctx.emit(t, 'Slice', [ctx.input(t.node!.inputs[0]), int64('starts', start), int64('ends', end), int64('axes', axis)]);
     },
+    // Each cut is a ChannelSlice module, so pruning the sliced channels moves its bounds.
+    importers: {
+      Slice(ctx) {
+        ctx.allowOnly(ctx.opset < 10 ? ['starts', 'ends', 'axes'] : []);
+        const list = (i: number, attr: string) => (ctx.opset < 10 ? ctx.ints(attr) : constantInts(ctx, i, attr));
+        const [starts, ends, steps] = [list(1, 'starts') ?? [], list(2, 'ends') ?? [], ctx.opset < 10 ? undefined : constantInts(ctx, 4, 'steps')];
+        const axes = list(3, 'axes') ?? starts.map((_, i) => i);
+        if (steps?.some((s) => s !== 1)) throw new UnsupportedError(`${ctx.where}: steps [${steps}]; only step 1 is supported.`);
+        if (starts.length !== ends.length || axes.length !== starts.length) throw new UnsupportedError(`${ctx.where}: starts, ends and axes of different lengths.`);
+        const cuts = axes.map((axis, i) => {
+          if (axis === 0) throw new UnsupportedError(`${ctx.where}: slicing the batch axis is not supported.`);
+          return ctx.addLayer(new ChannelSlice((width) => sliceBounds(ctx.where, starts[i], ends[i], width), axis));
+        });
+        ctx.step(([x]) => cuts.reduce((y, cut) => cut.call(y), x));
+      },
+      Split(ctx) {
+        // The sizes: attribute before opset 13, optional input after; none (or num_outputs, opset 18): equal parts.
+        ctx.allowOnly(ctx.opset < 13 ? ['axis', 'split'] : ['axis', 'num_outputs']);
+        const axis = ctx.int('axis', 0);
+        if (axis === 0) throw new UnsupportedError(`${ctx.where}: splitting the batch axis is not supported.`);
+        const outputs = ctx.node.output ?? [];
+        const sizes = ctx.opset < 13 ? ctx.ints('split') : constantInts(ctx, 1, 'split');
+        if (sizes && sizes.length !== outputs.length) throw new UnsupportedError(`${ctx.where}: ${sizes.length} split sizes for ${outputs.length} outputs.`);
+        outputs.forEach((output, i) => {
+          if (!output || !ctx.readers(output)) return;
+          const bounds = (width: number): [number, number] => {
+            // Equal parts as ONNX's num_outputs: ceil(width / parts) each, the last one what is left.
+            const part = sizes ?? Array.from({ length: outputs.length }, (_, j) => Math.min(Math.ceil(width / outputs.length), Math.max(0, width - j * Math.ceil(width / outputs.length))));
+            const start = part.slice(0, i).reduce((a, b) => a + b, 0);
+            if (part.reduce((a, b) => a + b, 0) !== width || part[i] < 1) throw new UnsupportedError(`${ctx.where}: split sizes [${part}] do not cover the ${width} channels of axis ${axis}.`);
+            return [start, start + part[i]];
+          };
+          const cut = ctx.addLayer(new ChannelSlice(bounds, axis));
+          ctx.step(([x]) => cut.call(x), ctx.inputs.slice(0, 1), output);
+        });
+      },
+    },
   },
 };
+
+/** Input i of a node as constant integers, or undefined when the optional input is left out. */
+function constantInts(ctx: OnnxImportContext, i: number, role: string): number[] | undefined {
+  const name = ctx.node.input?.[i];
+  if (!name) return undefined;
+  const c = ctx.constant(name);
+  if (!c) throw new UnsupportedError(`${ctx.where}: its ${role} "${name}" must be a constant.`);
+  return Array.from(c.values, Number);
+}
+
+/** ONNX Slice bounds (step 1) on a width: negative indices count from the end, both clamped to [0, width]. */
+function sliceBounds(where: string, start: number, end: number, width: number): [number, number] {
+  const clamp = (v: number) => Math.min(width, Math.max(0, v < 0 ? v + width : v));
+  const [s, e] = [clamp(start), clamp(end)];
+  if (e <= s) throw new UnsupportedError(`${where}: the slice [${start}, ${end}) of ${width} channels is empty.`);
+  return [s, e];
+}
