@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { readResult, round, startMeasurement, TARGETS, writeResult, type Measured } from './results.js';
 
 export const MAIN_JOB_VARIANTS: Record<string, { args: string[]; what: string }> = {
@@ -59,7 +59,7 @@ export function phasesFromLog(lines: { t: number; line: string }[], end: number)
 async function runOnce(variant: string, o: { dataDir: string; adapter: string }, log: (l: string) => void): Promise<MainJobRun> {
   const out = mkdtempSync(join(tmpdir(), 'intra-fusion-main-job-'));
   const args = ['dist/run.js', '--sparsities', '0.5', '--data-dir', o.dataDir, '--out', out, ...MAIN_JOB_VARIANTS[variant].args];
-  const command = `node ${args.join(' ').replace(out, '<tmp>')}`;
+  const command = `node ${args.join(' ').replace(out, '<tmp>').replace(o.dataDir, relative(process.cwd(), o.dataDir) || '.')}`;
   log(`main job (${variant}): ${command}`);
   const m = startMeasurement(o.adapter);
   const t0 = performance.now();

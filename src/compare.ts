@@ -8,14 +8,19 @@
  * pruned widths; a model that came from ONNX (run.js --model) from its source file named in the checkpoint or
  * the results JSON, resized the same way, or from the pruned .onnx beside it. The results JSON
  * (<model_dir>/../logs/pruning_results_*.json) adds the unpruned model's accuracy as a reference line.
+ *
+ * Shards of one run (run.js --shard I/N) merge here: given their results (several files, folders, or the
+ * runs' --out folders), the checkpoints come from the pruned_models folders beside them; shards of
+ * different runs are refused, and cells that no shard finished are reported.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { invokedAs, isEntryPoint, runMain } from './cli/main.js';
 import { parseArgs, usage, UsageError, type FlagSpec } from './cli/args.js';
 import { EVAL_BACKENDS, type EvalBackend } from './cli/run-flags.js';
 import { accuracyPlot, METHOD_LABEL, type CompareRow } from './cli/plot.js';
-import type { RunResult } from './cli/results.js';
+import { describeSetting, type RunResult } from './cli/results.js';
+import { cellName } from './cli/cells.js';
 import { writeFileAtomic } from './nn/checkpoint-node.js';
 import { loadStateDict, modelFromStateDict, resizeToStateDict } from './nn/checkpoint.js';
 import { complexity, inferenceSpeed } from './nn/metrics.js';
@@ -28,9 +33,9 @@ import { destroyRuntime, initRuntime } from './tensor/tensor.js';
 import type { ExampleInput } from './prune/index.js';
 
 const FLAGS = {
-  model_dir: { kind: 'string', help: 'Folder of pruned checkpoints (run.js writes <out>/pruned_models).', default: './pruned_models' },
-  results: { kind: 'string', help: 'run.js results JSON files (default: every <model_dir>/../logs/pruning_results_*.json).' },
-  plot: { kind: 'string', help: 'Where to write the accuracy-vs-sparsity SVG. Default: <model_dir>/comparison.svg (and comparison_top5.svg)' },
+  model_dir: { kind: 'string', help: 'Folder of pruned checkpoints (run.js writes <out>/pruned_models). Default: ./pruned_models, or with --results the pruned_models folders beside them.' },
+  results: { kind: 'strings', help: 'run.js results: JSON files, folders holding pruning_results_*.json, or run.js --out folders (their logs/); several shards of one run merge into one table (default: every <model_dir>/../logs/pruning_results_*.json).' },
+  plot: { kind: 'string', help: 'Where to write the accuracy-vs-sparsity SVG. Default: <model_dir>/comparison.svg (./comparison.svg for several folders), and comparison_top5.svg' },
   latency: { kind: 'boolean', help: 'Measure batch-1 latency of each model (--latency=false to skip).', default: true },
   gpu_id: { kind: 'int', help: 'Adapter: -1 software/fallback, 0 default, 1 low-power.', default: 0 },
   'eval-backend': { kind: 'string', help: 'What measures the latency: this engine on WebGPU, or onnxruntime-node on the CPU (needs npm install onnxruntime-node).', default: 'webgpu', choices: EVAL_BACKENDS },
@@ -51,18 +56,89 @@ async function latencyOf(model: Module, backend: EvalBackend, inputShape: Exampl
 
 const numberOrNull = (v: string | undefined) => (v === undefined || v === 'null' || v === '' ? null : Number(v));
 
-/** The run.js results next to a pruned_models folder (or the files given). */
-export function readResults(dir: string, files?: string[]): RunResult[] {
-  const logs = join(dirname(dir), 'logs');
-  const paths = files ?? (existsSync(logs) ? readdirSync(logs).filter((f) => /^pruning_results_.*\.json$/.test(f)).sort().map((f) => join(logs, f)) : []);
-  return paths.flatMap((p) => {
+/** One run.js results file and its entries. */
+export interface ResultsSource {
+  path: string;
+  entries: RunResult[];
+}
+
+const RESULTS_FILE = /^pruning_results_.*\.json$/;
+const resultsIn = (dir: string) => (existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).filter((f) => RESULTS_FILE.test(f)).sort().map((f) => join(dir, f)) : []);
+
+/**
+ * The results files: those given (a file; a folder of pruning_results_*.json; or a run's --out folder, whose
+ * logs/ holds them), or else every one in <model_dir>/../logs.
+ */
+export function resultFiles(dir: string | undefined, given?: string[]): string[] {
+  if (!given) return dir ? resultsIn(join(dirname(dir), 'logs')) : [];
+  return given.flatMap((p) => {
     if (!existsSync(p)) throw new UsageError(`--results ${p} does not exist.`);
+    if (!statSync(p).isDirectory()) return [p];
+    const found = resultsIn(p).length ? resultsIn(p) : resultsIn(join(p, 'logs'));
+    if (!found.length) throw new UsageError(`--results ${p}: no pruning_results_*.json there or in its logs/ folder.`);
+    return found;
+  });
+}
+
+/** The run.js results of these files (see resultFiles), each with its path. */
+export function readResultsFiles(dir: string | undefined, given?: string[]): ResultsSource[] {
+  return resultFiles(dir, given).map((p) => {
+    let entries: unknown;
     try {
-      return JSON.parse(readFileSync(p, 'utf8')) as RunResult[];
+      entries = JSON.parse(readFileSync(p, 'utf8'));
     } catch (e) {
       throw new UsageError(`${p} is not a run.js results file (${(e as Error).message}).`);
     }
+    if (!Array.isArray(entries)) throw new UsageError(`${p} is not a run.js results file (not a JSON list of cells).`);
+    return { path: p, entries: entries as RunResult[] };
   });
+}
+
+/** The run.js results next to a pruned_models folder (or the files and folders given). */
+export function readResults(dir: string | undefined, files?: string[]): RunResult[] {
+  return readResultsFiles(dir, files).flatMap((s) => s.entries);
+}
+
+/** The pruned_models folders beside results files (<out>/logs/x.json -> <out>/pruned_models), those that exist. */
+export function modelDirsBeside(files: string[]): string[] {
+  return [...new Set(files.map((f) => join(dirname(dirname(resolve(f))), 'pruned_models')))].filter((d) => existsSync(d));
+}
+
+/** What must agree between the shards of one run, in the order a difference is reported. */
+function shardIdentity(e: RunResult): [string, unknown, (a: unknown, b: unknown) => string][] {
+  const run = e.run!;
+  const o = e.original_model;
+  return [
+    ...Object.keys(run.settings).map((k) => [`--${k}`, run.settings[k], (a: unknown, b: unknown) => `--${k} ${describeSetting(a)} vs ${describeSetting(b)}`] as [string, unknown, (a: unknown, b: unknown) => string]),
+    ['shards', run.shard!.count, (a, b) => `split into ${String(a)} vs ${String(b)} shards`],
+    ['model', run.model_sha256, (a, b) => `another model file (SHA-256 ${String(a).slice(0, 12)}... vs ${String(b).slice(0, 12)}...)`],
+    ['data', [e.data_format, e.eval_samples, e.input_shape, e.normalization], () => 'other evaluation data (format, sample count, input shape or normalisation)'],
+    ['original', [o.parameters, o.flops, o.accuracy, o.top5, o.mean_batch_accuracy], (a, b) => `the original model measured differently (parameters, FLOPs, accuracy: ${JSON.stringify(a)} vs ${JSON.stringify(b)}), so other data or another model`],
+  ];
+}
+
+/**
+ * Checks that the shards among these results (run.js --shard) come from one run, and lists the cells of
+ * that run that no shard finished ("g1_s0.5 (shard 2/3)"). Results without shards are not checked (several
+ * unsharded runs may be compared side by side). Throws a UsageError naming both files and the difference.
+ */
+export function mergeShards(sources: ResultsSource[]): { shards: number; missing: string[] } {
+  const sharded = sources.flatMap((s) => s.entries.filter((e) => e.run?.shard).map((entry) => ({ path: s.path, entry })));
+  if (!sharded.length) return { shards: 0, missing: [] };
+  const first = sharded[0];
+  const want = shardIdentity(first.entry);
+  for (const { path, entry } of sharded) {
+    const have = shardIdentity(entry);
+    const at = want.findIndex(([, v], i) => have[i]?.[0] !== want[i][0] || JSON.stringify(have[i][1]) !== JSON.stringify(v));
+    if (at >= 0) {
+      const why = have[at]?.[0] === want[at][0] ? want[at][2](want[at][1], have[at][1]) : 'other flags';
+      throw new UsageError(`${first.path} and ${path} are shards of different runs (${why}); merge the shards of one run.`);
+    }
+  }
+  const { cells, shard } = first.entry.run!;
+  const done = new Set(sharded.map(({ entry: e }) => cellName(e.group_idx, e.sparsity, e.mode === 'per-group' ? e.group_sparsity : undefined)));
+  const missing = cells.map((c, i) => [c, i] as const).filter(([c]) => !done.has(c)).map(([c, i]) => `${c} (shard ${i % shard!.count}/${shard!.count})`);
+  return { shards: new Set(sharded.map(({ entry }) => entry.run!.shard!.index)).size, missing };
 }
 
 /** The pruned model of a checkpoint, rebuilt (see the file comment), or null when nothing describes its architecture. */
@@ -79,11 +155,23 @@ function rebuild(path: string, file: SafeTensorsFile, sourceModel: string | unde
   return existsSync(beside) ? loadOnnx(beside) : null;
 }
 
-export async function compare(dir: string, o: { latency: boolean; gpuId: number; results?: string[]; evalBackend?: EvalBackend }): Promise<CompareRow[]> {
-  if (!existsSync(dir)) throw new UsageError(`--model_dir ${dir} does not exist.`);
-  const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
-  if (!files.length) throw new UsageError(`No .safetensors checkpoints in ${dir}.`);
-  const results = readResults(dir, o.results);
+/**
+ * The table rows of the pruned checkpoints in `dir` (or in several folders: the shards of a run), each
+ * rebuilt and measured; `o.results` as compare.js --results (default: <dir>/../logs).
+ */
+export async function compare(dir: string | string[], o: { latency: boolean; gpuId: number; results?: string[]; evalBackend?: EvalBackend }): Promise<CompareRow[]> {
+  const dirs = typeof dir === 'string' ? [dir] : dir;
+  const where = new Map<string, string>();
+  for (const d of dirs) {
+    if (!existsSync(d)) throw new UsageError(`--model_dir ${d} does not exist.`);
+    for (const f of readdirSync(d).filter((x) => x.endsWith('.safetensors'))) {
+      if (where.has(f)) throw new UsageError(`${f} is in both ${where.get(f)} and ${d}: give each cell's checkpoints once.`);
+      where.set(f, d);
+    }
+  }
+  const files = [...where.keys()].sort();
+  if (!files.length) throw new UsageError(`No .safetensors checkpoints in ${dirs.join(', ')}.`);
+  const results = readResults(dirs.length === 1 ? dirs[0] : undefined, o.results);
   // The results entry and method of each checkpoint, by its path's file name.
   const byFile = new Map<string, { entry: RunResult; key: string }>();
   for (const entry of results) {
@@ -95,7 +183,7 @@ export async function compare(dir: string, o: { latency: boolean; gpuId: number;
   await initRuntime(o.gpuId);
   const rows: CompareRow[] = [];
   for (const f of files) {
-    const path = join(dir, f);
+    const path = join(where.get(f)!, f);
     const file = parseSafetensors(readFileSync(path), path);
     const meta = file.metadata;
     if (!meta.model || !meta.method) {
@@ -121,12 +209,39 @@ export async function compare(dir: string, o: { latency: boolean; gpuId: number;
   return rows.sort((a, b) => a.model.localeCompare(b.model) || a.group - b.group || a.sparsity - b.sparsity || a.method.localeCompare(b.method));
 }
 
-/** One row per unpruned model named in the results (its accuracy is the plots' reference line). */
+/**
+ * One row per unpruned model named in the results (its accuracy is the plots' reference line). Its latency
+ * is run.js's, labelled so (`latencyBy`), until measureOriginals measures it as the pruned rows are.
+ */
 export function originalRows(results: RunResult[]): CompareRow[] {
   return results.filter((e, i) => results.findIndex((x) => x.model_name === e.model_name) === i).map((e) => ({
     file: '', model: e.model_name, method: 'original', group: -1, sparsity: 0, parameters: e.original_model.parameters, flops: e.original_model.flops,
     accuracy: e.original_model.accuracy, top5: e.original_model.top5 ?? null, latencyMs: e.original_model.inference_time * 1e3,
+    latencyBy: `run.js, ${e.original_model.eval_backend ?? 'webgpu'}`,
   }));
+}
+
+/**
+ * Measures each unpruned model's latency the way the pruned rows are measured (same backend, same process),
+ * from the file the run loaded (the results' model_file or original_model.checkpoint), so the latency column
+ * compares like with like. A model whose file is not at hand keeps run.js's figure, labelled.
+ */
+export async function measureOriginals(rows: CompareRow[], results: RunResult[], backend: EvalBackend): Promise<CompareRow[]> {
+  for (const row of rows) {
+    const e = results.find((x) => x.model_name === row.model)!;
+    const checkpoint = e.original_model.checkpoint;
+    let model: Module | null = null;
+    if (e.model_file && existsSync(e.model_file)) model = loadOnnx(e.model_file);
+    else if (checkpoint && existsSync(checkpoint) && (MODEL_NAMES as readonly string[]).includes(e.model_name)) model = modelFromStateDict(e.model_name, parseSafetensors(readFileSync(checkpoint), checkpoint), checkpoint);
+    if (!model) continue;
+    try {
+      row.latencyMs = await latencyOf(model, backend, e.input_shape as ExampleInput);
+      delete row.latencyBy;
+    } finally {
+      model.dispose();
+    }
+  }
+  return rows;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -135,20 +250,29 @@ export async function main(argv: string[]): Promise<number> {
     console.log(usage(invokedAs(import.meta.url, 'node dist/compare.js'), 'Compare pruned checkpoints: table and accuracy-vs-sparsity plots of every method.', FLAGS));
     return 0;
   }
-  const dir = resolve(a.model_dir as string);
-  const resultFiles = a.results === undefined ? undefined : String(a.results).split(',').map((p) => resolve(p));
+  const given = (a.results as string[] | undefined)?.map((p) => resolve(p));
+  const files = resultFiles(a.model_dir === undefined && given ? undefined : resolve((a.model_dir as string | undefined) ?? './pruned_models'), given);
+  // With --results and no --model_dir, the checkpoints are beside the results (each shard's <out>/pruned_models).
+  const dirs = a.model_dir !== undefined || !given ? [resolve((a.model_dir as string | undefined) ?? './pruned_models')] : modelDirsBeside(files);
+  if (!dirs.length) throw new UsageError(`No pruned_models folder beside ${given!.join(', ')}: pass --model_dir.`);
+  const sources = readResultsFiles(undefined, files);
+  const { shards, missing } = mergeShards(sources); // refuses shards of different runs before any model is loaded
   const evalBackend = a['eval-backend'] as EvalBackend;
   if (evalBackend === 'onnxruntime' && a.latency) await requireOnnxRuntime(); // says how to install it when missing
-  const rows = await compare(dir, { latency: a.latency as boolean, gpuId: a.gpu_id as number, results: resultFiles, evalBackend });
-  const originals = originalRows(readResults(dir, resultFiles));
+  const rows = await compare(dirs, { latency: a.latency as boolean, gpuId: a.gpu_id as number, results: files, evalBackend });
+  const results = sources.flatMap((s) => s.entries);
+  const originals = a.latency ? await measureOriginals(originalRows(results), results, evalBackend) : originalRows(results);
   const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toFixed(2));
   const withTop5 = [...rows, ...originals].some((r) => r.top5 !== null && r.top5 !== undefined);
+  if (shards) console.log(`merged ${shards} shard${shards === 1 ? '' : 's'} of one run (${files.length} results file${files.length === 1 ? '' : 's'})\n`);
   console.log(`| model | group | sparsity | method | parameters | MFLOPs | accuracy % |${withTop5 ? ' top-5 % |' : ''} latency ms${evalBackend === 'webgpu' ? '' : ` (${evalBackend})`} |`);
   console.log(`|---|---:|---:|---|---:|---:|---:|${withTop5 ? '---:|' : ''}---:|`);
   for (const r of [...originals, ...rows]) {
-    console.log(`| ${r.model} | ${r.group === -1 && r.method === 'original' ? '-' : r.group === -1 ? 'all' : r.group} | ${r.sparsity} | ${METHOD_LABEL[r.method] ?? r.method} | ${r.parameters} | ${(r.flops / 1e6).toFixed(1)} | ${pct(r.accuracy)} |${withTop5 ? ` ${pct(r.top5)} |` : ''} ${r.latencyMs === null ? '-' : r.latencyMs.toFixed(1)} |`);
+    const latency = r.latencyMs === null ? '-' : `${r.latencyMs.toFixed(1)}${r.latencyBy ? ` (${r.latencyBy})` : ''}`;
+    console.log(`| ${r.model} | ${r.group === -1 && r.method === 'original' ? '-' : r.group === -1 ? 'all' : r.group} | ${r.sparsity} | ${METHOD_LABEL[r.method] ?? r.method} | ${r.parameters} | ${(r.flops / 1e6).toFixed(1)} | ${pct(r.accuracy)} |${withTop5 ? ` ${pct(r.top5)} |` : ''} ${latency} |`);
   }
-  const plot = resolve((a.plot as string | undefined) ?? join(dir, 'comparison.svg'));
+  if (missing.length) process.stderr.write(`warning: ${missing.length} cell${missing.length === 1 ? '' : 's'} of the run ${missing.length === 1 ? 'is' : 'are'} in no shard's results (rerun or --resume those shards): ${missing.join(', ')}\n`);
+  const plot = resolve((a.plot as string | undefined) ?? (dirs.length === 1 ? join(dirs[0], 'comparison.svg') : 'comparison.svg'));
   if (rows.some((r) => r.accuracy !== null)) {
     writeFileAtomic(plot, accuracyPlot(rows, { originals }));
     console.log(`\nplot: ${plot}`);

@@ -13,14 +13,16 @@
  * ONNX model), cells.ts (which cells and methods run), cell.ts (prune and evaluate one method),
  * results.ts (results file and summary).
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { DataError, IntraFusionError } from './errors.js';
 import { invokedAs, isEntryPoint, runMain } from './cli/main.js';
-import { methodsFor, planCells, type MethodKey } from './cli/cells.js';
+import { methodsFor, planCells, shardCells, type MethodKey } from './cli/cells.js';
 import { keepGroupInputs, measureOriginal, optimalTransportFor, runMethod, type RunContext } from './cli/cell.js';
 import { checkClassCount, checkDataFlags, openRunData } from './cli/data-source.js';
 import { checkModelFiles, describeModel, openModelSource } from './cli/model-source.js';
-import { prepareOutDir, ResultsFile, summaryTable, type RunResult } from './cli/results.js';
-import { checkRunArgs, runUsage } from './cli/run-flags.js';
+import { prepareOutDir, ResultsFile, summaryTable, type RunIdentity, type RunResult } from './cli/results.js';
+import { checkRunArgs, resultSettings, runUsage } from './cli/run-flags.js';
 import { formatNormalization } from './data/normalization.js';
 import { noGrad } from './tensor/autograd.js';
 import { dependencyGroups } from './prune/index.js';
@@ -46,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   checkModelFiles(o);
   checkDataFlags(o);
   prepareOutDir(o.out, log);
-  const results = o.resume ? ResultsFile.resume(o.resume, o) : ResultsFile.create(o.out);
+  const results = o.resume ? ResultsFile.resume(o.resume, o) : ResultsFile.create(o.out, undefined, o.shard);
 
   const rt = await initRuntime(o.gpuId);
   log(`adapter: ${rt.adapterDescription}`);
@@ -73,20 +75,25 @@ export async function main(argv: string[]): Promise<number> {
   checkClassCount(data, outputs);
   const cells = planCells(o, o.modelName, groupCount);
   const methods = methodsFor(o.fusion);
+  const modelSha256 = createHash('sha256').update(readFileSync(source.file)).digest('hex');
+  results.checkSameModel(modelSha256);
+  const run: RunIdentity = { settings: resultSettings(o), model_sha256: modelSha256, cells: cells.map((c) => c.name), ...(o.shard ? { shard: o.shard } : {}) };
+  const mine = shardCells(cells, o.shard);
+  if (o.shard) log(`shard ${o.shard.index}/${o.shard.count}: ${mine.length} of ${cells.length} cells (${mine.map((c) => c.name).join(', ')})`);
 
   const ctx: RunContext = { o, source, train: data.calibration, test, ot: optimalTransportFor(o), log };
   const setup = { eval_samples: test?.count ?? 0, data: data.path, data_format: data.format, input_shape: [...o.exampleInput], normalization };
   results.checkSameSetup(setup, o.evalBackend);
   const keys = methods.map((m) => m.key);
-  const todo = cells.filter((cell) => !results.finished(cell, keys));
-  if (o.resume) log(`resuming ${o.resume}: ${cells.length - todo.length} of ${cells.length} cells finished`);
+  const todo = mine.filter((cell) => !results.finished(cell, keys));
+  if (o.resume) log(`resuming ${o.resume}: ${mine.length - todo.length} of ${mine.length} cells finished`);
   const original = results.entries[0]?.original_model ?? await measureOriginal(ctx);
   await keepGroupInputs(ctx, [...new Set(todo.map((cell) => cell.g))]);
   for (const cell of todo) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: o.modelName, importance_criteria: o.criterion, group_idx: cell.g, sparsity: cell.s,
       ...(o.groupSparsity ? { group_sparsity: o.groupSparsity } : {}), mode: o.mode, iterative_steps: o.iterativeSteps, round_to: o.roundTo,
-      ...setup, evaluated: test !== null, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original,
+      ...setup, evaluated: test !== null, ...(o.onnxFile ? { model_file: o.onnxFile } : {}), original_model: original, run,
     } as RunResult;
     for (const method of methods) entry[method.key as MethodKey] = await runMethod(ctx, cell, method, cells.indexOf(cell), method === methods[0]);
     results.add(entry);

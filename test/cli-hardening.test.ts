@@ -12,6 +12,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs, UsageError } from '../src/cli/args.js';
 import { prepareOutDir } from '../src/cli/results.js';
+import { TEMP_HOST } from '../src/nn/checkpoint-node.js';
 import { checkRunArgs } from '../src/cli/run-flags.js';
 import { main as demoMain, startDemoServer } from '../src/demo/server.js';
 import { loadCifar10 } from '../src/data/cifar10-node.js';
@@ -93,19 +94,20 @@ describe('--out and temporary files', () => {
     await expect(runMain(['--resume', join(dir, 'bad.json'), '--checkpoint', file, '--out', dir])).rejects.toThrow(/bad\.json is not a results file written by run\.js/);
   });
 
-  it('removes temporary files of dead runs, keeps those of live ones', () => {
+  it('removes temporary files of this machine\'s dead runs, keeps live ones and other machines\' (a shared --out)', () => {
     const dir = tempDir('if-tmp-');
     mkdirSync(join(dir, 'pruned_models'), { recursive: true });
     mkdirSync(join(dir, 'logs'), { recursive: true });
-    const dead = join(dir, 'pruned_models', 'm.safetensors.tmp-999999999-1');
-    const live = join(dir, 'logs', `r.json.tmp-${process.pid}-1`);
-    writeFileSync(dead, 'x');
-    writeFileSync(live, 'x');
+    const dead = join(dir, 'pruned_models', `m.safetensors.tmp-${TEMP_HOST}-999999999-1`);
+    const deadOld = join(dir, 'pruned_models', 'm.safetensors.tmp-999999999-1'); // named before the host was
+    const live = join(dir, 'logs', `r.json.tmp-${TEMP_HOST}-${process.pid}-1`);
+    // Another machine's (a shard writing to the same shared folder): its process is not ours to judge.
+    const elsewhere = join(dir, 'logs', 'r.json.tmp-other-host.example-999999999-1');
+    for (const f of [dead, deadOld, live, elsewhere]) writeFileSync(f, 'x');
     const lines: string[] = [];
     prepareOutDir(dir, (l) => lines.push(l));
-    expect(existsSync(dead)).toBe(false);
-    expect(existsSync(live)).toBe(true);
-    expect(lines).toEqual([`removed ${dead} (left by an interrupted run)`]);
+    expect([dead, deadOld, live, elsewhere].map((f) => existsSync(f))).toEqual([false, false, true, true]);
+    expect(lines.sort()).toEqual([`removed ${dead} (left by an interrupted run)`, `removed ${deadOld} (left by an interrupted run)`].sort());
   });
 });
 

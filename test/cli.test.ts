@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs, UsageError } from '../src/cli/args.js';
-import { main as compareMain, compare } from '../src/compare.js';
+import { main as compareMain, compare, measureOriginals, originalRows, readResults } from '../src/compare.js';
 import { main as runMain, type RunResult } from '../src/run.js';
 import { destroyRuntime } from '../src/tensor/tensor.js';
-import { sharedDir } from './helpers.js';
+import { gpu, sharedDir } from './helpers.js';
 
 const checkpoint = () => join(sharedDir(), 'models/vgg11_bn_cifar10.safetensors');
 const dataDir = () => join(sharedDir(), 'data/cifar10');
@@ -61,6 +61,7 @@ describe('run.js', () => {
       expect(m.inference_time).toBeGreaterThan(0);
     }
     expect(r.original_model.parameters).toBe(9_231_114);
+    expect(r.original_model.checkpoint).toBe(checkpoint()); // compare.js measures the unpruned latency from it
     expect(r.default_pruning.parameters).toBe(5_921_493);
     expect(r.intra_fusion.parameters).toBe(5_921_493);
     expect(r.intra_fusion.accuracy).toBeGreaterThan(r.default_pruning.accuracy! + 5);
@@ -114,6 +115,12 @@ describe('compare.js', () => {
     expect(svg).toMatch(/^<svg/);
     expect(svg).toContain('vgg11_bn g2 Intra-Fusion');
     await expect(compare(join(out, 'absent'), { latency: false, gpuId: 0 })).rejects.toThrow(/does not exist/);
+    // The unpruned row's latency: measured here from the run's checkpoint, like the pruned rows, not run.js's.
+    const results = readResults(join(out, 'pruned_models'));
+    await gpu(); // compare.js's main released the device
+    const [original] = await measureOriginals(originalRows(results), results, 'webgpu');
+    expect(original.latencyBy).toBeUndefined();
+    expect(original.latencyMs).toBeGreaterThan(0);
   }, 300_000);
 });
 

@@ -1,15 +1,20 @@
 /**
  * The pruner's kernels (prune.wgsl) against float64 on random shapes, and what they promise a user:
  * channel maps applied by gathering their entries (a selection copies the kept rows bit for bit, so a
- * NaN in a pruned filter never reaches a kept one).
+ * NaN in a pruned filter never reaches a kept one); per-channel |w| and w^2 sums (l1, l2, lamp); the
+ * transport cost from features gathered and L2-normalised on the device (odd channel counts, several
+ * axes, p = 1, 2, 3, subgroup and portable paths); tracing that records no GPU work.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyMap, disposeMap, selectionMap, uploadMap } from '../src/kernels/prune.js';
+import { applyMap, channelNormParts, channelNormsAdded, deviceFeatures, disposeMap, lpCost, selectionMap, uploadMap } from '../src/kernels/prune.js';
+import { createModel } from '../src/nn/models.js';
+import { OptimalTransport } from '../src/ot/transport.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import { AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential } from '../src/nn/layers.js';
-import { prune } from '../src/prune/index.js';
-import { assign, destroyRuntime, fromArray } from '../src/tensor/tensor.js';
+import { dependencyGroups, foldBatchNorms, prune } from '../src/prune/index.js';
+import { assign, destroyRuntime, fromArray, getRuntime } from '../src/tensor/tensor.js';
 import { expectClose, gpu } from './helpers.js';
+import { referenceCost } from './method-reference.js';
 
 beforeAll(gpu);
 afterAll(destroyRuntime);
@@ -93,5 +98,109 @@ describe('channel maps on the GPU', () => {
     const nonFinite = [...p0, ...b0, ...p2].filter((v) => !Number.isFinite(v)).length;
     expect(nonFinite, 'only the kept NaN').toBe(1);
     model.dispose();
+  });
+});
+
+/** Host features in groupFeatures' order: axis by axis, then r, then t. */
+function hostFeatures(n: number, axes: { w: Float32Array; rows: number; inner: number }[]): { X: Float64Array; D: number } {
+  const D = axes.reduce((d, a) => d + a.rows * a.inner, 0);
+  const X = new Float64Array(n * D);
+  for (let c = 0; c < n; c++) {
+    let at = c * D;
+    for (const { w, rows, inner } of axes) for (let r = 0; r < rows; r++) for (let t = 0; t < inner; t++) X[at++] = w[(r * n + c) * inner + t];
+  }
+  return { X, D };
+}
+
+/** n channels, 1-3 weight axes [rows, n, inner] whose channels have very different scales, k kept. */
+function randomCase(seed: number) {
+  const r = seededRandom(seed);
+  const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+  const n = int(1, 90);
+  const axes = Array.from({ length: int(1, 3) }, () => {
+    const rows = int(1, 7);
+    const inner = int(1, 40);
+    const w = Float32Array.from({ length: rows * n * inner }, (_, i) => (r() * 2 - 1) * (1 + (Math.floor(i / inner) % n) % 5));
+    return { w, rows, inner };
+  });
+  const k = int(1, n);
+  const keptIdx = Array.from({ length: n }, (_, i) => i).sort(() => r() - 0.5).slice(0, k).sort((a, b) => a - b);
+  return { n, axes, keptIdx };
+}
+
+describe('channel importance sums on the GPU', () => {
+  it('|w| and w^2 over [rows, n, inner] slices equal float64 on 16 random shapes', async () => {
+    for (let s = 0; s < 16; s++) {
+      const { n, axes } = randomCase(900 + s);
+      const { w, rows, inner } = axes[0];
+      const q = (1 + (s % 2)) as 1 | 2;
+      const t = fromArray(w, [w.length]);
+      const got = channelNormsAdded(await channelNormParts({ tensor: t, rows, inner }, n, q).dataAndDispose(), n);
+      t.dispose();
+      const want = new Float64Array(n);
+      for (let a = 0; a < rows; a++) for (let c = 0; c < n; c++) for (let u = 0; u < inner; u++) want[c] += Math.abs(w[(a * n + c) * inner + u]) ** q;
+      expectClose(got, want, 1e-5, 1e-5, `seed ${900 + s}, [${rows}, ${n}, ${inner}], q ${q}`);
+    }
+  });
+});
+
+describe('OT cost on the GPU', () => {
+  async function check(seed: number, p: number) {
+    const { n, axes, keptIdx } = randomCase(seed);
+    const tensors = axes.map((a) => fromArray(a.w, [a.w.length]));
+    const f = deviceFeatures(n, tensors.map((tensor, i) => ({ tensor, rows: axes[i].rows, inner: axes[i].inner })));
+    const cost = await lpCost(f, keptIdx, p).dataAndDispose();
+    f.XT.dispose();
+    tensors.forEach((t) => t.dispose());
+    const { X, D } = hostFeatures(n, axes);
+    expectClose(cost, referenceCost(X, D, keptIdx, p), 2e-5, 2e-5, `seed ${seed}, n ${n}, D ${D}, k ${keptIdx.length}, p ${p}`);
+  }
+
+  it('equals the float64 cost on 18 random shapes, p = 1, 2, 3, and on 6 more without subgroups', async () => {
+    for (let s = 0; s < 18; s++) await check(100 + s, [1, 2, 3][s % 3]);
+    const rt = getRuntime();
+    const had = rt.subgroups;
+    rt.subgroups = false;
+    try {
+      for (let s = 0; s < 6; s++) await check(500 + s, [1, 2, 3][s % 3]);
+    } finally {
+      rt.subgroups = had;
+    }
+  });
+
+  it('a VGG-sized group (n 512, D 6912, k 256) equals the float64 host cost; a zero channel costs as on the host; bad input is refused', async () => {
+    const r = seededRandom(7);
+    const n = 512;
+    const axes = [{ rows: 1, inner: 2304 }, { rows: 512, inner: 9 }].map(({ rows, inner }) => ({ rows, inner, w: Float32Array.from({ length: rows * n * inner }, () => r() * 2 - 1) }));
+    const keptIdx = Array.from({ length: 256 }, (_, j) => 2 * j + (j % 2));
+    const ot = new OptimalTransport();
+    const tensors = axes.map((a) => fromArray(a.w, [a.w.length]));
+    const gpuCost = await ot.deviceCostMatrix(n, tensors.map((tensor, i) => ({ tensor, rows: axes[i].rows, inner: axes[i].inner })), keptIdx);
+    tensors.forEach((t) => t.dispose());
+    const { X, D } = hostFeatures(n, axes);
+    expectClose(gpuCost, ot.costMatrix(X, D, keptIdx), 1e-5, 1e-5, 'n 512');
+
+    const w = Float32Array.from([1, 2, 0, 0, 3, -1]); // 3 channels of 2 features: channel 1 is zero
+    const t = fromArray(w, [6]);
+    const ot2 = new OptimalTransport({ p: 2 });
+    expectClose(await ot2.deviceCostMatrix(3, [{ tensor: t, rows: 1, inner: 2 }], [0, 2]), ot2.costMatrix(Float64Array.from(w), 2, [0, 2]), 1e-6, 1e-6, 'zero row');
+    expect(() => deviceFeatures(3, [{ tensor: t, rows: 2, inner: 2 }])).toThrow(/does not fit/);
+    const f = deviceFeatures(3, [{ tensor: t, rows: 1, inner: 2 }]);
+    expect(() => lpCost(f, [3], 1)).toThrow(/not one of the 3 channels/);
+    f.XT.dispose();
+    t.dispose();
+  });
+});
+
+describe('tracing', () => {
+  it('finding the groups and batch-norm pairs of VGG11-BN records no GPU work', async () => {
+    const m = createModel('vgg11_bn');
+    const rt = getRuntime();
+    const before = rt.dispatchCount;
+    expect(dependencyGroups(m).length).toBe(8);
+    expect(rt.dispatchCount - before).toBe(0);
+    expect(await foldBatchNorms(m)).toBe(8);
+    expect(rt.dispatchCount - before).toBe(0); // folding itself only uploads values
+    m.dispose();
   });
 });

@@ -1,5 +1,6 @@
 /**
- * A small command-line parser: `--name value`, `--name=value`, lists as `--name 1 2 3` or `--name 1,2,3`,
+ * A small command-line parser: `--name value`, `--name=value`, lists as `--name 1 2 3` or `--name 1,2,3`
+ * (numbers, or strings such as paths),
  * boolean switches, `key=value` pairs (`--group-sparsity 1=0.3,2=0.5`), aliases, and underscores or dashes
  * alike (`--group_idxs` = `--group-idxs`). Unknown flags and bad values are errors that name the flag;
  * so are a flag given twice, a list with a repeated value, a pair list with a repeated key, and a boolean
@@ -12,7 +13,7 @@ export class UsageError extends IntraFusionError {
   override name = 'UsageError';
 }
 
-export type FlagKind = 'string' | 'number' | 'int' | 'numbers' | 'ints' | 'boolean' | 'pairs';
+export type FlagKind = 'string' | 'strings' | 'number' | 'int' | 'numbers' | 'ints' | 'boolean' | 'pairs';
 
 export interface FlagSpec {
   kind: FlagKind;
@@ -62,7 +63,7 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
     else {
       while (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
         values.push(argv[++i]);
-        if (s.kind !== 'numbers' && s.kind !== 'ints' && s.kind !== 'pairs') break;
+        if (s.kind !== 'numbers' && s.kind !== 'ints' && s.kind !== 'pairs' && s.kind !== 'strings') break;
       }
     }
     const parts = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length);
@@ -77,6 +78,13 @@ export function parseArgs<T extends Record<string, FlagSpec>>(argv: string[], sp
         if (parts.length > 1) throw new UsageError(`--${rawName} takes one value, got ${parts.join(', ')}.`);
         if (s.choices && !s.choices.includes(parts[0])) throw new UsageError(`--${rawName} must be one of ${s.choices.join(', ')}; got "${parts[0]}".`);
         out[key] = parts[0];
+        break;
+      case 'strings':
+        if (!s.repeats) {
+          const dup = parts.find((v, j) => parts.indexOf(v) !== j);
+          if (dup !== undefined) throw new UsageError(`--${rawName}: ${dup} is listed twice.`);
+        }
+        out[key] = parts;
         break;
       case 'number':
       case 'int':

@@ -98,7 +98,9 @@ export async function measureOriginal(ctx: RunContext): Promise<MethodResult> {
   if (test) log(`evaluating the original ${o.modelName} on ${test.count} samples`);
   const original = source.fresh();
   const result = await measure(original, test, o.batchSize, 'original', o.exampleInput, o.evalBackend);
-  if (o.exportOnnx) {
+  if (!o.onnxFile) result.checkpoint = source.file; // compare.js measures its latency from it
+  // Every shard evaluates the original; only the first writes its ONNX (shards may share --out).
+  if (o.exportOnnx && !o.shard?.index) {
     result.onnx = join(o.out, 'pruned_models', `${o.modelName}_unpruned.onnx`);
     await saveOnnx(original, result.onnx, exportOptions(ctx, { model: o.modelName, method: 'unpruned' }));
   }

@@ -5,7 +5,7 @@
  */
 import { FUSION_METHODS } from '../prune/methods.js';
 import { UsageError } from './args.js';
-import type { Fusion, RunMode, RunOptions } from './run-flags.js';
+import type { Fusion, RunMode, RunOptions, Shard } from './run-flags.js';
 
 /** A method of the fusion-method table (result key, prune() fusion, label). */
 export type Method = (typeof FUSION_METHODS)[number];
@@ -35,10 +35,26 @@ export function planCells(o: RunOptions, modelName: string, groupCount: number):
   for (const g of checked) if (g < 0 || g >= groupCount) throw new UsageError(`--${o.mode === 'group' ? 'group_idxs' : 'group-sparsity'}: ${modelName} has groups 0..${groupCount - 1}, not ${g}.`);
   if (o.mode === 'per-group') {
     const pairs = Object.entries(o.groupSparsity!).map(([k, v]) => `${k}=${v}`);
-    return [{ g: -1, s: -1, sparsity: o.groupSparsity!, name: `gs${pairs.join('-')}`, where: `groups ${pairs.join(',')}` }];
+    return [{ g: -1, s: -1, sparsity: o.groupSparsity!, name: cellName(-1, -1, o.groupSparsity), where: `groups ${pairs.join(',')}` }];
   }
-  if (o.mode === 'group') return o.groups.flatMap((g) => o.sparsities.map((s) => ({ g, s, sparsity: s, name: `g${g}_s${s}`, where: `group ${g} sparsity ${s}` })));
-  return o.sparsities.map((s) => ({ g: -1, s, sparsity: s, name: `gall_s${s}`, where: `all groups (${o.mode as Exclude<RunMode, 'group' | 'per-group'>}) sparsity ${s}` }));
+  if (o.mode === 'group') return o.groups.flatMap((g) => o.sparsities.map((s) => ({ g, s, sparsity: s, name: cellName(g, s), where: `group ${g} sparsity ${s}` })));
+  return o.sparsities.map((s) => ({ g: -1, s, sparsity: s, name: cellName(-1, s), where: `all groups (${o.mode as Exclude<RunMode, 'group' | 'per-group'>}) sparsity ${s}` }));
+}
+
+/** A cell's name (g2_s0.5, gall_s0.5, gs1=0.3-2=0.5), from its group, sparsity and per-group ratios (as a results entry has them). */
+export function cellName(g: number, s: number, groupSparsity?: Record<number, number>): string {
+  if (groupSparsity) return `gs${Object.entries(groupSparsity).map(([k, v]) => `${k}=${v}`).join('-')}`;
+  return g === -1 ? `gall_s${s}` : `g${g}_s${s}`;
+}
+
+/**
+ * The cells of one shard (--shard I/N): cells I, I+N, I+2N, ... of the plan, whose order is fixed by the
+ * flags (group mode: each group of --group_idxs in the order given, each of its --sparsities in order;
+ * otherwise each sparsity in order). Every cell keeps its place in the whole plan (its seed), so a
+ * sharded cell equals the same cell of an unsharded run.
+ */
+export function shardCells(cells: Cell[], shard: Shard | undefined): Cell[] {
+  return shard ? cells.filter((_, i) => i % shard.count === shard.index) : cells;
 }
 
 /** A seed per (seed, cell, sparsity, method), so each method of each cell draws its own batches, reproducibly. */

@@ -14,6 +14,8 @@ export interface CompareRow {
   /** Top-5 accuracy in percent, where measured. */
   top5?: number | null;
   latencyMs: number | null;
+  /** Who measured latencyMs when not this table's backend (e.g. "run.js, webgpu"); shown beside it. */
+  latencyBy?: string;
 }
 
 /** Plot label of each results key (the fusion methods' table, and the unpruned model). */

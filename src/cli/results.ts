@@ -5,10 +5,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataError } from '../errors.js';
-import { writeFileAtomic } from '../nn/checkpoint-node.js';
+import { TEMP_HOST, writeFileAtomic } from '../nn/checkpoint-node.js';
 import { UsageError } from './args.js';
 import type { Cell, MethodKey } from './cells.js';
-import type { EvalBackend, RunMode, RunOptions } from './run-flags.js';
+import { resultSettings, type EvalBackend, type RunMode, type RunOptions, type Shard } from './run-flags.js';
 
 export interface MethodResult {
   parameters: number;
@@ -23,6 +23,7 @@ export interface MethodResult {
   /** What ran this model's evaluation and latency (--eval-backend). */
   eval_backend: EvalBackend;
   accuracy_before_fine_tuning?: number;
+  /** The pruned model's checkpoint; for original_model, the checkpoint the run loaded (not for ONNX runs: see model_file). */
   checkpoint?: string;
   onnx?: string;
 }
@@ -55,6 +56,20 @@ export interface RunResult {
   intra_fusion: MethodResult;
   /** With --fusion folding or all. */
   folding?: MethodResult;
+  /** What identifies the run this cell belongs to (absent in results of older versions). */
+  run?: RunIdentity;
+}
+
+/** The run a cell belongs to: the same in every cell (and every shard) of one run. */
+export interface RunIdentity {
+  /** The flags that shape the results, by flag name (run-flags.ts resultSettings). */
+  settings: Record<string, unknown>;
+  /** SHA-256 of the model file the run pruned (checkpoint or ONNX). */
+  model_sha256: string;
+  /** Every cell of the run in plan order, by name (as in the pruned checkpoints' file names). */
+  cells: string[];
+  /** With --shard: this shard's 0-based index and the shard count. */
+  shard?: Shard;
 }
 
 /**
@@ -64,8 +79,9 @@ export interface RunResult {
 export class ResultsFile {
   constructor(readonly path: string, readonly entries: RunResult[] = []) {}
 
-  static create(out: string, timestamp = new Date().toISOString().replace(/[:.]/g, '-')): ResultsFile {
-    return new ResultsFile(join(out, 'logs', `pruning_results_${timestamp}.json`));
+  /** A new results file; a shard's name ends in _shard-I-of-N, so shards writing to one --out never collide. */
+  static create(out: string, timestamp = new Date().toISOString().replace(/[:.]/g, '-'), shard?: Shard): ResultsFile {
+    return new ResultsFile(join(out, 'logs', `pruning_results_${timestamp}${shard ? `_shard-${shard.index}-of-${shard.count}` : ''}.json`));
   }
 
   /**
@@ -87,12 +103,28 @@ export class ResultsFile {
       ['model_name', o.modelName, '--model-name / --model'], ['importance_criteria', o.criterion, '--importance_criteria'], ['mode', o.mode, 'the mode'],
       ['iterative_steps', o.iterativeSteps, '--iterative-steps'], ['round_to', o.roundTo, '--round-to'],
     ];
+    const shardName = (s: Shard | undefined) => (s ? `shard ${s.index}/${s.count}` : 'an unsharded run');
+    const settings = resultSettings(o);
     for (const r of entries as RunResult[]) {
       for (const [key, value, flag] of want) {
         if (r[key] !== value) throw new UsageError(`--resume ${path}: its runs have ${key} ${JSON.stringify(r[key])}, this run ${JSON.stringify(value)}; resume with the same ${flag}.`);
       }
+      // A shard's cells depend on the whole plan: it resumes as the same shard of the same run, or not at all.
+      const theirs = r.run?.shard;
+      if (JSON.stringify(theirs) !== JSON.stringify(o.shard)) throw new UsageError(`--resume ${path} holds ${shardName(theirs)}, this run is ${shardName(o.shard)}${theirs ? `; resume it with --shard ${theirs.index}/${theirs.count}` : ''}.`);
+      if (theirs && r.run) {
+        const flag = Object.keys(settings).find((k) => JSON.stringify(r.run!.settings[k]) !== JSON.stringify(settings[k]));
+        if (flag) throw new UsageError(`--resume ${path}: its shard ran with --${flag} ${describeSetting(r.run.settings[flag])}, this run with ${describeSetting(settings[flag])}; a shard resumes with the run's flags.`);
+      }
     }
     return new ResultsFile(path, entries as RunResult[]);
+  }
+
+  /** With --resume: the finished cells pruned the same model file (when the results say which). */
+  checkSameModel(sha256: string): void {
+    for (const r of this.entries) {
+      if (r.run && r.run.model_sha256 !== sha256) throw new UsageError(`--resume ${this.path}: its runs pruned another model file (SHA-256 ${r.run.model_sha256.slice(0, 12)}..., this one ${sha256.slice(0, 12)}...).`);
+    }
   }
 
   /**
@@ -133,16 +165,20 @@ export class ResultsFile {
   }
 }
 
+/** A setting's value as a flag would spell it: lists comma-separated, null as "(not given)". */
+export const describeSetting = (v: unknown) => (v === null || v === undefined ? '(not given)' : Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v));
+
 const sameCell = (r: RunResult, cell: Cell) =>
   typeof cell.sparsity === 'number' ? r.group_idx === cell.g && r.sparsity === cell.s : JSON.stringify(r.group_sparsity) === JSON.stringify(cell.sparsity);
 
 /**
  * Checks, before any long work, that --out is a folder this run can write (creating it), and removes
- * temporary files (`*.tmp-PID-TIME`) that killed runs left there, when their process is gone.
+ * temporary files (`*.tmp-HOST-PID-TIME`) that killed runs of this machine left there, when their process is
+ * gone. Other machines' files are left alone: on a folder that shards share, their process may be alive.
  */
 export function prepareOutDir(out: string, log: (line: string) => void): void {
   if (existsSync(out) && !statSync(out).isDirectory()) throw new UsageError(`--out ${out} is a file, not a folder.`);
-  const probe = join(out, 'logs', `.write-test-${process.pid}`);
+  const probe = join(out, 'logs', `.write-test-${TEMP_HOST}-${process.pid}`);
   try {
     mkdirSync(join(out, 'logs'), { recursive: true });
     writeFileSync(probe, '');
@@ -152,8 +188,8 @@ export function prepareOutDir(out: string, log: (line: string) => void): void {
   }
   for (const dir of ['logs', 'pruned_models'].map((d) => join(out, d)).filter((d) => existsSync(d))) {
     for (const f of readdirSync(dir)) {
-      const pid = /\.tmp-(\d+)-\d+$/.exec(f)?.[1];
-      if (pid && !processAlive(Number(pid))) {
+      const [, host, pid] = /\.tmp-(?:(.+)-)?(\d+)-\d+$/.exec(f) ?? [];
+      if (pid && (host === undefined || host === TEMP_HOST) && !processAlive(Number(pid))) {
         rmSync(join(dir, f), { force: true });
         log(`removed ${join(dir, f)} (left by an interrupted run)`);
       }

@@ -57,6 +57,7 @@ export const RUN_FLAGS = {
   // ONNX in and out.
   model: { kind: 'string', help: 'An ONNX model (FILE.onnx, any static input size) to prune instead of a built-in one; --model-name and --checkpoint are then unused.' },
   'export-onnx': { kind: 'boolean', help: 'Also write every model as ONNX: one .onnx beside each pruned checkpoint, and <name>_unpruned.onnx.', default: false },
+  shard: { kind: 'string', help: 'Run one shard of the cells, for job arrays: I/N runs cells I, I+N, I+2N, ... of the plan (I from 0 to N-1: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with sbatch --array=0-(N-1), or $(JOB_COMPLETION_INDEX)/N in a Kubernetes indexed Job). Every shard also evaluates the original model, and writes its own results file (..._shard-I-of-N.json); compare.js merges them.' },
   'eval-backend': { kind: 'string', help: 'What runs the evaluations (accuracy, latency): this engine on WebGPU, or onnxruntime-node on the CPU (each model exported to ONNX in memory; needs npm install onnxruntime-node; much faster where the only adapter is a software one). Pruning stays on WebGPU.', default: 'webgpu', choices: EVAL_BACKENDS },
 } satisfies Record<string, FlagSpec>;
 
@@ -117,6 +118,45 @@ export interface RunOptions {
   exampleInput: ExampleInput;
   exportOnnx: boolean;
   evalBackend: EvalBackend;
+  /** --shard I/N: this run does cells I, I+N, ... of the plan (index 0-based). */
+  shard: Shard | undefined;
+}
+
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+/** The number of cells the flags plan (cells.ts planCells makes them), known before the model is loaded. */
+export function cellCount(o: Pick<RunOptions, 'mode' | 'groups' | 'sparsities'>): number {
+  return o.mode === 'per-group' ? 1 : o.mode === 'group' ? o.groups.length * o.sparsities.length : o.sparsities.length;
+}
+
+/** --shard I/N, checked: I and N integers, 0 <= I < N, and no more shards than the run has cells. */
+export function parseShard(text: string, cells: number): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  if (!m) throw new UsageError(`--shard takes I/N, this shard's index from 0 and the shard count (e.g. 0/3), got "${text}"${/^\/|\/$/.test(text.trim()) ? ' (an unset variable?)' : ''}.`);
+  const [index, count] = [Number(m[1]), Number(m[2])];
+  if (count < 1) throw new UsageError(`--shard ${text}: the shard count must be at least 1.`);
+  if (index >= count) throw new UsageError(`--shard ${text}: the index counts from 0, so it is 0 to ${count - 1} (sbatch --array=0-${count - 1}; a 1-based task id is $((SLURM_ARRAY_TASK_ID - 1))).`);
+  if (count > cells) throw new UsageError(`--shard ${text}: the run has ${cells} cell${cells === 1 ? '' : 's'}, so at most ${cells} shard${cells === 1 ? '' : 's'}; shard ${cells} on would have none.`);
+  return { index, count };
+}
+
+/**
+ * The flags that shape a run's results, by flag name (not paths, outputs or the adapter): the shards of one
+ * run agree on all of them, which --resume of a shard and compare.js's merge check.
+ */
+export function resultSettings(o: RunOptions): Record<string, unknown> {
+  return {
+    'model-name': o.modelName, mode: o.mode, group_idxs: o.mode === 'group' ? o.groups : null, sparsities: o.mode === 'per-group' ? null : o.sparsities,
+    'group-sparsity': o.groupSparsity ?? null, importance_criteria: o.criterion, fusion: o.fusion, seed: o.seed,
+    'data-format': o.dataFormat ?? null, 'eval-samples': o.evalSamples ?? null, 'calibration-samples': o.calibrationSamples, resize: o.resize === undefined ? 'default' : o.resize,
+    'input-shape': o.exampleInput, normalization: o.normalization ?? null, mean: o.mean ?? null, std: o.std ?? null, 'batch-size': o.batchSize, 'fine-tune-epochs': o.fineTuneEpochs,
+    'ot-solver': o.otSolver, 'ot-reg': o.otReg, 'ot-p': o.otP, 'target-probability': o.targetProbability, 'source-probability': o.sourceProbability,
+    'max-group-sparsity': o.maxGroupSparsity, 'batch-groups': o.batchGroups, 'iterative-steps': o.iterativeSteps, 'round-to': o.roundTo,
+    'lamp-reference-bug': o.lampReferenceBug, 'reference-quirks': o.referenceQuirks, 'allow-non-finite': o.allowNonFinite, 'eval-backend': o.evalBackend,
+  };
 }
 
 /** The --help text; `command` is how the user invoked run.js (cli/main.ts invokedAs). */
@@ -174,6 +214,8 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
     }
   }
   if (a.given.has('ot-reg') && a['ot-solver'] !== 'sinkhorn') throw new UsageError('--ot-reg is the Sinkhorn regulariser: it needs --ot-solver sinkhorn.');
+  const shard = a.shard === undefined ? undefined : parseShard(a.shard as string, cellCount({ mode, groups: a.group_idxs as number[], sparsities }));
+  if (shard && (a.epochs as number) > 0) throw new UsageError('--shard with --epochs: every shard would train (and write) the checkpoint; train it once in one run, then shard without --epochs.');
   return {
     onnxFile, modelName, checkpoint: a.checkpoint === undefined ? undefined : resolve(a.checkpoint as string),
     groups: a.group_idxs as number[], sparsities, groupSparsity, mode, criterion: a.importance_criteria as string,
@@ -191,5 +233,6 @@ export function checkRunArgs(argv: string[]): RunOptions | null {
     fusion: a.fusion as Fusion, global, maxGroupSparsity, batchGroups: a['batch-groups'] as boolean,
     iterativeSteps: a['iterative-steps'] as number, roundTo: a['round-to'] as number,
     inputShape: inputShape as ExampleInput | undefined, exampleInput: (inputShape ?? [3, 32, 32]) as ExampleInput, exportOnnx: a['export-onnx'] as boolean, evalBackend: a['eval-backend'] as EvalBackend,
+    shard,
   };
 }

@@ -41,7 +41,7 @@ export function pairConvBn(ops: Tensor[], output: Tensor, owners: Map<Tensor, Mo
 /** The model's foldable (conv, BN) pairs, found by tracing one forward pass. */
 export function convBnPairs(model: Module, inputShape: ExampleInput = [3, 32, 32]): [Conv2d, BatchNorm2d][] {
   const owners = weightOwners(model);
-  return traceGraph(model, inputShape, (g) => pairConvBn(g.ops, g.output, owners).map((p) => [p.conv, p.bn] as [Conv2d, BatchNorm2d]));
+  return traceGraph(model, inputShape, (g) => pairConvBn(g.ops, g.output, owners).map((p) => [p.conv, p.bn] as [Conv2d, BatchNorm2d]), 1, true);
 }
 
 /**

@@ -7,7 +7,7 @@ import { ArgumentError, UnsupportedError } from '../errors.js';
 import { layerKind, layerKindNames, type LayerKind, type Prunable } from '../nn/kinds.js';
 import { addForwardHook, type Module } from '../nn/module.js';
 import { isRecording } from '../tensor/autograd.js';
-import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
+import { fromArray, getRuntime, tidy, type Tensor } from '../tensor/tensor.js';
 
 /** One sample's shape [channels, height, width]. */
 export type ExampleInput = [number, number, number];
@@ -77,8 +77,10 @@ export interface TracedGraph {
 /**
  * Records one eval-mode forward pass (running statistics untouched) on a zero input of `batch` samples
  * and hands the graph to `use` while it is alive; everything the pass created is freed afterwards.
+ * `shapesOnly`: no kernel runs (Runtime.shapesOnly), for callers that read the graph and shapes but no
+ * value the pass computes (the pruner's groups and BN pairs: a whole forward pass per trace otherwise).
  */
-export function traceGraph<T>(model: Module, exampleInput: ExampleInput, use: (g: TracedGraph) => T, batch = 1): T {
+export function traceGraph<T>(model: Module, exampleInput: ExampleInput, use: (g: TracedGraph) => T, batch = 1, shapesOnly = false): T {
   if (!isRecording()) throw new ArgumentError('Tracing the model needs autograd recording (called inside noGrad?).');
   const wasTraining = model.training;
   model.eval();
@@ -88,7 +90,8 @@ export function traceGraph<T>(model: Module, exampleInput: ExampleInput, use: (g
     if (!outputOf.has(y)) outputOf.set(y, path || '(model)');
   });
   try {
-    return tidy(() => {
+    const pass = (fn: () => T) => (shapesOnly ? getRuntime().shapesOnly(fn) : fn());
+    return pass(() => tidy(() => {
       const input = fromArray(new Float32Array(batch * exampleInput.reduce((a, b) => a * b)), [batch, ...exampleInput]);
       const output = model.call(input);
       const rank = new Map<Tensor, number>();
@@ -103,7 +106,7 @@ export function traceGraph<T>(model: Module, exampleInput: ExampleInput, use: (g
       const result = use({ input, output, ops, modulePath: (t) => outputOf.get(t), rank: (t) => rank.get(t)! });
       // tidy keeps a returned tensor alive; a plain result never is one.
       return result;
-    });
+    }));
   } finally {
     remove();
     model.train(wasTraining);
@@ -122,7 +125,7 @@ export function traceOps(
     onInput?.(g.input);
     onOutput?.(g.output);
     for (const t of g.ops) visit(t, g.modulePath(t), g.rank(t));
-  });
+  }, 1, true);
 }
 
 /** The registered layer running a traced layer op (its weight is inputs[1]), with its kind. */

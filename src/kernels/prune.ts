@@ -1,5 +1,7 @@
 /**
- * Launchers for prune.wgsl: channel maps (selections, fusion maps) applied to a layer's tensors.
+ * Launchers for prune.wgsl, the pruner's kernels on the weights where they live: channel maps
+ * (selections, fusion maps) applied to a layer's tensors, channel importance sums (l1, l2, lamp) and
+ * Intra-Fusion's transport cost (features gathered and normalised on the device; only n x k returns).
  *
  * A map is k x n: output channel j = sum_i M[j, i] * channel i. Selections (default pruning) have one 1
  * per row, exact transport maps about n + k non-zero entries, folding maps n: they go to the GPU in CSR
@@ -11,7 +13,129 @@ import { ArgumentError } from '../errors.js';
 import { Params } from '../tensor/runtime.js';
 import { empty, fromArray, getRuntime, Tensor, tidy } from '../tensor/tensor.js';
 import { matmul } from './gemm.js';
+import { preprocess } from './preprocess.js';
 import source from './wgsl/prune.wgsl';
+
+const codeCache = new Map<string, string>();
+/** prune.wgsl with the cost variant (XT read as vec4, subgroups when the device has them) or the rest. */
+function code(cost: boolean, subgroups: boolean): string {
+  const key = `${cost}/${subgroups}`;
+  let c = codeCache.get(key);
+  if (!c) codeCache.set(key, (c = preprocess(source, { COST: cost, SUBGROUPS: subgroups && cost })));
+  return c;
+}
+
+const params = (o: { n?: number; nPad?: number; k?: number; D?: number; rows?: number; inner?: number; d0?: number; p?: number; xCount?: number; yCount?: number }) =>
+  new Params().u32(o.n ?? 0).u32(o.nPad ?? 0).u32(o.k ?? 0).u32(o.D ?? 0).u32(o.rows ?? 0).u32(o.inner ?? 0).u32(o.d0 ?? 0).f32(o.p ?? 1).u32(o.xCount ?? 0).u32(o.yCount ?? 0).build();
+
+/** One weight tensor viewed as [rows, n, inner]: channel c owns t[:, c, :] (rows * inner features). */
+export interface FeatureAxis {
+  tensor: Tensor;
+  rows: number;
+  inner: number;
+}
+
+function checkView(what: string, a: FeatureAxis, n: number): void {
+  if (a.rows * n * a.inner !== a.tensor.size) throw new ArgumentError(`${what}: a [${a.rows}, ${n}, ${a.inner}] view does not fit a tensor of ${a.tensor.size} elements.`);
+}
+
+/** Inner indices per partial sum in channel_norm (CHUNK in prune.wgsl). */
+const NORM_CHUNK = 32;
+
+/**
+ * Per channel c of `axis.tensor` viewed as [rows, n, inner]: the partial sums of |w| (q 1) or w^2 (q 2)
+ * over runs of 32 weights, [rows * ceil(inner / 32), n] on the GPU (channelNormsAdded sums them).
+ */
+export function channelNormParts(axis: FeatureAxis, n: number, q: 1 | 2): Tensor {
+  checkView('channelNorms', axis, n);
+  const rt = getRuntime();
+  const chunks = Math.ceil(axis.inner / NORM_CHUNK);
+  const parts = empty([axis.rows * chunks, n]);
+  rt.dispatch(
+    { name: 'prune', code: code(false, false), entryPoint: 'channel_norm', constants: { Q: q } },
+    [{ buffer: axis.tensor.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: parts.buffer, kind: 'write' }],
+    params({ n, rows: axis.rows, inner: axis.inner }),
+    [Math.ceil(n / 64), chunks, axis.rows],
+  );
+  return parts;
+}
+
+/** The partial sums of channelNormParts (read back) added per channel in float64. */
+export function channelNormsAdded(parts: Float32Array, n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < parts.length; i += n) for (let c = 0; c < n; c++) out[c] += parts[i + c];
+  return out;
+}
+
+/** XT [D, nPad] on the GPU: feature d of channel c at d * nPad + c (nPad = n rounded up to 4; padding unset). */
+export interface DeviceFeatures {
+  XT: Tensor;
+  n: number;
+  nPad: number;
+  D: number;
+}
+
+/** Rows per dispatch dimension (gather's y; z counts the blocks beyond). */
+const ROW_LIMIT = 65535;
+
+/**
+ * Concatenates the axes' channel slices into XT (feature order: axis by axis, then r, then t, as
+ * groupFeatures on the host) and L2-normalises every channel's features. The caller disposes XT.
+ */
+export function deviceFeatures(n: number, axes: FeatureAxis[]): DeviceFeatures {
+  if (!(n >= 1)) throw new ArgumentError(`deviceFeatures: a group needs at least one channel, got ${n}.`);
+  const D = axes.reduce((d, a) => d + a.rows * a.inner, 0);
+  if (D < 1) throw new ArgumentError('deviceFeatures: the group has no features.');
+  for (const a of axes) checkView('deviceFeatures', a, n);
+  const rt = getRuntime();
+  const nPad = Math.ceil(n / 4) * 4;
+  const XT = empty([D, nPad]);
+  let d0 = 0;
+  for (const a of axes) {
+    rt.dispatch(
+      { name: 'prune', code: code(false, false), entryPoint: 'gather' },
+      [{ buffer: a.tensor.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: XT.buffer, kind: 'write' }],
+      params({ n, nPad, D, rows: a.rows, inner: a.inner, d0 }),
+      [Math.ceil(n / 64), Math.min(a.rows, ROW_LIMIT), Math.ceil(a.rows / ROW_LIMIT)],
+    );
+    d0 += a.rows * a.inner;
+  }
+  rt.dispatch(
+    { name: 'prune', code: code(false, false), entryPoint: 'normalize' },
+    [{ buffer: rt.dummy(0), kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: rt.dummy(2), kind: 'read' }, { buffer: XT.buffer, kind: 'write' }],
+    params({ n, nPad, D }),
+    [Math.ceil(n / 64)],
+  );
+  return { XT, n, nPad, D };
+}
+
+/**
+ * Lanes per cost workgroup (WG in prune.wgsl). One size for every group: small groups waste a few lanes,
+ * and each other size would be one more pipeline to compile (seconds each on a CPU-backed adapter).
+ */
+const COST_LANES = 32;
+
+/**
+ * C[i, j] = ||x_i - x_{kept[j]}||_p over normalised features (n x k, float32, on the GPU).
+ * p = 1 and p = 2 have their own fast paths; any other p >= 1 uses pow.
+ */
+export function lpCost(f: DeviceFeatures, keptIdx: readonly number[], p: number): Tensor {
+  const k = keptIdx.length;
+  if (k < 1) throw new ArgumentError('lpCost: no kept channel.');
+  for (const j of keptIdx) if (!(Number.isInteger(j) && j >= 0 && j < f.n)) throw new ArgumentError(`lpCost: kept channel ${j} is not one of the ${f.n} channels.`);
+  if (!(p >= 1)) throw new ArgumentError(`lpCost: p must be >= 1, got ${p}.`);
+  const rt = getRuntime();
+  const kept = fromArray(new Float32Array(Uint32Array.from(keptIdx).buffer), [k]);
+  const C = empty([f.n, k]);
+  rt.dispatch(
+    { name: 'prune', code: code(true, rt.subgroups), entryPoint: 'cost', constants: { P_MODE: p === 1 ? 1 : p === 2 ? 2 : 0 } },
+    [{ buffer: f.XT.buffer, kind: 'read' }, { buffer: kept.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: C.buffer, kind: 'write' }],
+    params({ n: f.n, nPad: f.nPad, k, D: f.D, p }),
+    [Math.ceil(f.nPad / (4 * COST_LANES)), Math.ceil(k / 16)],
+  );
+  kept.dispose();
+  return C;
+}
 
 /** A k x n channel map on the GPU: CSR (`structure`: u32 row offsets [k + 1] then columns; `values`) or dense. */
 export interface DeviceMap {
@@ -81,9 +205,9 @@ export function applyMap(map: DeviceMap, x: Tensor, rows: number, inner: number)
   const xGroups = Math.min(Math.ceil((rows * inner) / 64), max);
   const yGroups = Math.min(map.k, max);
   rt.dispatch(
-    { name: 'prune', code: source, entryPoint: 'map_sparse' },
+    { name: 'prune', code: code(false, false), entryPoint: 'map_sparse' },
     [{ buffer: x.buffer, kind: 'read' }, { buffer: map.csr!.structure.buffer, kind: 'read' }, { buffer: map.csr!.values.buffer, kind: 'read' }, { buffer: out.buffer, kind: 'write' }],
-    new Params().u32(map.k).u32(map.n).u32(rows).u32(inner).u32(xGroups * 64).u32(yGroups).build(),
+    params({ k: map.k, n: map.n, rows, inner, xCount: xGroups * 64, yCount: yGroups }),
     [xGroups, yGroups],
   );
   return out;

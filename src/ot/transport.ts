@@ -5,6 +5,7 @@
  *   (exact EMD, or entropic Sinkhorn) -> M = T^T with each source column divided by its sum, so
  *   M[j, i] = T_ij / a_i. Fused neurons are weighted sums: each row of M sums to n/k for uniform masses.
  */
+import { deviceFeatures, lpCost, type DeviceFeatures, type FeatureAxis } from '../kernels/prune.js';
 import { emd, OtError } from './emd.js';
 import { sinkhornBatch, type SinkhornOptions } from './sinkhorn.js';
 
@@ -25,9 +26,15 @@ export interface OptimalTransportOptions {
   sinkhorn?: SinkhornOptions;
 }
 
+/**
+ * One group's transport problem. Features come either as X (n x D on the host; the cost is computed in
+ * float64 JavaScript) or as `axes`, weight tensors on the GPU (the cost is computed there in float32, as
+ * the reference's torch.cdist, and only the n x k cost matrix is read back).
+ */
 export interface OtProblem {
-  X: Float64Array;
-  D: number;
+  X?: Float64Array;
+  D?: number;
+  axes?: FeatureAxis[];
   keptIdx: number[];
   importance: ArrayLike<number>;
 }
@@ -100,6 +107,23 @@ export class OptimalTransport {
     return C;
   }
 
+  /** The cost matrix of features given as weight tensors on the GPU (see OtProblem), in float32 there. */
+  async deviceCostMatrix(n: number, axes: FeatureAxis[], keptIdx: number[]): Promise<Float64Array> {
+    let f: DeviceFeatures | null = null;
+    try {
+      f = deviceFeatures(n, axes);
+      return Float64Array.from(await lpCost(f, keptIdx, this.p).dataAndDispose());
+    } finally {
+      f?.XT.dispose();
+    }
+  }
+
+  private async problemCost(pr: OtProblem): Promise<Float64Array> {
+    if (pr.axes) return this.deviceCostMatrix(pr.importance.length, pr.axes, pr.keptIdx);
+    if (!pr.X || !pr.D) throw new OtError('OptimalTransport: a problem needs its features, as X and D or as GPU axes.');
+    return this.costMatrix(pr.X, pr.D, pr.keptIdx);
+  }
+
   marginals(importance: ArrayLike<number>, keptIdx: number[]): { a: Float64Array; b: Float64Array } {
     const n = importance.length;
     const k = keptIdx.length;
@@ -118,7 +142,8 @@ export class OptimalTransport {
    * that missed the tolerance within maxIter is still returned, with converged: false and its marginal error.
    */
   async maps(problems: OtProblem[]): Promise<OtMap[]> {
-    const prepared = problems.map((pr) => ({ ...this.marginals(pr.importance, pr.keptIdx), cost: this.costMatrix(pr.X, pr.D, pr.keptIdx), n: pr.importance.length, k: pr.keptIdx.length }));
+    const prepared = [];
+    for (const pr of problems) prepared.push({ ...this.marginals(pr.importance, pr.keptIdx), cost: await this.problemCost(pr), n: pr.importance.length, k: pr.keptIdx.length });
     let plans: { plan: Float64Array; iterations?: number; converged?: boolean; error?: number }[];
     if (this.solver === 'emd') {
       plans = prepared.map((q) => emd(q.a, q.b, q.cost));

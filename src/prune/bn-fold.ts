@@ -35,11 +35,12 @@ export interface FoldedPair {
 export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<FoldedPair[]> {
   const pairs = convBnPairs(model, inputShape);
   const folded: FoldedPair[] = [];
-  for (const [conv, bn] of pairs) {
+  // Every pair's tensors are read back in one flush, not one round trip per pair.
+  const foldedValues = await Promise.all(pairs.map(([conv, bn]) => foldedConvValues(conv, bn, o.referenceQuirks ? 0 : bn.eps)));
+  for (const [i, [conv, bn]] of pairs.entries()) {
     const addedBias = conv.bias === null;
     const bias = conv.ensureBias();
-    const eps = o.referenceQuirks ? 0 : bn.eps;
-    const values = await foldedConvValues(conv, bn, eps);
+    const values = foldedValues[i];
     assign(conv.weight, values.weight);
     assign(bias, values.bias);
     const C = bn.numFeatures;

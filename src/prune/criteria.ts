@@ -10,8 +10,11 @@
  *           (`lampReferencePermutation` reproduces the reference's indexing bug, see the spec)
  *   chip    nuclear-norm drop of each conv output map when channel c is zeroed, averaged over samples (chip.ts)
  *   random  uniform random scores
+ * l1, l2 and lamp sum their slices on the GPU (kernels/prune.ts: partial sums of 32 weights in float32,
+ * as the reference's torch, added in float64; n numbers per layer come back, not the weights).
  */
 import { ArgumentError, UnsupportedError } from '../errors.js';
+import { channelNormParts, channelNormsAdded } from '../kernels/prune.js';
 import type { Prunable } from '../nn/kinds.js';
 import type { Module } from '../nn/module.js';
 import { chipImportance } from './chip.js';
@@ -43,6 +46,18 @@ async function sliceScores(group: Group, element: (layer: Prunable) => Promise<(
     vectors.push(reduce === 'l2' ? s.map(Math.sqrt) : s);
   }
   return vectors;
+}
+
+/** sliceScores of |w| (q 1) or w^2 (q 2) on the GPU, every layer's partial sums read back in one flush. */
+async function deviceSliceScores(group: Group, q: 1 | 2, reduce: 'sum' | 'l2'): Promise<Float64Array[]> {
+  const n = group.channels;
+  const axes = groupAxes(group).map(({ layer, axis, channel }) => ({ axis, channel, parts: channelNormParts({ tensor: layer.weight, rows: axis.rows, inner: axis.inner }, axis.n, q) }));
+  const read = await Promise.all(axes.map((a) => a.parts.dataAndDispose()));
+  return axes.map(({ axis, channel }, i) => {
+    const all = channelNormsAdded(read[i], axis.n);
+    const s = Float64Array.from({ length: n }, (_, c) => all[channel(c)]);
+    return reduce === 'l2' ? s.map(Math.sqrt) : s;
+  });
 }
 
 /** Mean over layers, then divided by the mean (Torch-Pruning's group_reduction="mean", normalizer="mean"). */
@@ -84,9 +99,9 @@ export async function groupImportance(model: Module, group: Group, criterion: Cr
       return Float64Array.from({ length: n }, () => random());
     }
     case 'l1':
-      return reduceAndNormalise(await sliceScores(group, async () => (v) => Math.abs(v), 'sum'), n);
+      return reduceAndNormalise(await deviceSliceScores(group, 1, 'sum'), n);
     case 'l2':
-      return reduceAndNormalise(await sliceScores(group, async () => (v) => v * v, 'sum'), n);
+      return reduceAndNormalise(await deviceSliceScores(group, 2, 'sum'), n);
     case 'taylor': {
       const grads = o.gradients ?? await taylorGradients(model, groupLayers(group), o);
       return reduceAndNormalise(await sliceScores(group, async (layer) => {
@@ -95,7 +110,7 @@ export async function groupImportance(model: Module, group: Group, criterion: Cr
       }, 'sum'), n);
     }
     case 'lamp': {
-      const vectors = await sliceScores(group, async () => (v) => v * v, 'l2');
+      const vectors = await deviceSliceScores(group, 2, 'l2');
       for (const { layer, offset } of group.normSlots) vectors.push(Float64Array.from((await layer.weight.data()).subarray(offset, offset + n), Math.abs));
       return lampScores(reduceAndNormalise(vectors, n), o.lampReferencePermutation ?? false);
     }

@@ -3,6 +3,7 @@
  * folding: the row W[c] of every layer whose out-channels the group prunes, and the column W[:, c] (H*W
  * columns after a flatten) of every layer whose in-channels it prunes. Biases are never used.
  */
+import type { FeatureAxis } from '../kernels/prune.js';
 import { layerKind, type ChannelAxis, type Prunable } from '../nn/kinds.js';
 import type { Group } from './groups.js';
 
@@ -48,6 +49,17 @@ export async function groupFeatures(group: Group): Promise<{ X: Float64Array; D:
     for (const { axis, channel, w } of parts) forSlice(axis, channel(c), (i) => (X[at++] = w[i]));
   }
   return { X, D };
+}
+
+/**
+ * groupFeatures' slices as views of the weights on the GPU (the transport cost gathers them there), or
+ * null when a group takes only part of a layer's channels (concat offsets, grouped convs): those are
+ * gathered on the host.
+ */
+export function groupFeatureAxes(group: Group): FeatureAxis[] | null {
+  const axes = groupAxes(group);
+  if (axes.some(({ axis, channel }) => axis.n !== group.channels || channel(0) !== 0)) return null;
+  return axes.map(({ layer, axis }) => ({ tensor: layer.weight, rows: axis.rows, inner: axis.inner }));
 }
 
 /** The layers whose weights a group's importance reads. */

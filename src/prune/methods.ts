@@ -7,6 +7,7 @@
  *   ot       Intra-Fusion: the optimal-transport map from all n channels onto the k kept ones
  *   folding  model folding: k-means clusters of the channels, producers averaged, consumers summed
  */
+import type { FeatureAxis } from '../kernels/prune.js';
 import { OptimalTransport, type OtProblem } from '../ot/transport.js';
 import type { Group } from './groups.js';
 import { foldingMaps } from './model-folding.js';
@@ -26,6 +27,8 @@ export interface GroupChoice {
   pruned: number[];
   /** The channels' features X (n x D): producer rows and consumer columns (features.ts). */
   features(): Promise<{ X: Float64Array; D: number }>;
+  /** The same features as views of the weights on the GPU, or null where they are block-reduced on the host. */
+  featureAxes(): FeatureAxis[] | null;
 }
 
 /** A group's maps: `map` (k x n) for producers, `consumerMap` for consumers when it differs. */
@@ -79,7 +82,11 @@ export const FUSION_METHODS = [
     name: 'ot', key: 'intra_fusion', label: 'Intra-Fusion', verb: 'fused', dash: '', keepsChannels: true,
     async maps(choices, ctx) {
       const problems: OtProblem[] = [];
-      for (const c of choices) problems.push({ ...(await c.features()), keptIdx: c.keptIdx, importance: c.importance });
+      // Features stay on the GPU where they can: the cost matrix is computed there and only it comes back.
+      for (const c of choices) {
+        const axes = c.featureAxes();
+        problems.push({ ...(axes ? { axes } : await c.features()), keptIdx: c.keptIdx, importance: c.importance });
+      }
       const solved = await ctx.optimalTransport.maps(problems);
       return solved.map((m, i) => {
         if (m.converged === false) ctx.progress(`warning: Sinkhorn stopped at ${m.iterations} iterations for group ${choices[i].g} without reaching its marginal tolerance (error ${m.marginalError?.toExponential(2)})`);

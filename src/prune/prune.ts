@@ -31,7 +31,7 @@ import type { Module } from '../nn/module.js';
 import { OptimalTransport } from '../ot/transport.js';
 import { foldBatchNormPairs, unfoldBiases, type FoldedPair } from './bn-fold.js';
 import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
-import { groupFeatures, groupLayers } from './features.js';
+import { groupFeatureAxes, groupFeatures, groupLayers } from './features.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
 import { applyMaps } from './apply.js';
 import { blockDiagonal, featuresOverBlocks, indicesInEveryBlock, meanOverBlocks } from './blocks.js';
@@ -277,6 +277,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
           const f = await groupFeatures(group);
           return G > 1 ? featuresOverBlocks(f.X, f.D, G) : f;
         },
+        featureAxes: () => (G > 1 ? null : groupFeatureAxes(group)),
       };
     });
     // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges

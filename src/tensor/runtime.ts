@@ -299,7 +299,7 @@ export class Runtime {
   /**
    * Runs `fn` recording no GPU work: ops still make tensors of the right shapes (and autograd nodes), but
    * their contents are undefined. For passes whose values nobody reads up to some point (evaluating a
-   * pruned model from kept activations, src/nn/resume.ts).
+   * pruned model from kept activations, src/nn/resume.ts), or at all (the pruner's tracing).
    */
   shapesOnly<T>(fn: () => T): T {
     const was = this.shapesOnlyDepth;
