@@ -12,6 +12,7 @@ import { OptimalTransport } from '../src/ot/transport.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import { AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential } from '../src/nn/layers.js';
 import { dependencyGroups, foldBatchNorms, prune } from '../src/prune/index.js';
+import { groupFeatureAxes } from '../src/prune/features.js';
 import { assign, destroyRuntime, fromArray, getRuntime } from '../src/tensor/tensor.js';
 import { expectClose, gpu } from './helpers.js';
 import { referenceCost } from './method-reference.js';
@@ -202,5 +203,21 @@ describe('tracing', () => {
     expect(await foldBatchNorms(m)).toBe(8);
     expect(rt.dispatchCount - before).toBe(0); // folding itself only uploads values
     m.dispose();
+  });
+});
+
+describe('where OT features are gathered', () => {
+  it('on the GPU for whole layers, on the host when the feature matrix would take over half the largest buffer', async () => {
+    // Group 0: 4 channels, read by a Linear over 128x128 maps: D = 256 * 16384 features of 4 channels, 67 MB.
+    const big = new Sequential(new Conv2d(3, 4, 3, 1, 1, true), new ReLU(), new Flatten(), new Linear(4 * 128 * 128, 256));
+    const small = new Sequential(new Conv2d(3, 4, 3, 1, 1, true), new ReLU(), new Flatten(), new Linear(4 * 16 * 16, 256));
+    const [g] = dependencyGroups(big, { inputShape: [3, 128, 128] });
+    const bytes = (27 + 256 * 128 * 128) * 4 * 4;
+    const { maxStorageBufferBindingSize, maxBufferSize } = getRuntime().device.limits;
+    expect(groupFeatureAxes(g) === null).toBe(bytes > Math.min(maxStorageBufferBindingSize, maxBufferSize) / 2); // null on lavapipe (128 MB)
+    const [h] = dependencyGroups(small, { inputShape: [3, 16, 16] });
+    expect(groupFeatureAxes(h)!.map((a) => [a.rows, a.inner])).toEqual([[1, 27], [256, 256]]);
+    big.dispose();
+    small.dispose();
   });
 });

@@ -4,6 +4,7 @@
  * columns after a flatten) of every layer whose in-channels it prunes. Biases are never used.
  */
 import type { FeatureAxis } from '../kernels/prune.js';
+import { getRuntime } from '../tensor/tensor.js';
 import { layerKind, type ChannelAxis, type Prunable } from '../nn/kinds.js';
 import type { Group } from './groups.js';
 
@@ -53,12 +54,17 @@ export async function groupFeatures(group: Group): Promise<{ X: Float64Array; D:
 
 /**
  * groupFeatures' slices as views of the weights on the GPU (the transport cost gathers them there), or
- * null when a group takes only part of a layer's channels (concat offsets, grouped convs): those are
- * gathered on the host.
+ * null when a group takes only part of a layer's channels (concat offsets, grouped convs), or when its
+ * feature matrix would take over half the largest GPU buffer (VGG16's classifier reading 7x7 maps of 512
+ * channels: 420 MB): those are gathered on the host.
  */
 export function groupFeatureAxes(group: Group): FeatureAxis[] | null {
   const axes = groupAxes(group);
   if (axes.some(({ axis, channel }) => axis.n !== group.channels || channel(0) !== 0)) return null;
+  const D = axes.reduce((d, { axis }) => d + axis.rows * axis.inner, 0);
+  const bytes = D * Math.ceil(group.channels / 4) * 4 * 4;
+  const { maxStorageBufferBindingSize, maxBufferSize } = getRuntime().device.limits;
+  if (bytes > Math.min(maxStorageBufferBindingSize, maxBufferSize) / 2) return null;
   return axes.map(({ layer, axis }) => ({ tensor: layer.weight, rows: axis.rows, inner: axis.inner }));
 }
 
