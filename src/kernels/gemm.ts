@@ -41,7 +41,7 @@ function launch(
   a: Tensor, b: Tensor, bias: Tensor | null, out: Tensor,
   M: number, N: number, K: number, batches: number,
   strides: [number, number, number], g: Geometry,
-  flags: { transA?: boolean; transB?: boolean; flipW?: boolean } = {},
+  flags: { transA?: boolean; transB?: boolean; flipW?: boolean; bnEval?: boolean; relu?: boolean; pool2?: boolean; addBias?: boolean } = {},
 ): void {
   const rt = getRuntime();
   const lanes = lanesFor(N);
@@ -55,8 +55,12 @@ function launch(
       MODE: mode,
       TRANS_A: flags.transA ? 1 : 0,
       TRANS_B: flags.transB ? 1 : 0,
-      HAS_BIAS: bias ? 1 : 0,
+      // A BN table in the bias slot starts with the conv's bias, added only when the conv has one (v + 0 is not v for -0).
+      HAS_BIAS: bias && flags.addBias !== false ? 1 : 0,
       FLIP_W: flags.flipW ? 1 : 0,
+      BN_EVAL: flags.bnEval ? 1 : 0,
+      RELU: flags.relu ? 1 : 0,
+      POOL2: flags.pool2 ? 1 : 0,
       KH: g.kh,
       KW: g.kw,
       DH: g.dilH,
@@ -194,6 +198,29 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geometr
   if (bias && bias.size !== cout) throw new ArgumentError(`conv2d: bias has ${bias.size} elements, expected ${cout}.`);
   const y = empty([g.batch, cout, g.oh, g.ow]);
   launch(1, w, x, bias, y, g.cout, g.batch * g.oh * g.ow, g.cin * g.kh * g.kw, g.groups, [0, 0, 0], g);
+  return y;
+}
+
+export interface InferenceEpilogue {
+  /** The table batchNormEvalTable builds ([bias | mean | invstd | gamma | beta]); it replaces the bias. */
+  bnTable?: Tensor | null;
+  relu?: boolean;
+  /** A 2x2, stride-2, unpadded max-pool of the result (the conv output's height and width must be even). */
+  pool2?: boolean;
+}
+
+/**
+ * Inference forward of a conv layer block in one dispatch: conv2d(x, w) + bias, then optionally the eval
+ * batch-norm, ReLU and a 2x2 max-pool, each computed as its own kernel would (no autograd record).
+ */
+export function conv2dInference(x: Tensor, w: Tensor, bias: Tensor | null, geometry: Conv2dGeometry, e: InferenceEpilogue): Tensor {
+  const g = convGeometry(x.shape, w.shape, geometry);
+  const cout = g.cout * g.groups;
+  if (e.bnTable && e.bnTable.size !== 5 * cout) throw new ArgumentError(`conv2dInference: the batch-norm table has ${e.bnTable.size} entries, expected ${5 * cout}.`);
+  if (!e.bnTable && bias && bias.size !== cout) throw new ArgumentError(`conv2d: bias has ${bias.size} elements, expected ${cout}.`);
+  if (e.pool2 && (g.oh % 2 !== 0 || g.ow % 2 !== 0)) throw new ArgumentError(`conv2dInference: a fused 2x2 pool needs an even output, got ${g.oh}x${g.ow}.`);
+  const y = empty(e.pool2 ? [g.batch, cout, g.oh / 2, g.ow / 2] : [g.batch, cout, g.oh, g.ow]);
+  launch(1, w, x, e.bnTable ?? bias, y, g.cout, g.batch * g.oh * g.ow, g.cin * g.kh * g.kw, g.groups, [0, 0, 0], g, { bnEval: !!e.bnTable, relu: e.relu, pool2: e.pool2, addBias: bias !== null });
   return y;
 }
 

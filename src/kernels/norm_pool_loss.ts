@@ -58,6 +58,37 @@ export function batchNormForward(x: Tensor, s: BatchNormState, train: boolean, e
   return { y, stats };
 }
 
+/**
+ * The eval batch-norm as a per-channel table [bias | mean | invstd | gamma | beta] (5C) for a conv's
+ * inference epilogue (gemm.wgsl BN_EVAL); `bias` is the conv's (null: zeros). invstd as the eval forward's.
+ */
+export function batchNormEvalTable(bias: Tensor | null, s: BatchNormState, eps = 1e-5): Tensor {
+  const C = s.gamma.size;
+  for (const [name, t] of Object.entries(s) as [string, Tensor][]) {
+    if (t.size !== C) throw new ArgumentError(`batchNormEvalTable: ${name} has ${t.size} elements, expected ${C}.`);
+  }
+  if (bias && bias.size !== C) throw new ArgumentError(`batchNormEvalTable: bias has ${bias.size} elements, expected ${C}.`);
+  const rt = getRuntime();
+  const table = empty([5 * C]);
+  rt.dispatch(
+    { name: 'batchnorm', code: batchnormSource, entryPoint: 'eval_table' },
+    [
+      { buffer: (bias ?? s.gamma).buffer, kind: 'read' },
+      { buffer: rt.dummy(0), kind: 'read' },
+      { buffer: s.gamma.buffer, kind: 'read' },
+      { buffer: s.beta.buffer, kind: 'read' },
+      { buffer: rt.dummy(1), kind: 'write' },
+      { buffer: s.runningMean.buffer, kind: 'write' },
+      { buffer: s.runningVar.buffer, kind: 'write' },
+      { buffer: table.buffer, kind: 'write' },
+    ],
+    // train = 1 marks "the conv has a bias" for this entry (there are no batch statistics here).
+    new Params().u32(1).u32(C).u32(1).f32(eps).f32(0).u32(bias ? 1 : 0).build(),
+    [Math.ceil(C / 64)],
+  );
+  return table;
+}
+
 /** Gradients of batch-norm; `train` must match the forward pass (batch vs running statistics). */
 export function batchNormBackward(x: Tensor, dy: Tensor, gamma: Tensor, stats: Tensor, train: boolean): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
   const C = x.shape[1];

@@ -1,10 +1,11 @@
 /** The layers the CIFAR-10 models use, with PyTorch's parameter names and default initialisation. */
 import * as ag from '../tensor/autograd.js';
 import { ArgumentError, UnsupportedError } from '../errors.js';
-import { convAttributes, type Conv2dGeometry } from '../kernels/gemm.js';
-import { fromArray, type Tensor } from '../tensor/tensor.js';
+import { conv2dInference, conv2dOutputSize, convAttributes, type Conv2dGeometry } from '../kernels/gemm.js';
+import { batchNormEvalTable } from '../kernels/norm_pool_loss.js';
+import { fromArray, tidy, type Tensor } from '../tensor/tensor.js';
 import { uniformFanIn } from './init.js';
-import { Module } from './module.js';
+import { enterModule, hasForwardHooks, isWatched, Module } from './module.js';
 
 /**
  * torch.nn.Conv2d: kernel, stride and dilation a number or [height, width]; padding a number, [height, width]
@@ -221,7 +222,16 @@ export class Sequential extends Module {
   forward(x: Tensor): Tensor {
     if (!this.layers.length) return x;
     let h = x;
-    for (const m of this.layers) h = m.call(h);
+    const fuse = fusedInference && !this.training && !ag.isRecording() && !hasForwardHooks();
+    for (let i = 0; i < this.layers.length; i++) {
+      const block = fuse ? convBlockAt(this.layers, i, h) : null;
+      if (block) {
+        h = block.run(enterModule(this.layers[i], h));
+        i += block.length - 1;
+      } else {
+        h = this.layers[i].call(h);
+      }
+    }
     return h;
   }
   get length(): number {
@@ -232,6 +242,51 @@ export class Sequential extends Module {
     if (!m) throw new ArgumentError(`Sequential ${this.path}: no layer ${i}.`);
     return m;
   }
+}
+
+/**
+ * Fused inference (eval mode, no autograd recording, no forward hooks): a Conv2d followed in a Sequential
+ * by an eval BatchNorm2d, a ReLU and a 2x2 stride-2 max-pool (each optional, in that order) runs as one
+ * GEMM dispatch with an epilogue (gemm.wgsl BN_EVAL, RELU, POOL2), instead of one or two dispatches and
+ * one activation tensor per layer. The epilogue computes each step as its own kernel does, so the output
+ * equals the unfused layers' bit for bit (test/fused.test.ts).
+ */
+let fusedInference = true;
+
+/** Turns fused inference on or off (default on); returns the previous setting. Tests and benchmarks compare both. */
+export function setFusedInference(on: boolean): boolean {
+  const was = fusedInference;
+  fusedInference = on;
+  return was;
+}
+
+/** The fusable block starting at layers[i] for input x (exact layer classes only: a subclass may compute otherwise), or null. */
+function convBlockAt(layers: Module[], i: number, x: Tensor): { length: number; run: (x: Tensor) => Tensor } | null {
+  const conv = layers[i];
+  if (conv.constructor !== Conv2d || x.rank !== 4) return null;
+  const c = conv as Conv2d;
+  if (x.shape[1] !== c.weight.shape[1] * c.groups) return null; // the unfused layer names the mismatch
+  // A later layer whose input a tap or resume point watches (src/nn/resume.ts) ends the block before it.
+  const next = (j: number) => (j < layers.length && !isWatched(layers[j]) ? layers[j] : null);
+  let j = i + 1;
+  const bnLayer = next(j);
+  const bn = bnLayer instanceof BatchNorm2d && bnLayer.constructor === BatchNorm2d && !bnLayer.training ? (j++, bnLayer) : null;
+  const relu = next(j)?.constructor === ReLU ? (j++, true) : false;
+  const pool = next(j);
+  const oh = conv2dOutputSize(x.shape[2], c.kernelShape[0], c.strides[0], c.pads[0], c.pads[2], c.dilations[0]);
+  const ow = conv2dOutputSize(x.shape[3], c.kernelShape[1], c.strides[1], c.pads[1], c.pads[3], c.dilations[1]);
+  const pool2 = pool?.constructor === MaxPool2d && (pool as MaxPool2d).kernelSize === 2 && (pool as MaxPool2d).stride === 2
+    && (pool as MaxPool2d).padding === 0 && !(pool as MaxPool2d).ceilMode && oh % 2 === 0 && ow % 2 === 0;
+  if (pool2) j++;
+  if (j === i + 1) return null; // a lone conv: nothing to fuse
+  const geometry = { stride: c.strides, padding: c.pads, groups: c.groups, dilation: c.dilations };
+  return {
+    length: j - i,
+    run: (input) => tidy(() => {
+      const bnTable = bn ? batchNormEvalTable(c.bias, { gamma: bn.weight, beta: bn.bias, runningMean: bn.running_mean, runningVar: bn.running_var }, bn.eps) : null;
+      return conv2dInference(input, c.weight, c.bias, geometry, { bnTable, relu, pool2 });
+    }),
+  };
 }
 
 /**

@@ -42,6 +42,11 @@ export function withResumePoint<T>(module: Module, input: Tensor, resume: () => 
   }
 }
 
+/** Whether a tap or the resume point watches `m`'s input (a fused block must not swallow it). */
+export function isWatched(m: Module): boolean {
+  return inputTaps.has(m) || resumePoint?.module === m;
+}
+
 /** Applies the resume point and taps on entry to a module's forward (fused blocks call it for their first layer). */
 export function enterModule(m: Module, x: Tensor): Tensor {
   if (resumePoint?.module === m) {

@@ -125,3 +125,17 @@ fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   let xhat = (x[i] - stats[c]) * invstd;
   out[i] = scale * (aux[i] - chanB[c] / n - xhat * chanA[c] / n);
 }
+
+// Inference epilogue table for gemm.wgsl (BN_EVAL): out = [bias | mean | invstd | gamma | beta] per
+// channel, invstd as stats_main computes it in eval mode. x holds the conv's bias (aux unused);
+// p.train = 0 means the conv has no bias (zeros). One invocation per channel.
+@compute @workgroup_size(64)
+fn eval_table(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  out[c] = select(0.0, x[c], p.train != 0u);
+  out[p.C + c] = chanA[c];
+  out[2u * p.C + c] = inverseSqrt(chanB[c] + p.eps);
+  out[3u * p.C + c] = gamma[c];
+  out[4u * p.C + c] = beta[c];
+}

@@ -41,6 +41,16 @@ override HAS_BIAS: bool = false;  // MODE 0: bias[n]; MODE 1: bias[m]
 override FLIP_W: bool = false;    // MODE 1: A[m, (c, ky, kx)] = W[c, m, KH-1-ky, KW-1-kx]
 override KH: u32 = 3;             // MODE 1-3: kernel size, constant so the tap loops unroll
 override KW: u32 = 3;
+// Inference epilogue of a MODE 1 forward conv (eval mode: conv + batch-norm + ReLU + 2x2 max-pool as one
+// dispatch). With BN_EVAL the bias binding holds [bias | mean | invstd | gamma | beta] per output channel
+// (batchnorm.wgsl eval_table builds it) and the output is the eval batch-norm of conv + bias, computed
+// exactly as batchnorm.wgsl's apply_main does. RELU then clamps as elementwise.wgsl's relu. With POOL2
+// an invocation's 4 columns are one 2x2 window of the conv output (even OH and OW) and it stores their
+// max as pool.wgsl's max_forward would. Each column's sum runs over k in the same order as without the
+// epilogue, so the result equals the unfused layers' bit for bit.
+override BN_EVAL: bool = false;
+override RELU: bool = false;
+override POOL2: bool = false;
 override DH: u32 = 1;             // MODE 1-3: dilation, constant so tap offsets fold into the unrolled loops
 override DW: u32 = 1;
 override WG: u32 = 32;
@@ -158,10 +168,22 @@ struct ConvCol { base: i32, rows: u32, cols: u32 }
 fn convCol(group: u32, n: u32) -> ConvCol {
   let q = p.oh * p.ow;
   let nc = min(n, p.N - 1u);
-  let img = nc / q;
+  var img = nc / q;
   let r = nc - img * q;
-  let oy = r / p.ow;
-  let ox = r - oy * p.ow;
+  var oy = r / p.ow;
+  var ox = r - oy * p.ow;
+  if (POOL2) {
+    // n = 4 * (pooled pixel) + window position; pooled pixels run over [img, OH / 2, OW / 2].
+    let pw = p.ow / 2u;
+    let pq = q / 4u;
+    let pn = nc / 4u;
+    let wpos = nc % 4u;
+    img = pn / pq;
+    let pr = pn - img * pq;
+    let py = pr / pw;
+    oy = 2u * py + wpos / 2u;
+    ox = 2u * (pr - py * pw) + wpos % 2u;
+  }
   let y0 = i32(oy * p.strideH) - i32(p.padT);
   let x0 = i32(ox * p.strideW) - i32(p.padL);
   var rows = 0u;
@@ -291,12 +313,43 @@ fn store(batch: u32, m: u32, n: u32, v: f32) {
     let q = select(p.oh * p.ow, p.h * p.w, MODE == 2u);
     let img = n / q;
     let channel = batch * p.M + m;
-    var o = v;
-    if (HAS_BIAS) { o += bias[channel]; }
-    C[(img * p.M * p.groups + channel) * q + (n - img * q)] = o;
+    C[(img * p.M * p.groups + channel) * q + (n - img * q)] = epilogue(channel, v);
   } else {
     C[(batch * p.M + m) * p.N + n] = v;
   }
+}
+
+// By bit pattern: a compiler may assume v == v.
+fn isNan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// MODE 1-2: bias, then (inference, MODE 1) eval batch-norm and ReLU, for output channel `channel`.
+fn epilogue(channel: u32, v: f32) -> f32 {
+  var o = v;
+  if (HAS_BIAS) { o += bias[channel]; }
+  if (BN_EVAL) {
+    let C = p.M * p.groups;
+    o = (o - bias[C + channel]) * bias[2u * C + channel] * bias[3u * C + channel] + bias[4u * C + channel];
+  }
+  if (RELU) { o = select(max(o, 0.0), o, isNan(o)); }
+  return o;
+}
+
+// POOL2: the max of an invocation's 2x2 window (its 4 columns) per row, stored at the pooled pixel.
+fn storePooled(batch: u32, m: u32, n0: u32, v: vec4<f32>) {
+  if (m >= p.M || n0 >= p.N) { return; }
+  let channel = batch * p.M + m;
+  let pq = p.oh * p.ow / 4u;
+  let pn = n0 / 4u;
+  let img = pn / pq;
+  // Window order and comparison as pool.wgsl's max_forward (the first value, then each one greater).
+  var o = epilogue(channel, v.x);
+  for (var i = 1u; i < 4u; i++) {
+    let e = epilogue(channel, v[i]);
+    if (e > o) { o = e; }
+  }
+  C[(img * p.M * p.groups + channel) * pq + (pn - img * pq)] = o;
 }
 
 @compute @workgroup_size(WG)
@@ -317,6 +370,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   if (MODE == 2u) { convDataStrided(batch, m0, n0); }
   if (MODE == 3u) { convWeight(batch, m0, n0); }
 #endif
+  if (POOL2) {
+    for (var i = 0u; i < ROWS; i++) { storePooled(batch, m0 + i, n0, acc[i]); }
+    return;
+  }
   for (var i = 0u; i < ROWS; i++) {
     let v = acc[i];
     store(batch, m0 + i, n0, v.x);
