@@ -53,6 +53,38 @@ function checkInputs(a: ArrayLike<number>, b: ArrayLike<number>, C: ArrayLike<nu
   for (let i = 0; i < C.length; i++) if (!Number.isFinite(C[i])) throw new OtError(`emd: cost entry ${i} is not finite.`);
 }
 
+// The two hot loops of a search are functions of their own: called thousands of times, V8 optimises them
+// early, where one long function would run unoptimised for most of a process's first solve.
+
+/** The reached node with the smallest distance that is not settled yet, or -1. */
+function closestUnsettled(touched: number[], settled: Uint8Array, dist: Float64Array): number {
+  let u = -1;
+  let du = Infinity;
+  for (let t = 0; t < touched.length; t++) {
+    const v = touched[t];
+    if (!settled[v] && dist[v] < du) {
+      du = dist[v];
+      u = v;
+    }
+  }
+  return u;
+}
+
+/** Relaxes the arcs from source u to every unsettled sink (`base`: u's distance plus its potential). */
+function relaxRow(u: number, n: number, k: number, base: number, cost: Float64Array, pi: Float64Array, settled: Uint8Array, dist: Float64Array, pred: Int32Array, touched: number[]): void {
+  const row = u * k;
+  for (let j = 0; j < k; j++) {
+    const v = n + j;
+    if (settled[v]) continue;
+    const d = base + cost[row + j] - pi[v];
+    if (d < dist[v]) {
+      if (dist[v] === Infinity) touched.push(v);
+      dist[v] = d;
+      pred[v] = u;
+    }
+  }
+}
+
 /** Exact optimal transport plan between histograms a and b under cost C (min-cost flow, float64). */
 export function emd(a: ArrayLike<number>, b: ArrayLike<number>, C: ArrayLike<number>): TransportPlan {
   checkInputs(a, b, C);
@@ -110,29 +142,20 @@ export function emd(a: ArrayLike<number>, b: ArrayLike<number>, C: ArrayLike<num
     let target = -1;
     for (;;) {
       // The closest reached, unsettled node (the reached set is small).
-      let u = -1;
-      let du = Infinity;
-      for (const v of touched) if (!settled[v] && dist[v] < du) { du = dist[v]; u = v; }
+      const u = closestUnsettled(touched, settled, dist);
       if (u < 0) break;
+      const du = dist[u];
       settled[u] = 1;
       settledList.push(u);
       if (u >= n && demand[u - n] > eps) { target = u; break; }
       const base = du + pi[u];
       if (u < n) {
-        const row = u * k;
-        for (let j = 0; j < k; j++) {
-          const v = n + j;
-          if (settled[v]) continue;
-          const d = base + cost[row + j] - pi[v];
-          if (d < dist[v]) {
-            if (dist[v] === Infinity) touched.push(v);
-            dist[v] = d;
-            pred[v] = u;
-          }
-        }
+        relaxRow(u, n, k, base, cost, pi, settled, dist, pred, touched);
       } else {
         const j = u - n;
-        for (const i of into[j]) {
+        const sources = into[j];
+        for (let e = 0; e < sources.length; e++) {
+          const i = sources[e];
           if (settled[i]) continue;
           const d = base - cost[i * k + j] - pi[i];
           if (d < dist[i]) {
@@ -161,8 +184,13 @@ export function emd(a: ArrayLike<number>, b: ArrayLike<number>, C: ArrayLike<num
     // Settled nodes move by their distance below the target's; the others keep theirs. Reduced costs
     // stay >= 0 (unsettled nodes are at least as far as the target) and become 0 along the path.
     const dt = dist[target];
-    for (const w of settledList) pi[w] += dist[w] - dt;
-    for (const w of touched) { dist[w] = Infinity; pred[w] = -1; settled[w] = 0; }
+    for (let t = 0; t < settledList.length; t++) pi[settledList[t]] += dist[settledList[t]] - dt;
+    for (let t = 0; t < touched.length; t++) {
+      const w = touched[t];
+      dist[w] = Infinity;
+      pred[w] = -1;
+      settled[w] = 0;
+    }
     touched.length = 0;
     settledList.length = 0;
   }

@@ -186,6 +186,24 @@ function globalKept(importances: Float64Array[], current: number[], floors: numb
   return kept;
 }
 
+/**
+ * Groups of one batch were traced together: once one shrinks by `removed` channels, the groups still to
+ * apply sit that much further left wherever they follow it along the same axis of the same layer (a
+ * producer split at a concat or a slice, a consumer of a concatenation, a cut).
+ */
+function shiftPendingOffsets(applied: Group, removed: number, pending: Group[]): void {
+  const axes = (g: Group) => [
+    ...[...g.outSlots, ...g.normSlots].map((s) => ({ axis: 'out', owner: s.layer as object, slot: s })),
+    ...g.consumers.map((s) => ({ axis: 'in', owner: s.layer as object, slot: s })),
+    ...g.viewSlots.map((s) => ({ axis: 'view', owner: s.slice as object, slot: s })),
+  ];
+  const shrunk = axes(applied);
+  for (const { axis, owner, slot } of pending.flatMap(axes)) {
+    const before = shrunk.filter((a) => a.axis === axis && a.owner === owner && a.slot.offset < slot.offset).length;
+    slot.offset -= before * removed;
+  }
+}
+
 /** Prunes (or, with optimal transport, fuses) the requested groups of `model` in place. */
 export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup[]> {
   const criterion = assertCriterion(o.importanceCriteria);
@@ -274,6 +292,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       const keptIdx = indicesInEveryBlock(c.keptIdx, c.n, G);
       const prunedIdx = indicesInEveryBlock(c.pruned, c.n, G);
       applyMaps(c.group, map, maps[i].consumerMap ? full(maps[i].consumerMap) : map, keptIdx, dimPreserving);
+      if (!dimPreserving) shiftPendingOffsets(c.group, c.group.channels - keptIdx.length, chosen.slice(i + 1).map((p) => p.group));
       const description = c.group.describe();
       progress(`${method.verb} ${description}: kept ${keptIdx.length} of ${c.group.channels}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
       report.push({
