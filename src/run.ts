@@ -87,8 +87,9 @@ export async function main(argv: string[]): Promise<number> {
   const keys = methods.map((m) => m.key);
   const todo = mine.filter((cell) => !results.finished(cell, keys));
   if (o.resume) log(`resuming ${o.resume}: ${mine.length - todo.length} of ${mine.length} cells finished`);
-  const original = results.entries[0]?.original_model ?? await measureOriginal(ctx);
-  await keepGroupInputs(ctx, [...new Set(todo.map((cell) => cell.g))]);
+  const todoGroups = [...new Set(todo.map((cell) => cell.g))];
+  const original = results.entries[0]?.original_model ?? await measureOriginal(ctx, todoGroups);
+  if (!ctx.kept) await keepGroupInputs(ctx, todoGroups);
   for (const cell of todo) {
     const entry = {
       timestamp: new Date().toISOString(), model_name: o.modelName, importance_criteria: o.criterion, group_idx: cell.g, sparsity: cell.s,

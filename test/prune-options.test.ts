@@ -64,6 +64,23 @@ describe('batch-norm folding in prune()', () => {
     q.dispose();
   });
 
+  it('layers no pruned group reaches keep their exact original values (with referenceQuirks they stay folded)', async () => {
+    await gpu();
+    const values = async (m: Module, prefix: string[]) => Promise.all([...m.stateTensors()].filter(([n]) => prefix.some((p) => n.startsWith(p))).map(async ([n, t]) => [n, await t.data()] as const));
+    const untouched = ['0.', '1.'];
+    for (const referenceQuirks of [false, true]) {
+      const m = nearDead();
+      const before = await values(m, untouched);
+      // Group 0 (nearest the output): the second conv, its BN and the classifier; the first pair is not reached.
+      await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [0], exampleInput: [3, 8, 8], referenceQuirks });
+      expect((m.at(3) as Conv2d).outChannels).toBe(4);
+      const after = await values(m, untouched);
+      if (referenceQuirks) expect(after.map(([n]) => n)).toContain('0.bias');
+      else expect(after).toEqual(before);
+      m.dispose();
+    }
+  });
+
   it('a pruned ResNet18 keeps torchvision\'s layout: Torch-Pruning\'s 2,801,450 parameters at 0.5 (2,400 more with referenceQuirks)', async () => {
     await gpu();
     for (const quirks of [false, true]) {

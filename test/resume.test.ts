@@ -1,13 +1,14 @@
 /**
- * Evaluating only what changed: the BN-folded original's activations kept at a pruned group's first layer
- * (run.js's keepGroupInputs), then every pruned model of that group evaluated from there, equal bit for bit
- * to evaluating the whole pruned model (VGG11-BN with trained-like BN statistics, default pruning and
- * Intra-Fusion, two groups). Where that would not be exact the model is evaluated whole: layers before the
- * cut that differ from the kept model's (the reference's fold without eps), and a group whose first layer's
- * input is no cut (a residual shortcut reads around it). Bad resumes are errors.
+ * Evaluating only what changed: the original's activations kept at a pruned group's first layer while the
+ * original is evaluated (run.js's measureOriginal; keepGroupInputs for a resumed run), then every pruned model
+ * of that group evaluated from there, equal bit for bit to evaluating the whole pruned model (VGG11-BN with
+ * trained-like BN statistics, default pruning and Intra-Fusion, two groups). That rests on prune() giving
+ * the layers it did not reach their exact original values back. Where it would not be exact the model is
+ * evaluated whole: layers before the cut that differ from the original's (the reference's fold without eps),
+ * and a group whose first layer's input is no cut (a residual shortcut reads around it). Bad resumes are errors.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keepGroupInputs, resumePointFor, type RunContext } from '../src/cli/cell.js';
+import { keepGroupInputs, measureOriginal, resumePointFor, type RunContext } from '../src/cli/cell.js';
 import type { Cell } from '../src/cli/cells.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { BatchNorm2d } from '../src/nn/layers.js';
@@ -66,8 +67,14 @@ describe('evaluating only what changed', () => {
   it('VGG11-BN groups 1 and 3, default pruning and Intra-Fusion: evaluations from the kept activations equal whole ones bit for bit', async () => {
     const data = randomData();
     const ctx = context('vgg11_bn', data);
-    await keepGroupInputs(ctx, [1, 3]);
+    // Kept while the original is evaluated (its figures those of a plain evaluation)...
+    const original = await measureOriginal(ctx, [1, 3]);
+    expect(original.accuracy).toBe(Number((await evaluate(freshModel('vgg11_bn'), data, { batchSize: 32 })).accuracy.toFixed(2)));
     expect([...ctx.kept!.keys()].sort()).toEqual([1, 3]);
+    // ...or, for a resumed run, in a pass of their own: the same activations.
+    const again = context('vgg11_bn', data);
+    await keepGroupInputs(again, [1, 3]);
+    for (const g of [1, 3]) expect(again.kept!.get(g)!.inputs.chunks).toEqual(ctx.kept!.get(g)!.inputs.chunks);
     for (const g of [1, 3]) {
       const kept = ctx.kept!.get(g)!;
       expect(kept.inputs.chunks.length).toBe(3);
@@ -83,12 +90,12 @@ describe('evaluating only what changed', () => {
         pruned.dispose();
       }
     }
-    // The reference's fold (no eps) changes every layer before the group: evaluated whole.
+    // The reference's fold (no eps) leaves every layer before the group folded: evaluated whole.
     const quirky = freshModel('vgg11_bn');
     await prune(quirky, { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [1], referenceQuirks: true });
     logs.length = 0;
     expect(await resumePointFor(ctx, cell(1), quirky, 'quirky')).toBeUndefined();
-    expect(logs.join('\n')).toMatch(/differ from the BN-folded original's; evaluated whole/);
+    expect(logs.join('\n')).toMatch(/differ from the original's; evaluated whole/);
     quirky.dispose();
     // A resume with other batches is refused.
     await expect(evaluate(freshModel('vgg11_bn'), data, { batchSize: 16, resumeFrom: ctx.kept!.get(1)!.inputs })).rejects.toThrow(/batches of 32 cannot resume/);

@@ -13,7 +13,6 @@ import { train } from '../nn/trainer.js';
 import { onnxPathBeside, saveOnnx } from '../onnx/node.js';
 import { evaluateOnnxRuntime, onnxRuntimeSession } from '../onnx/onnxruntime.js';
 import { dependencyGroups, OptimalTransport, prune, type ExampleInput, type PruneOptions } from '../prune/index.js';
-import { foldBatchNormPairs, unfoldBiases } from '../prune/bn-fold.js';
 import { cellSeed, type Cell, type Method } from './cells.js';
 import type { ModelSource } from './model-source.js';
 import { ProgressBar } from './progress.js';
@@ -34,7 +33,7 @@ export interface RunContext {
   kept?: Map<number, GroupResume>;
 }
 
-/** The BN-folded original's activations at a group's first layer, and its state before that layer. */
+/** The original's activations at a group's first layer, and its state before that layer. */
 export interface GroupResume {
   /** Module path of the group's first layer. */
   path: string;
@@ -64,11 +63,11 @@ export function exportOptions(ctx: RunContext, metadata: Record<string, string>)
  * With the onnxruntime backend the model is exported to ONNX in memory and onnxruntime-node runs both the
  * evaluation and the latency passes.
  */
-export async function measure(model: Module, test: Dataset | null, batchSize: number, label: string, inputShape: ExampleInput, backend: EvalBackend, resumeFrom?: KeptInputs): Promise<MethodResult> {
-  let r: EvalResult | null = null;
+export async function measure(model: Module, test: Dataset | null, batchSize: number, label: string, inputShape: ExampleInput, backend: EvalBackend, resumeFrom?: KeptInputs, keep?: Module[]): Promise<MethodResult & { kept?: Map<Module, KeptInputs> }> {
+  let r: (EvalResult & { kept?: Map<Module, KeptInputs> }) | null = null;
   let latencyMs: number;
   const from = resumeFrom && backend === 'webgpu' ? resumeFrom : undefined;
-  const options = test ? { batchSize, resumeFrom: from, onProgress: ((bar: ProgressBar) => (d: number) => bar.update(d))(new ProgressBar(`evaluating ${label}${backend === 'webgpu' ? '' : ` (${backend})`}${from ? ` from ${from.module.path}` : ''}`, test.count)) } : null;
+  const options = test ? { batchSize, resumeFrom: from, keep: backend === 'webgpu' ? keep : undefined, onProgress: ((bar: ProgressBar) => (d: number) => bar.update(d))(new ProgressBar(`evaluating ${label}${backend === 'webgpu' ? '' : ` (${backend})`}${from ? ` from ${from.module.path}` : ''}`, test.count)) } : null;
   if (backend === 'onnxruntime') {
     const session = await onnxRuntimeSession(model, inputShape);
     try {
@@ -87,66 +86,91 @@ export async function measure(model: Module, test: Dataset | null, batchSize: nu
     accuracy: r ? Number(r.accuracy.toFixed(2)) : null, ...(r?.top5 != null ? { top5: Number(r.top5.toFixed(2)) } : {}),
     mean_batch_accuracy: r ? Number(r.meanBatchAccuracy.toFixed(2)) : null,
     inference_time: Number((latencyMs / 1e3).toFixed(5)), eval_backend: backend,
+    ...(r?.kept ? { kept: r.kept } : {}),
   };
 }
 
 const describeAccuracy = (r: MethodResult) => (r.accuracy === null ? 'not evaluated (no data)' : `${r.accuracy}% accuracy${r.top5 !== undefined ? ` (top-5 ${r.top5}%)` : ''}`);
 
-/** The unpruned model's result (and its ONNX export with --export-onnx). */
-export async function measureOriginal(ctx: RunContext): Promise<MethodResult> {
+/**
+ * The unpruned model's result (and its ONNX export with --export-onnx). While evaluating it, the inputs of
+ * `groups`' first layers are kept for evaluating only what changed (see resumeModules).
+ */
+export async function measureOriginal(ctx: RunContext, groups: number[] = []): Promise<MethodResult> {
   const { o, source, test, log } = ctx;
   if (test) log(`evaluating the original ${o.modelName} on ${test.count} samples`);
   const original = source.fresh();
-  const result = await measure(original, test, o.batchSize, 'original', o.exampleInput, o.evalBackend);
-  if (!o.onnxFile) result.checkpoint = source.file; // compare.js measures its latency from it
-  // Every shard evaluates the original; only the first writes its ONNX (shards may share --out).
-  if (o.exportOnnx && !o.shard?.index) {
-    result.onnx = join(o.out, 'pruned_models', `${o.modelName}_unpruned.onnx`);
-    await saveOnnx(original, result.onnx, exportOptions(ctx, { model: o.modelName, method: 'unpruned' }));
+  try {
+    const at = resumeModules(ctx, original, groups);
+    const { kept, ...result } = await measure(original, test, o.batchSize, 'original', o.exampleInput, o.evalBackend, undefined, at.size ? [...new Set(at.values())] : undefined);
+    if (kept) await storeResumes(ctx, original, at, kept);
+    ctx.kept ??= new Map(); // decided here: no pass of its own (keepGroupInputs) is needed
+    if (!o.onnxFile) result.checkpoint = source.file; // compare.js measures its latency from it
+    // Every shard evaluates the original; only the first writes its ONNX (shards may share --out).
+    if (o.exportOnnx && !o.shard?.index) {
+      result.onnx = join(o.out, 'pruned_models', `${o.modelName}_unpruned.onnx`);
+      await saveOnnx(original, result.onnx, exportOptions(ctx, { model: o.modelName, method: 'unpruned' }));
+    }
+    log(`original: ${describeAccuracy(result)}, ${result.parameters} parameters, ${(result.flops / 1e6).toFixed(1)} MFLOPs`);
+    return result;
+  } finally {
+    original.dispose();
   }
-  original.dispose();
-  log(`original: ${describeAccuracy(result)}, ${result.parameters} parameters, ${(result.flops / 1e6).toFixed(1)} MFLOPs`);
-  return result;
 }
 
 /**
- * Evaluating only what changed: prune() folds every batch-norm (and, unless --reference-quirks, hands the
- * biases folding added back to the BNs) and a single-group cell then changes the layers from the group's
- * first layer on, so every pruned model of a group computes, up to that layer's input, what the
- * BN-folded original does. Its activations there are kept once for the run's groups (memory-bounded, on
- * the host); runMethod evaluates each pruned model from there after checking that its parameters and
- * buffers before that layer equal the folded original's bit for bit. Whole-network, per-group, global,
- * iterative and fine-tuning cells, groups whose first layer's input is no cut (a residual shortcut or a
- * concat reads around it), and --eval-backend onnxruntime (it runs a whole exported graph) evaluate whole.
+ * Evaluating only what changed: a single-group cell changes the layers from the group's first layer on,
+ * and prune() gives every layer it did not reach its exact original values back (bn-fold.ts
+ * restoreUnpruned), so every pruned model of a group computes, up to that layer's input, exactly what the
+ * original does. The original's activations there are kept while it is evaluated (or, for a resumed run,
+ * in a pass of their own: keepGroupInputs), memory-bounded on the host; runMethod evaluates each pruned
+ * model from there after checking that its parameters and buffers before that layer equal the original's
+ * bit for bit. Whole-network, per-group, global, iterative and fine-tuning cells, --reference-quirks (the
+ * reference leaves every layer folded without eps), groups whose first layer's input is no cut (a
+ * residual shortcut or a concat reads around it), and --eval-backend onnxruntime (it runs a whole exported
+ * graph) evaluate whole. Returns group -> the module whose input is kept.
  */
+function resumeModules(ctx: RunContext, model: Module, groups: number[]): Map<number, Module> {
+  const { o, test, log } = ctx;
+  const at = new Map<number, Module>();
+  if (!test || o.mode !== 'group' || o.fineTuneEpochs > 0 || o.iterativeSteps > 1 || o.evalBackend !== 'webgpu' || !groups.length) return at;
+  if (o.referenceQuirks) {
+    log('--reference-quirks leaves every layer batch-norm-folded without eps: pruned models are evaluated whole');
+    return at;
+  }
+  const all = dependencyGroups(model, { inputShape: o.exampleInput });
+  for (const g of groups) {
+    const members = [...all[g].producers, ...all[g].batchNorms, ...all[g].consumers.map((c) => c.layer)];
+    const m = groupResumeModule(model, members, o.exampleInput);
+    if (m) at.set(g, m);
+    else log(`group ${g}: its first layer's input is no cut (something later reads around it); its pruned models are evaluated whole`);
+  }
+  return at;
+}
+
+/** Records, per group, the kept activations and the original's state before them (for resumePointFor). */
+async function storeResumes(ctx: RunContext, model: Module, at: Map<number, Module>, kept: Map<Module, KeptInputs>): Promise<void> {
+  ctx.kept = new Map();
+  for (const [g, m] of at) {
+    const inputs = kept.get(m);
+    const prefixPaths = modulesBefore(model, m.path, ctx.o.exampleInput);
+    if (inputs && prefixPaths) ctx.kept.set(g, { path: m.path, inputs, prefixPaths, prefix: await prefixState(model, prefixPaths) });
+  }
+  const over = [...at.keys()].filter((g) => !ctx.kept!.has(g));
+  if (at.size) ctx.log(`pruned models of group${ctx.kept.size === 1 ? '' : 's'} ${[...ctx.kept.keys()].join(', ') || '(none)'} are evaluated from the group's first layer on${over.length ? `; group${over.length > 1 ? 's' : ''} ${over.join(', ')} whole (over the memory bound)` : ''}`);
+}
+
+/** For a resumed run (the original's result read back, not evaluated): keeps the groups' inputs in a pass of their own. */
 export async function keepGroupInputs(ctx: RunContext, groups: number[]): Promise<void> {
-  const { o, source, test, log } = ctx;
-  if (!test || o.mode !== 'group' || o.fineTuneEpochs > 0 || o.iterativeSteps > 1 || o.evalBackend !== 'webgpu' || !groups.length) return;
-  const folded = source.fresh();
+  const { o, source, test } = ctx;
+  const original = source.fresh();
   try {
-    const pairs = await foldBatchNormPairs(folded, o.exampleInput, { referenceQuirks: o.referenceQuirks });
-    if (!o.referenceQuirks) await unfoldBiases(pairs);
-    const all = dependencyGroups(folded, { inputShape: o.exampleInput });
-    const at = new Map<number, Module>();
-    for (const g of groups) {
-      const members = [...all[g].producers, ...all[g].batchNorms, ...all[g].consumers.map((c) => c.layer)];
-      const m = groupResumeModule(folded, members, o.exampleInput);
-      if (m) at.set(g, m);
-      else log(`group ${g}: its first layer's input is no cut (something later reads around it); its pruned models are evaluated whole`);
-    }
-    if (!at.size) return;
-    const bar = new ProgressBar(`keeping the BN-folded original's activations for group${at.size > 1 ? 's' : ''} ${[...at.keys()].join(', ')}`, test.count);
-    const kept = await keepInputs(folded, test, [...new Set(at.values())], { batchSize: o.batchSize, onProgress: (d) => bar.update(d) });
-    ctx.kept = new Map();
-    for (const [g, m] of at) {
-      const inputs = kept.get(m);
-      const prefixPaths = modulesBefore(folded, m.path, o.exampleInput);
-      if (inputs && prefixPaths) ctx.kept.set(g, { path: m.path, inputs, prefixPaths, prefix: await prefixState(folded, prefixPaths) });
-    }
-    const over = [...at.keys()].filter((g) => !ctx.kept!.has(g));
-    log(`pruned models of group${ctx.kept.size === 1 ? '' : 's'} ${[...ctx.kept.keys()].join(', ') || '(none)'} are evaluated from the group's first layer on${over.length ? `; group${over.length > 1 ? 's' : ''} ${over.join(', ')} whole (over the memory bound)` : ''}`);
+    const at = resumeModules(ctx, original, groups);
+    if (!at.size || !test) return;
+    const bar = new ProgressBar(`keeping the original's activations for group${at.size > 1 ? 's' : ''} ${[...at.keys()].join(', ')}`, test.count);
+    await storeResumes(ctx, original, at, await keepInputs(original, test, [...new Set(at.values())], { batchSize: o.batchSize, onProgress: (d) => bar.update(d) }));
   } finally {
-    folded.dispose();
+    original.dispose();
   }
 }
 
@@ -156,7 +180,7 @@ export async function resumePointFor(ctx: RunContext, cell: Cell, model: Module,
   if (!kept || ctx.o.fineTuneEpochs > 0 || ctx.o.mode !== 'group') return undefined;
   const module = model.namedModules().find(([, m]) => m.path === kept.path)?.[1];
   if (module && samePrefixState(kept.prefix, await prefixState(model, kept.prefixPaths))) return { ...kept.inputs, module };
-  ctx.log(`  ${label}: layers before ${kept.path} differ from the BN-folded original's; evaluated whole`);
+  ctx.log(`  ${label}: layers before ${kept.path} differ from the original's; evaluated whole`);
   return undefined;
 }
 

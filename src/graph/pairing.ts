@@ -44,12 +44,23 @@ export function convBnPairs(model: Module, inputShape: ExampleInput = [3, 32, 32
   return traceGraph(model, inputShape, (g) => pairConvBn(g.ops, g.output, owners).map((p) => [p.conv, p.bn] as [Conv2d, BatchNorm2d]), 1, true);
 }
 
+/** A conv-BN pair's tensors as read before folding (the conv's bias null when it has none). */
+export interface PairValues {
+  weight: Float32Array;
+  bias: Float32Array | null;
+  gamma: Float32Array;
+  beta: Float32Array;
+  mean: Float32Array;
+  variance: Float32Array;
+}
+
 /**
  * The conv's weight and bias with an eval batch-norm folded in: W * gamma / sqrt(var + eps) and
- * (b - mean) * gamma / sqrt(var + eps) + beta (float64 arithmetic, float32 results). The pruner folds with
- * eps = 0 (the reference), the ONNX export with the BN's eps (exact inference).
+ * (b - mean) * gamma / sqrt(var + eps) + beta (float64 arithmetic, float32 results), and the values read.
+ * The pruner folds with eps = 0 under referenceQuirks (the reference) and the BN's eps otherwise, the ONNX
+ * export with the BN's eps (exact inference).
  */
-export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: number): Promise<{ weight: Float32Array; bias: Float32Array }> {
+export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: number): Promise<{ weight: Float32Array; bias: Float32Array; before: PairValues }> {
   const [w, b, gamma, beta, mean, variance] = await Promise.all(
     [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t?.data() ?? null),
   );
@@ -62,5 +73,5 @@ export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: numbe
     for (let i = 0; i < per; i++) weight[c * per + i] = w![c * per + i] * s;
     bias[c] = ((b ? b[c] : 0) - mean![c]) * s + beta![c];
   }
-  return { weight, bias };
+  return { weight, bias, before: { weight: w!, bias: b, gamma: gamma!, beta: beta!, mean: mean!, variance: variance! } };
 }

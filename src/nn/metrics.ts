@@ -10,7 +10,7 @@ import { empty, fromArray, getRuntime, tidy, type Tensor } from '../tensor/tenso
 import type { Cifar10Split } from '../data/cifar10.js';
 import { batches, cifar10Dataset, evaluationIndices, isDataset, type Dataset } from '../data/dataset.js';
 import type { Normalization } from '../data/normalization.js';
-import { DataError } from '../errors.js';
+import { ArgumentError, DataError } from '../errors.js';
 import { layerKind } from './kinds.js';
 import { addForwardHook, inputTaps, withResumePoint, type Module } from './module.js';
 
@@ -39,6 +39,10 @@ export interface EvalOptions {
    * the model computes what the kept one did up to there (src/nn/resume.ts says when).
    */
   resumeFrom?: KeptInputs;
+  /** Also keep these modules' inputs while evaluating (for later resumeFrom), as keepInputs does. */
+  keep?: Module[];
+  /** The bound on kept activations, in bytes (default 2 GiB): a module that would pass it is dropped. */
+  keepBytes?: number;
 }
 
 /** Activations kept at one module's input: one chunk per evaluation batch, and one sample's shape. */
@@ -60,69 +64,67 @@ export function asDataset(data: Dataset | Cifar10Split, normalization?: Normaliz
 /** A batch's logits [n * classes] from its inputs (n samples of `shape`, concatenated): any backend's forward pass. */
 export type LogitsFn = (x: Float32Array, shape: number[]) => Promise<Float32Array>;
 
-/** Runs the model in eval mode over a dataset (restoring its previous mode), whole or from `resumeFrom`. */
-export async function evaluate(model: Module, data: Dataset | Cifar10Split, o: EvalOptions = {}): Promise<EvalResult> {
+/**
+ * Runs the model in eval mode over a dataset (restoring its previous mode), whole or from `resumeFrom`;
+ * with `keep`, the result also holds those modules' inputs (missing: over the memory bound or never reached).
+ */
+export async function evaluate(model: Module, data: Dataset | Cifar10Split, o: EvalOptions = {}): Promise<EvalResult & { kept?: Map<Module, KeptInputs> }> {
   const resume = o.resumeFrom;
-  if (resume) {
-    const count = evaluationIndices(asDataset(data, o.normalization), o.limit).length;
-    if (resume.batchSize !== (o.batchSize ?? 128) || resume.count !== count) {
-      throw new DataError(`evaluate: activations kept for ${resume.count} samples in batches of ${resume.batchSize} cannot resume an evaluation of ${count} in batches of ${o.batchSize ?? 128}.`);
-    }
+  const ds = asDataset(data, o.normalization);
+  const count = evaluationIndices(ds, o.limit).length;
+  const batchSize = o.batchSize ?? 128;
+  if (resume && o.keep?.length) throw new ArgumentError('evaluate: keep and resumeFrom cannot be combined (resumed models compute nothing before the resume point).');
+  if (resume && (resume.batchSize !== batchSize || resume.count !== count)) {
+    throw new DataError(`evaluate: activations kept for ${resume.count} samples in batches of ${resume.batchSize} cannot resume an evaluation of ${count} in batches of ${batchSize}.`);
   }
+  const keeper = o.keep?.length ? inputKeeper(o.keep, batchSize, count, o.keepBytes) : undefined;
   const rt = getRuntime();
   let batch = 0;
   const wasTraining = model.training;
   model.eval();
   try {
-    return await evaluateLogits((x, shape) => noGrad(() => tidy(() => {
-      if (!resume) return model.call(fromArray(x, shape));
-      // Nothing runs on the GPU until the resume point; there the kept chunk becomes the module's input.
-      const input = fromArray(resume.chunks[batch++], [shape[0], ...resume.sample]);
-      let reached = false;
-      const y = rt.shapesOnly(() => withResumePoint(resume.module, input, () => { reached = true; rt.resumeDispatch(); }, () => model.call(empty(shape))));
-      if (!reached) throw new DataError(`evaluate: the forward pass never reached the resume point ${resume.module.path || '(model)'}.`);
-      return y;
-    })).dataAndDispose(), data, o);
+    const result = await evaluateLogits(async (x, shape) => {
+      keeper?.startBatch();
+      const logits = await noGrad(() => tidy(() => {
+        if (!resume) return model.call(fromArray(x, shape));
+        // Nothing runs on the GPU until the resume point; there the kept chunk becomes the module's input.
+        const input = fromArray(resume.chunks[batch++], [shape[0], ...resume.sample]);
+        let reached = false;
+        const y = rt.shapesOnly(() => withResumePoint(resume.module, input, () => { reached = true; rt.resumeDispatch(); }, () => model.call(empty(shape))));
+        if (!reached) throw new DataError(`evaluate: the forward pass never reached the resume point ${resume.module.path || '(model)'}.`);
+        return y;
+      })).dataAndDispose();
+      await keeper?.collect();
+      return logits;
+    }, ds, o);
+    return keeper ? { ...result, kept: keeper.finish() } : result;
   } finally {
+    keeper?.untap();
     model.train(wasTraining);
   }
 }
 
 /**
- * Keeps `modules`' input activations over the evaluation data (batch by batch on the host, for evaluate's
- * resumeFrom; modules must be cuts, see resume.ts). GPU work stops once every module has its input. A
- * module whose activations would pass `keepBytes` (default 2 GiB) in all is dropped (missing from the map).
+ * Taps `modules`' inputs batch by batch into host chunks (keepInputs, evaluate's keep), within `limit` bytes
+ * in all (default 2 GiB): a module that would pass it is dropped whole. `whenAllTaken` runs once every
+ * module has its input in a batch.
  */
-export async function keepInputs(model: Module, data: Dataset | Cifar10Split, modules: Module[], o: EvalOptions & { keepBytes?: number } = {}): Promise<Map<Module, KeptInputs>> {
-  const ds = asDataset(data, o.normalization);
-  const indices = evaluationIndices(ds, o.limit);
-  if (!indices.length) throw new DataError(`${ds.name} has no samples to evaluate.`);
-  const batchSize = o.batchSize ?? 128;
-  const limit = o.keepBytes ?? 2 ** 31;
-  const rt = getRuntime();
-  const kept = new Map<Module, KeptInputs>(modules.map((m) => [m, { module: m, chunks: [], sample: [], batchSize, count: indices.length }]));
+function inputKeeper(modules: Module[], batchSize: number, count: number, limit = 2 ** 31, whenAllTaken?: () => void) {
+  const kept = new Map<Module, KeptInputs>(modules.map((m) => [m, { module: m, chunks: [], sample: [], batchSize, count }]));
   let bytes = 0;
   let taken: { m: Module; t: Tensor }[] = [];
   for (const m of modules) {
     inputTaps.set(m, (t) => {
       if (taken.some((k) => k.m === m)) return; // a module called twice: its first input
       taken.push({ m, t: t.keep() });
-      if (taken.length === kept.size) rt.suspendDispatch(); // the rest of the forward pass is not needed
+      if (taken.length === kept.size) whenAllTaken?.();
     });
   }
-  const wasTraining = model.training;
-  model.eval();
-  let done = 0;
-  try {
-    for await (const { x, count: n } of batches(ds, { batchSize, indices })) {
-      taken = [];
-      noGrad(() => tidy(() => {
-        const input = fromArray(x, [n, ...ds.shape]);
-        rt.shapesOnly(() => {
-          rt.resumeDispatch();
-          model.call(input);
-        });
-      }));
+  const untap = () => { for (const m of modules) inputTaps.delete(m); };
+  return {
+    startBatch: () => { taken = []; },
+    /** Reads this batch's taken inputs back to the host (and frees them on the GPU). */
+    async collect() {
       for (const { m, t } of taken) {
         const k = kept.get(m);
         if (k && bytes + t.size * 4 <= limit) {
@@ -137,15 +139,52 @@ export async function keepInputs(model: Module, data: Dataset | Cifar10Split, mo
         }
         t.dispose();
       }
+    },
+    untap,
+    /** The modules kept for every batch. */
+    finish() {
+      untap();
+      for (const [m, k] of kept) if (k.chunks.length !== Math.ceil(count / batchSize)) kept.delete(m); // never reached
+      return kept;
+    },
+  };
+}
+
+/**
+ * Keeps `modules`' input activations over the evaluation data (batch by batch on the host, for evaluate's
+ * resumeFrom; modules must be cuts, see resume.ts), without evaluating: GPU work stops once every module
+ * has its input. A module whose activations would pass `keepBytes` (default 2 GiB) in all is dropped
+ * (missing from the map).
+ */
+export async function keepInputs(model: Module, data: Dataset | Cifar10Split, modules: Module[], o: EvalOptions = {}): Promise<Map<Module, KeptInputs>> {
+  const ds = asDataset(data, o.normalization);
+  const indices = evaluationIndices(ds, o.limit);
+  if (!indices.length) throw new DataError(`${ds.name} has no samples to evaluate.`);
+  const batchSize = o.batchSize ?? 128;
+  const rt = getRuntime();
+  const keeper = inputKeeper(modules, batchSize, indices.length, o.keepBytes, () => rt.suspendDispatch()); // the rest of the forward pass is not needed
+  const wasTraining = model.training;
+  model.eval();
+  let done = 0;
+  try {
+    for await (const { x, count: n } of batches(ds, { batchSize, indices })) {
+      keeper.startBatch();
+      noGrad(() => tidy(() => {
+        const input = fromArray(x, [n, ...ds.shape]);
+        rt.shapesOnly(() => {
+          rt.resumeDispatch();
+          model.call(input);
+        });
+      }));
+      await keeper.collect();
       done += n;
       o.onProgress?.(done, indices.length);
     }
+    return keeper.finish();
   } finally {
-    for (const m of modules) inputTaps.delete(m);
+    keeper.untap();
     model.train(wasTraining);
   }
-  for (const [m, k] of kept) if (k.chunks.length !== Math.ceil(indices.length / batchSize)) kept.delete(m); // never reached
-  return kept;
 }
 
 /** Accuracy, top-5 and loss of any logits function over a dataset: evaluate()'s loop, for other backends too. */

@@ -5,7 +5,8 @@
  * reset to an identity (mean 0, var 1 - eps, gamma 1, beta 0), so at sparsity 0 the model computes the
  * same function. A conv without bias (torchvision style) gets one for the fold (b = 0 before folding);
  * after pruning, `unfoldBiases` moves that bias into the BN's beta and removes it again, so the pruned
- * model has its original layout (and parameter count at its new widths).
+ * model has its original layout (and parameter count at its new widths), and `restoreUnpruned` gives every
+ * pair the pruning did not reach its exact original values back (folding there would only round them).
  *
  * The reference (its MetaPruner) folds without eps and resets var to 1, which changes the model before
  * anything is pruned (by 1 / sqrt(1 + eps) per BN, and a lot for near-dead channels whose var is ~0), and
@@ -14,7 +15,7 @@
 import { assign } from '../tensor/tensor.js';
 import type { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
-import { convBnPairs, foldedConvValues } from '../graph/pairing.js';
+import { convBnPairs, foldedConvValues, type PairValues } from '../graph/pairing.js';
 import type { ExampleInput } from '../graph/trace.js';
 
 export { convBnPairs };
@@ -29,6 +30,8 @@ export interface FoldedPair {
   conv: Conv2d;
   bn: BatchNorm2d;
   addedBias: boolean;
+  /** The pair's values before folding (restoreUnpruned puts them back where pruning did not reach). */
+  before: PairValues;
 }
 
 /** Folds every conv-fed batch-norm into its conv, in place; returns the pairs folded. */
@@ -49,7 +52,7 @@ export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput
     assign(bn.running_var, new Float32Array(C).fill(o.referenceQuirks ? 1 : 1 - bn.eps));
     assign(bn.weight, new Float32Array(C).fill(1));
     assign(bn.bias, new Float32Array(C));
-    folded.push({ conv, bn, addedBias });
+    folded.push({ conv, bn, addedBias, before: values.before });
   }
   return folded;
 }
@@ -73,4 +76,30 @@ export async function unfoldBiases(pairs: FoldedPair[]): Promise<void> {
     assign(bn.running_mean, new Float32Array(mean.length));
     conv.dropBias();
   }
+}
+
+/**
+ * Puts back the exact pre-fold values of every pair whose conv and BN `touched` does not hold (layers no
+ * pruned group reached): folding them was only needed for importance, and leaving them folded would change
+ * their bits (the same function, rounded differently). So a pruned model equals the original bit for bit
+ * outside what pruning changed, which is also what lets run.js evaluate its pruned models from the original's
+ * activations at a group's first layer. Returns the pairs still folded.
+ */
+export function restoreUnpruned(pairs: FoldedPair[], touched: ReadonlySet<Module>): FoldedPair[] {
+  const stillFolded: FoldedPair[] = [];
+  for (const pair of pairs) {
+    const { conv, bn, before } = pair;
+    if (touched.has(conv) || touched.has(bn)) {
+      stillFolded.push(pair);
+      continue;
+    }
+    assign(conv.weight, before.weight);
+    if (before.bias) assign(conv.bias!, before.bias);
+    else conv.dropBias();
+    assign(bn.weight, before.gamma);
+    assign(bn.bias, before.beta);
+    assign(bn.running_mean, before.mean);
+    assign(bn.running_var, before.variance);
+  }
+  return stillFolded;
 }

@@ -29,7 +29,7 @@
 import { ArgumentError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { OptimalTransport } from '../ot/transport.js';
-import { foldBatchNormPairs, unfoldBiases, type FoldedPair } from './bn-fold.js';
+import { foldBatchNormPairs, restoreUnpruned, unfoldBiases, type FoldedPair } from './bn-fold.js';
 import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
 import { groupFeatureAxes, groupFeatures, groupLayers } from './features.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
@@ -236,9 +236,12 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     folded = await foldBatchNormPairs(model, exampleInput, { referenceQuirks: o.referenceQuirks });
     progress(`folded ${folded.length} batch-norms`);
   }
-  // The reference keeps the biases folding added; otherwise the pruned model gets its own layout back.
+  /** Every layer a pruned group reached (its producers, batch-norms and consumers). */
+  const touched = new Set<Module>();
+  // The reference keeps every pair folded and the biases folding added; otherwise the layers pruning did
+  // not reach get their exact original values back and the rest their own layout.
   const finish = async () => {
-    if (!o.referenceQuirks) await unfoldBiases(folded);
+    if (!o.referenceQuirks) await unfoldBiases(restoreUnpruned(folded, touched));
     return report;
   };
   const report: PrunedGroup[] = [];
@@ -291,6 +294,7 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
       const map = full(maps[i].map);
       const keptIdx = indicesInEveryBlock(c.keptIdx, c.n, G);
       const prunedIdx = indicesInEveryBlock(c.pruned, c.n, G);
+      for (const layer of [...groupLayers(c.group), ...c.group.batchNorms]) touched.add(layer);
       applyMaps(c.group, map, maps[i].consumerMap ? full(maps[i].consumerMap) : map, keptIdx, dimPreserving);
       if (!dimPreserving) shiftPendingOffsets(c.group, c.group.channels - keptIdx.length, chosen.slice(i + 1).map((p) => p.group));
       const description = c.group.describe();
