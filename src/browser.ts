@@ -15,6 +15,7 @@ export { SGD, type SgdOptions } from './nn/optim.js';
 export { Module, addForwardHook, type ForwardHook } from './nn/module.js';
 export {
   Conv2d, BatchNorm2d, Linear, ReLU, ReLU6, Hardtanh, Hardsigmoid, Hardswish, Sigmoid, SiLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential,
+  ChannelSlice, setFusedInference,
 } from './nn/layers.js';
 export { VGG, VGG_CFGS, Dropout, vgg, vgg11_bn, type VggCfg, type VggName, type VggOptions } from './nn/vgg.js';
 export { ResNet, BasicBlock, Bottleneck, resnet18, resnet34, resnet50, type ResNetOptions } from './nn/resnet.js';
@@ -22,7 +23,7 @@ export { createModel, MODEL_NAMES, STEMS, type ModelName, type ModelOptions, typ
 export * as cifar10 from './data/cifar10.js';
 export * from './data/index.js';
 export { modelToSafetensors, loadStateDict, loadSafetensorsBytes, resizeToStateDict, modelFromStateDict, layerWidths, type LayerWidth, type LoadOptions } from './nn/checkpoint.js';
-export { evaluate, evaluateLogits, complexity, inferenceSpeed, type EvalResult, type EvalOptions, type Complexity, type Speed, type LogitsFn } from './nn/metrics.js';
+export { evaluate, evaluateLogits, keepInputs, complexity, inferenceSpeed, type EvalResult, type EvalOptions, type KeptInputs, type Complexity, type Speed, type LogitsFn } from './nn/metrics.js';
 // The op table (open to registration), the pruner and optimal transport.
 export * from './graph/index.js';
 export * from './prune/index.js';

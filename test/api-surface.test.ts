@@ -37,7 +37,7 @@ describe('the public API', () => {
 
   it('keeps the engine and pruner internals (kernel launchers, uniform packing, pool size classes, tracer, rounding and ranking helpers) out of the entries', () => {
     for (const name of ['kernels.matmul', 'Params', 'grid1d', 'poolSizeClass', 'traceOps', 'traceGraph', 'setOnnxRuntimeModule', 'keptCount', 'roundKept', 'lampScores', 'splitByImportance', 'assertCriterion']) expect(exported.has(name), name).toBe(false);
-    for (const name of ['prune', 'importOnnx', 'exportOnnx', 'createModel', 'evaluate', 'autograd.relu', 'Runtime', 'evaluateOnnxRuntime', 'registerOp', 'opSpec', 'CHANNEL_RULES']) expect(exported.has(name), name).toBe(true);
+    for (const name of ['prune', 'importOnnx', 'exportOnnx', 'createModel', 'evaluate', 'autograd.relu', 'Runtime', 'evaluateOnnxRuntime', 'registerOp', 'opSpec', 'CHANNEL_RULES', 'keepInputs', 'setFusedInference', 'ChannelSlice']) expect(exported.has(name), name).toBe(true);
   });
 
   it('names the example input inputShape everywhere; exampleInput and imageShape only as deprecated aliases', () => {

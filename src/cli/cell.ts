@@ -142,6 +142,8 @@ function resumeModules(ctx: RunContext, model: Module, groups: number[]): Map<nu
   for (const g of groups) {
     const members = [...all[g].producers, ...all[g].batchNorms, ...all[g].consumers.map((c) => c.layer)];
     const m = groupResumeModule(model, members, o.exampleInput);
+    // A group whose first layer reads the model's input saves nothing (and would keep the images).
+    if (m && modulesBefore(model, m.path, o.exampleInput)?.every((p) => p === '' || m.path.startsWith(`${p}.`))) continue;
     if (m) at.set(g, m);
     else log(`group ${g}: its first layer's input is no cut (something later reads around it); its pruned models are evaluated whole`);
   }

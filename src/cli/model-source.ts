@@ -4,7 +4,7 @@
  * The result makes a fresh copy of the model for every pruned cell.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataError } from '../errors.js';
 import { modelFromStateDict } from '../nn/checkpoint.js';
@@ -78,7 +78,7 @@ function shippedFile(name: string): string | null {
  * --epochs will train it), else the shipped one, so the first run needs no flag.
  */
 export function checkpointFor(modelName: string, flag: string | undefined, epochs: number): string {
-  if (flag) return flag;
+  if (flag) return resolve(flag); // recorded in the results: compare.js may run elsewhere
   const local = join(process.cwd(), 'models', `${modelName}.safetensors`);
   const shipped = SHIPPED_CHECKPOINTS[modelName] ? shippedFile(SHIPPED_CHECKPOINTS[modelName]) : null;
   return existsSync(local) || epochs > 0 || !shipped ? local : shipped;

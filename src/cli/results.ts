@@ -112,9 +112,11 @@ export class ResultsFile {
       // A shard's cells depend on the whole plan: it resumes as the same shard of the same run, or not at all.
       const theirs = r.run?.shard;
       if (JSON.stringify(theirs) !== JSON.stringify(o.shard)) throw new UsageError(`--resume ${path} holds ${shardName(theirs)}, this run is ${shardName(o.shard)}${theirs ? `; resume it with --shard ${theirs.index}/${theirs.count}` : ''}.`);
-      if (theirs && r.run) {
-        const flag = Object.keys(settings).find((k) => JSON.stringify(r.run!.settings[k]) !== JSON.stringify(settings[k]));
-        if (flag) throw new UsageError(`--resume ${path}: its shard ran with --${flag} ${describeSetting(r.run.settings[flag])}, this run with ${describeSetting(settings[flag])}; a shard resumes with the run's flags.`);
+      if (r.run) {
+        // An unsharded run may grow (more groups, sparsities or methods); every other flag shapes the cells it keeps.
+        const free = theirs ? [] : ['group_idxs', 'sparsities', 'fusion'];
+        const flag = Object.keys(settings).find((k) => !free.includes(k) && JSON.stringify(r.run!.settings[k]) !== JSON.stringify(settings[k]));
+        if (flag) throw new UsageError(`--resume ${path}: its ${theirs ? 'shard' : 'cells'} ran with --${flag} ${describeSetting(r.run.settings[flag])}, this run with ${describeSetting(settings[flag])}; ${theirs ? "a shard resumes with the run's flags" : 'resume with the same flag'}.`);
       }
     }
     return new ResultsFile(path, entries as RunResult[]);

@@ -6,13 +6,13 @@ import { DataError } from '../errors.js';
 import { loadSafetensorsBytes, modelToSafetensors, type LoadOptions } from './checkpoint.js';
 import type { Module } from './module.js';
 
-/** Writes bytes so that readers see either the old file or the complete new one, never a torn one. */
 /**
  * This machine's name in temporary file names (`<file>.tmp-HOST-PID-TIME`): on a folder shared by several
  * machines (shards of one run), a run removes only the leftovers of its own machine's dead processes.
  */
 export const TEMP_HOST = hostname().replace(/[^A-Za-z0-9.]/g, '_') || 'host';
 
+/** Writes bytes so that readers see either the old file or the complete new one, never a torn one. */
 export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${TEMP_HOST}-${process.pid}-${Date.now()}`;

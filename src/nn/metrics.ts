@@ -99,7 +99,7 @@ export async function evaluate(model: Module, data: Dataset | Cifar10Split, o: E
     }, ds, o);
     return keeper ? { ...result, kept: keeper.finish() } : result;
   } finally {
-    keeper?.untap();
+    keeper?.release();
     model.train(wasTraining);
   }
 }
@@ -125,22 +125,30 @@ function inputKeeper(modules: Module[], batchSize: number, count: number, limit 
     startBatch: () => { taken = []; },
     /** Reads this batch's taken inputs back to the host (and frees them on the GPU). */
     async collect() {
-      for (const { m, t } of taken) {
-        const k = kept.get(m);
-        if (k && bytes + t.size * 4 <= limit) {
-          k.chunks.push(await t.data());
-          k.sample = t.shape.slice(1);
-          bytes += t.size * 4;
-        } else if (k) {
-          // Over the memory bound: this module is dropped whole (its pruned models are evaluated whole).
-          bytes -= k.chunks.reduce((b, c) => b + c.byteLength, 0);
-          kept.delete(m);
-          inputTaps.delete(m);
+      while (taken.length) {
+        const { m, t } = taken.shift()!;
+        try {
+          const k = kept.get(m);
+          if (k && bytes + t.size * 4 <= limit) {
+            k.chunks.push(await t.data());
+            k.sample = t.shape.slice(1);
+            bytes += t.size * 4;
+          } else if (k) {
+            // Over the memory bound: this module is dropped whole (its pruned models are evaluated whole).
+            bytes -= k.chunks.reduce((b, c) => b + c.byteLength, 0);
+            kept.delete(m);
+            inputTaps.delete(m);
+          }
+        } finally {
+          t.dispose();
         }
-        t.dispose();
       }
     },
-    untap,
+    /** Untaps and frees what a failed batch took but did not collect. */
+    release() {
+      untap();
+      for (const { t } of taken.splice(0)) t.dispose();
+    },
     /** The modules kept for every batch. */
     finish() {
       untap();
@@ -182,7 +190,7 @@ export async function keepInputs(model: Module, data: Dataset | Cifar10Split, mo
     }
     return keeper.finish();
   } finally {
-    keeper.untap();
+    keeper.release();
     model.train(wasTraining);
   }
 }
