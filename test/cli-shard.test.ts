@@ -181,6 +181,8 @@ describe('three shards of a four-cell sweep', () => {
     await expect(again(['--shard', '0/3', '--seed', '1'])).rejects.toThrow(`--resume ${file}: its shard ran with --seed 0, this run with 1; a shard resumes with the run's flags.`);
     const unsharded = join(whole, 'logs', logsOf(whole)[0]);
     await expect(again(['--shard', '0/3'], unsharded)).rejects.toThrow(`--resume ${unsharded} holds an unsharded run, this run is shard 0/3.`);
+    // An unsharded run may grow (groups, sparsities, methods), but not mix cells made with other flags.
+    await expect(again(['--seed', '1'], unsharded)).rejects.toThrow(`--resume ${unsharded}: its cells ran with --seed 0, this run with 1; resume with the same flag.`);
   }, 300_000);
 
   it('compare.js measures the unpruned model\'s latency as it measures the pruned ones, or labels run.js\'s', async () => {
