@@ -4,13 +4,12 @@
  * checks what its flag must change in the results JSON and in the pruned checkpoints, so a flag that is
  * parsed but not passed on (or a mode that does nothing) fails here. A run takes a few seconds.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadStateDict, modelToSafetensors } from '../src/nn/checkpoint.js';
-import { seededRandom, setInitSeed } from '../src/nn/init.js';
-import { AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential } from '../src/nn/layers.js';
+import { setInitSeed } from '../src/nn/init.js';
 import { exportOnnx } from '../src/onnx/export.js';
 import { importOnnx } from '../src/onnx/import.js';
 import { optimalTransportFor, pruneOptionsFor, type RunContext } from '../src/cli/cell.js';
@@ -19,7 +18,7 @@ import { checkRunArgs } from '../src/cli/run-flags.js';
 import { main as runMain, type RunResult } from '../src/run.js';
 import { parseSafetensors } from '../src/tensor/safetensors.js';
 import { destroyRuntime } from '../src/tensor/tensor.js';
-import { gpu } from './helpers.js';
+import { gpu, tinyCnn, writeRandomCifar } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'if-flags-'));
 const model = join(root, 'tiny.onnx');
@@ -32,10 +31,7 @@ afterAll(() => {
 beforeAll(async () => {
   await gpu();
   setInitSeed(5);
-  const net = new Sequential(
-    new Conv2d(3, 8, 3, 1, 1, true), new ReLU(), new Conv2d(8, 16, 3, 2, 1, true), new ReLU(),
-    new Conv2d(16, 16, 3, 1, 1, true), new ReLU(), new AdaptiveAvgPool2d(1), new Flatten(), new Linear(16, 10),
-  );
+  const net = tinyCnn();
   // Group 1 (conv "2"): 4 strong filters and 12 weak ones, so a global ranking takes most of its channels.
   const file = parseSafetensors(await modelToSafetensors(net, {}), 'tiny');
   const w = file.tensors.get('2.weight')!.values;
@@ -44,11 +40,7 @@ beforeAll(async () => {
   loadStateDict(net, file, 'tiny');
   writeFileSync(model, await exportOnnx(net, { inputShape: [3, 32, 32] }));
   net.dispose();
-  const r = seededRandom(3);
-  const batch = (n: number) => Uint8Array.from({ length: n * 3073 }, (_, i) => (i % 3073 === 0 ? Math.floor(r() * 10) : Math.floor(r() * 256)));
-  mkdirSync(data);
-  for (let b = 1; b <= 5; b++) writeFileSync(join(data, `data_batch_${b}.bin`), batch(16)); // equal counts, as the official files
-  writeFileSync(join(data, 'test_batch.bin'), batch(16));
+  writeRandomCifar(data);
 }, 120_000);
 
 type Weights = Map<string, { shape: number[]; values: Float32Array }>;

@@ -11,12 +11,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../src/cli/args.js';
 import { compare, main as compareMain, measureOriginals, originalRows, readResults } from '../src/compare.js';
-import { seededRandom, setInitSeed } from '../src/nn/init.js';
-import { AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential } from '../src/nn/layers.js';
+import { setInitSeed } from '../src/nn/init.js';
 import { exportOnnx } from '../src/onnx/export.js';
 import { main as runMain, type RunResult } from '../src/run.js';
 import { destroyRuntime } from '../src/tensor/tensor.js';
-import { gpu } from './helpers.js';
+import { gpu, tinyCnn, writeRandomCifar } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'if-shard-'));
 const model = join(root, 'tiny.onnx');
@@ -29,17 +28,10 @@ afterAll(() => {
 beforeAll(async () => {
   await gpu();
   setInitSeed(7);
-  const net = new Sequential(
-    new Conv2d(3, 8, 3, 1, 1, true), new ReLU(), new Conv2d(8, 16, 3, 2, 1, true), new ReLU(),
-    new Conv2d(16, 16, 3, 1, 1, true), new ReLU(), new AdaptiveAvgPool2d(1), new Flatten(), new Linear(16, 10),
-  );
+  const net = tinyCnn();
   writeFileSync(model, await exportOnnx(net, { inputShape: [3, 32, 32] }));
   net.dispose();
-  const r = seededRandom(3);
-  const batch = (n: number) => Uint8Array.from({ length: n * 3073 }, (_, i) => (i % 3073 === 0 ? Math.floor(r() * 10) : Math.floor(r() * 256)));
-  mkdirSync(data);
-  for (let b = 1; b <= 5; b++) writeFileSync(join(data, `data_batch_${b}.bin`), batch(16));
-  writeFileSync(join(data, 'test_batch.bin'), batch(16));
+  writeRandomCifar(data);
 }, 120_000);
 
 /** Four cells in plan order: g0_s0.25, g0_s0.5, g1_s0.25, g1_s0.5. Shard 0/3 gets the first and the last. */

@@ -1,8 +1,10 @@
 /** Test helpers: the shared fixtures, a seeded RNG, float64 CPU references and tolerance checks. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { seededRandom } from '../src/nn/init.js';
+import { AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential } from '../src/nn/layers.js';
 import { parseSafetensors, type SafeTensorsFile } from '../src/tensor/safetensors.js';
 import { initRuntime } from '../src/tensor/tensor.js';
 
@@ -71,4 +73,21 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
     scale = Math.max(scale, Math.abs(expected[i]));
   }
   return diff / scale;
+}
+
+/** The CLI tests' tiny CNN (three convs, 10 classes): small enough for run.js end to end on lavapipe. */
+export function tinyCnn(): Sequential {
+  return new Sequential(
+    new Conv2d(3, 8, 3, 1, 1, true), new ReLU(), new Conv2d(8, 16, 3, 2, 1, true), new ReLU(),
+    new Conv2d(16, 16, 3, 1, 1, true), new ReLU(), new AdaptiveAvgPool2d(1), new Flatten(), new Linear(16, 10),
+  );
+}
+
+/** A CIFAR-10 folder in the official binary layout with `perFile` random records per file (seeded). */
+export function writeRandomCifar(dir: string, perFile = 16, seed = 3): void {
+  const r = seededRandom(seed);
+  const batch = (n: number) => Uint8Array.from({ length: n * 3073 }, (_, i) => (i % 3073 === 0 ? Math.floor(r() * 10) : Math.floor(r() * 256)));
+  mkdirSync(dir);
+  for (let b = 1; b <= 5; b++) writeFileSync(join(dir, `data_batch_${b}.bin`), batch(perFile)); // equal counts, as the official files
+  writeFileSync(join(dir, 'test_batch.bin'), batch(perFile));
 }
