@@ -102,7 +102,7 @@ export async function measureOriginal(ctx: RunContext, groups: number[] = []): P
   const original = source.fresh();
   try {
     const at = resumeModules(ctx, original, groups);
-    const { kept, ...result } = await measure(original, test, o.batchSize, 'original', o.exampleInput, o.evalBackend, undefined, at.size ? [...new Set(at.values())] : undefined);
+    const { kept, ...result } = await measure(original, test, o.batchSize, 'original', o.exampleInput, o.evalBackend, undefined, at.size ? keptModules(at) : undefined);
     if (kept) await storeResumes(ctx, original, at, kept);
     ctx.kept ??= new Map(); // decided here: no pass of its own (keepGroupInputs) is needed
     if (!o.onnxFile) result.checkpoint = source.file; // compare.js measures its latency from it
@@ -128,11 +128,11 @@ export async function measureOriginal(ctx: RunContext, groups: number[] = []): P
  * bit for bit. Whole-network, per-group, global, iterative and fine-tuning cells, --reference-quirks (the
  * reference leaves every layer folded without eps), groups whose first layer's input is no cut (a
  * residual shortcut or a concat reads around it), and --eval-backend onnxruntime (it runs a whole exported
- * graph) evaluate whole. Returns group -> the module whose input is kept.
+ * graph) evaluate whole. Returns group -> the module whose input is kept, and the modules before it.
  */
-function resumeModules(ctx: RunContext, model: Module, groups: number[]): Map<number, Module> {
+function resumeModules(ctx: RunContext, model: Module, groups: number[]): Map<number, ResumeAt> {
   const { o, test, log } = ctx;
-  const at = new Map<number, Module>();
+  const at = new Map<number, ResumeAt>();
   if (!test || o.mode !== 'group' || o.fineTuneEpochs > 0 || o.iterativeSteps > 1 || o.evalBackend !== 'webgpu' || !groups.length) return at;
   if (o.referenceQuirks) {
     log('--reference-quirks leaves every layer batch-norm-folded without eps: pruned models are evaluated whole');
@@ -142,21 +142,32 @@ function resumeModules(ctx: RunContext, model: Module, groups: number[]): Map<nu
   for (const g of groups) {
     const members = [...all[g].producers, ...all[g].batchNorms, ...all[g].consumers.map((c) => c.layer)];
     const m = groupResumeModule(model, members, o.exampleInput);
-    // A group whose first layer reads the model's input saves nothing (and would keep the images).
-    if (m && modulesBefore(model, m.path, o.exampleInput)?.every((p) => p === '' || m.path.startsWith(`${p}.`))) continue;
-    if (m) at.set(g, m);
-    else log(`group ${g}: its first layer's input is no cut (something later reads around it); its pruned models are evaluated whole`);
+    const prefixPaths = m && modulesBefore(model, m.path, o.exampleInput);
+    if (!m || !prefixPaths) {
+      log(`group ${g}: its first layer's input is no cut (something later reads around it); its pruned models are evaluated whole`);
+      continue;
+    }
+    // A group whose first layer reads the model's input (only its ancestors come before it) saves nothing, and would keep the images.
+    if (prefixPaths.every((p) => p === '' || m.path.startsWith(`${p}.`))) continue;
+    at.set(g, { module: m, prefixPaths });
   }
   return at;
 }
 
+/** Where a group's pruned models resume: the module whose input is kept, and the paths of the modules before it. */
+interface ResumeAt {
+  module: Module;
+  prefixPaths: string[];
+}
+
+const keptModules = (at: Map<number, ResumeAt>) => [...new Set([...at.values()].map((r) => r.module))];
+
 /** Records, per group, the kept activations and the original's state before them (for resumePointFor). */
-async function storeResumes(ctx: RunContext, model: Module, at: Map<number, Module>, kept: Map<Module, KeptInputs>): Promise<void> {
+async function storeResumes(ctx: RunContext, model: Module, at: Map<number, ResumeAt>, kept: Map<Module, KeptInputs>): Promise<void> {
   ctx.kept = new Map();
-  for (const [g, m] of at) {
-    const inputs = kept.get(m);
-    const prefixPaths = modulesBefore(model, m.path, ctx.o.exampleInput);
-    if (inputs && prefixPaths) ctx.kept.set(g, { path: m.path, inputs, prefixPaths, prefix: await prefixState(model, prefixPaths) });
+  for (const [g, { module, prefixPaths }] of at) {
+    const inputs = kept.get(module);
+    if (inputs) ctx.kept.set(g, { path: module.path, inputs, prefixPaths, prefix: await prefixState(model, prefixPaths) });
   }
   const over = [...at.keys()].filter((g) => !ctx.kept!.has(g));
   if (at.size) ctx.log(`pruned models of group${ctx.kept.size === 1 ? '' : 's'} ${[...ctx.kept.keys()].join(', ') || '(none)'} are evaluated from the group's first layer on${over.length ? `; group${over.length > 1 ? 's' : ''} ${over.join(', ')} whole (over the memory bound)` : ''}`);
@@ -170,7 +181,7 @@ export async function keepGroupInputs(ctx: RunContext, groups: number[]): Promis
     const at = resumeModules(ctx, original, groups);
     if (!at.size || !test) return;
     const bar = new ProgressBar(`keeping the original's activations for group${at.size > 1 ? 's' : ''} ${[...at.keys()].join(', ')}`, test.count);
-    await storeResumes(ctx, original, at, await keepInputs(original, test, [...new Set(at.values())], { batchSize: o.batchSize, onProgress: (d) => bar.update(d) }));
+    await storeResumes(ctx, original, at, await keepInputs(original, test, keptModules(at), { batchSize: o.batchSize, onProgress: (d) => bar.update(d) }));
   } finally {
     original.dispose();
   }
