@@ -162,7 +162,7 @@ describe('criteria and options through prune()', () => {
     const m = tiny();
     const X = (await slices(dependencyGroups(m)[1])).reduce((acc, layer) => acc.map((row, c) => row.concat(layer[c])), new Array(6).fill(0).map(() => [] as number[]));
     const D = X[0].length;
-    const ot = new OptimalTransport({ p: 2, sourceProbability: 'importance', targetProbability: 'importance' });
+    const ot = new OptimalTransport({ p: 2, sourceProbability: 'importance', targetProbability: 'importance', fullCost: true });
     const [r] = await prune(m, { importanceCriteria: 'l1', sparsity: 0.5, groupIdxs: [1], optimalTransport: ot });
     const n = 6;
     const k = 3;

@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../src/nn/init.js';
-import { OptimalTransport, OtError, sinkhornBatch } from '../src/prune/index.js';
-import { destroyRuntime } from '../src/tensor/tensor.js';
+import { emd, OptimalTransport, OtError, sinkhornBatch } from '../src/prune/index.js';
+import { destroyRuntime, fromArray } from '../src/tensor/tensor.js';
 import { expectClose, gpu } from './helpers.js';
 import { referenceCost, referenceMap, referenceSinkhorn } from './method-reference.js';
 
@@ -70,11 +70,62 @@ describe('the transport step from raw features', () => {
     const ot = new OptimalTransport({ p: 1 });
     const [m] = await ot.maps([{ X, D, keptIdx: kept, importance }]);
     const cost = referenceCost(X, D, kept, 1);
-    expectClose(m.cost, cost, 1e-12, 1e-12, 'cost');
-    const best = bruteForcePlan(cost, n, kept.length);
+    // The kept channels' rows are not computed (their mass stays in place): NaN but for their own 0.
+    const k = kept.length;
+    const expected = cost.map((c, e) => {
+      const j = kept.indexOf(Math.floor(e / k));
+      return j < 0 ? c : j === e % k ? 0 : NaN;
+    });
+    expect(Array.from(m.cost, Number.isNaN)).toEqual(expected.map(Number.isNaN));
+    expectClose(m.cost.filter((c) => !Number.isNaN(c)), expected.filter((c) => !Number.isNaN(c)), 1e-12, 1e-12, 'cost rows computed');
+    const best = bruteForcePlan(cost, n, k);
     expectClose(m.plan, best.plan, 1e-12, 0, 'plan');
-    expectClose(m.M, referenceMap(best.plan, n, kept.length), 1e-12, 0, 'map');
-    for (let j = 0; j < kept.length; j++) expect(Array.from({ length: n }, (_, i) => m.M[j * n + i]).reduce((s, x) => s + x)).toBeCloseTo(n / kept.length, 12);
+    expectClose(m.M, referenceMap(best.plan, n, k), 1e-12, 0, 'map');
+    for (let j = 0; j < k; j++) expect(Array.from({ length: n }, (_, i) => m.M[j * n + i]).reduce((s, x) => s + x)).toBeCloseTo(n / k, 12);
+    const [full] = await new OptimalTransport({ p: 1, fullCost: true }).maps([{ X, D, keptIdx: kept, importance }]);
+    expectClose(full.cost, cost, 1e-12, 1e-12, 'fullCost: every entry');
+    expectClose(full.plan, best.plan, 1e-12, 0, 'fullCost: the same plan');
+  });
+
+  it('exact EMD solves only the residual problem (kept mass stays): an optimal plan of the full cost (the same plan where the optimum is unique), host and GPU, p = 1, 2, 3, any marginals', async () => {
+    const value = (plan: Float64Array, C: ArrayLike<number>) => plan.reduce((v, x, e) => v + x * C[e], 0);
+    let residualRows = 0;
+    for (let s = 0; s < 24; s++) {
+      const r = seededRandom(300 + s);
+      const n = 6 + (s % 7);
+      // A few features: L1 ties (a channel between two others in every coordinate) happen, and then any
+      // optimal plan is right; 40 features: practically never, and the plan must be the full problem's.
+      const Dh = s % 2 ? 40 : 3 + (s % 5);
+      const k = 1 + Math.floor(r() * (n - 1));
+      const keptIdx = Array.from({ length: n }, (_, i) => i).sort(() => r() - 0.5).slice(0, k).sort((a, b) => a - b);
+      // Skewed importance, so that under importance marginals some kept channels hold more than their sink takes.
+      const imp = Array.from({ length: n }, () => 0.05 + r() ** 3 * 4);
+      const p = [1, 2, 3][s % 3];
+      const [sourceProbability, targetProbability] = ([['uniform', 'uniform'], ['importance', 'importance'], ['importance', 'uniform'], ['uniform', 'importance']] as const)[s % 4];
+      const options = { p, sourceProbability, targetProbability };
+      const X = features(n, Dh, 700 + s);
+      const ot = new OptimalTransport(options);
+      const { a, b } = ot.marginals(imp, keptIdx);
+      residualRows += keptIdx.filter((i, j) => a[i] > b[j]).length;
+      const what = `seed ${300 + s}, n ${n}, D ${Dh}, k ${k}, p ${p}, ${options.sourceProbability}/${options.targetProbability}`;
+      const check = (plan: Float64Array, C: ArrayLike<number>, where: string) => {
+        const full = emd(a, b, C).plan;
+        expectClose(rowSums(plan, n, k), a, 1e-15, 0, `${where} source marginal, ${what}`);
+        expectClose(colSums(plan, n, k), b, 1e-15, 0, `${where} target marginal, ${what}`);
+        expect(value(plan, C), `${where} optimal value, ${what}`).toBeCloseTo(value(full, C), 14);
+        if (Dh === 40) expectClose(plan, full, 1e-15, 0, `${where} plan, ${what}`);
+      };
+      const [host] = await ot.maps([{ X, D: Dh, keptIdx, importance: imp }]);
+      check(host.plan, ot.costMatrix(X, Dh, keptIdx), 'host');
+      // On the GPU the cost is float32: compared with the full float32 cost (same kernel, same sums).
+      const t = fromArray(Float32Array.from(X), [n * Dh]);
+      const axes = [{ tensor: t, rows: 1, inner: Dh }];
+      const [device] = await ot.maps([{ axes, keptIdx, importance: imp }]);
+      const [deviceFull] = await new OptimalTransport({ ...options, fullCost: true }).maps([{ axes, keptIdx, importance: imp }]);
+      t.dispose();
+      check(device.plan, deviceFull.cost, 'GPU');
+    }
+    expect(residualRows).toBeGreaterThan(0); // the cases include kept channels with mass left to move
   });
 
   it('importance marginals: a = imp / sum(imp), b = imp[K] / sum(imp[K]), and the plan honours them', async () => {

@@ -6,7 +6,7 @@
  * axes, p = 1, 2, 3, subgroup and portable paths); tracing that records no GPU work.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyMap, channelNormParts, channelNormsAdded, deviceFeatures, disposeMap, lpCost, selectionMap, uploadMap } from '../src/kernels/prune.js';
+import { applyMap, channelNormParts, channelNormsAdded, deviceFeatures, disposeMap, lpCost, scaleChannels, selectionMap, uploadMap } from '../src/kernels/prune.js';
 import { createModel } from '../src/nn/models.js';
 import { OptimalTransport } from '../src/ot/transport.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
@@ -129,6 +129,28 @@ function randomCase(seed: number) {
   return { n, axes, keptIdx };
 }
 
+describe('channel scaling on the GPU (batch-norm folding)', () => {
+  it('x[r, c, t] * scale[c] is the float32-rounded product on 12 random [rows, n, inner] shapes; bad views are refused', async () => {
+    for (let s = 0; s < 12; s++) {
+      const r = seededRandom(1500 + s);
+      const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+      const [rows, n, inner] = [int(1, 5), int(1, 70), int(1, 150)];
+      const w = Float32Array.from({ length: rows * n * inner }, () => r() * 4 - 2);
+      const scale = Float32Array.from({ length: n }, () => r() * 3 - 1);
+      const x = fromArray(w, [w.length]);
+      const out = fromArray(new Float32Array(w.length), [w.length]);
+      scaleChannels(x, out, scale, rows, inner);
+      const got = await out.dataAndDispose();
+      x.dispose();
+      const want = w.map((v, i) => Math.fround(v * scale[Math.floor(i / inner) % n]));
+      expect(Array.from(bits(got)), `seed ${1500 + s}, [${rows}, ${n}, ${inner}]`).toEqual(Array.from(bits(want)));
+    }
+    const x = fromArray(new Float32Array(6), [6]);
+    expect(() => scaleChannels(x, x, new Float32Array(4), 1, 2)).toThrow(/does not fit/);
+    x.dispose();
+  });
+});
+
 describe('channel importance sums on the GPU', () => {
   it('|w| and w^2 over [rows, n, inner] slices equal float64 on 16 random shapes', async () => {
     for (let s = 0; s < 16; s++) {
@@ -169,6 +191,33 @@ describe('OT cost on the GPU', () => {
     }
   });
 
+  it('sources in any order: XT columns permuted, the cost of the first m columns only, equal the float64 rows of those channels on 12 random shapes', async () => {
+    for (let s = 0; s < 12; s++) {
+      const { n, axes, keptIdx } = randomCase(1300 + s);
+      const r = seededRandom(1400 + s);
+      const order = Array.from({ length: n }, (_, i) => i).sort(() => r() - 0.5);
+      const m = 1 + Math.floor(r() * n);
+      const p = [1, 2, 3][s % 3];
+      const tensors = axes.map((a) => fromArray(a.w, [a.w.length]));
+      const f = deviceFeatures(n, tensors.map((tensor, i) => ({ tensor, rows: axes[i].rows, inner: axes[i].inner })), order);
+      const cost = await lpCost(f, keptIdx, p, m).dataAndDispose();
+      f.XT.dispose();
+      tensors.forEach((t) => t.dispose());
+      const { X, D } = hostFeatures(n, axes);
+      const full = referenceCost(X, D, keptIdx, p);
+      const k = keptIdx.length;
+      const want = order.slice(0, m).flatMap((c) => full.slice(c * k, (c + 1) * k));
+      expectClose(cost, want, 2e-5, 2e-5, `seed ${1300 + s}, n ${n}, D ${D}, k ${k}, sources ${m}, p ${p}`);
+    }
+    const t = fromArray(new Float32Array(6), [6]);
+    expect(() => deviceFeatures(3, [{ tensor: t, rows: 1, inner: 2 }], [0, 1, 1])).toThrow(/not a permutation/);
+    expect(() => deviceFeatures(3, [{ tensor: t, rows: 1, inner: 2 }], [0, 1])).toThrow(/lists 2 channels/);
+    const f = deviceFeatures(3, [{ tensor: t, rows: 1, inner: 2 }]);
+    expect(() => lpCost(f, [0], 1, 4)).toThrow(/sources must be 1..3/);
+    f.XT.dispose();
+    t.dispose();
+  });
+
   it('a VGG-sized group (n 512, D 6912, k 256) equals the float64 host cost; a zero channel costs as on the host; bad input is refused', async () => {
     const r = seededRandom(7);
     const n = 512;
@@ -194,14 +243,14 @@ describe('OT cost on the GPU', () => {
 });
 
 describe('tracing', () => {
-  it('finding the groups and batch-norm pairs of VGG11-BN records no GPU work', async () => {
+  it('finding the groups and batch-norm pairs of VGG11-BN records no GPU work; folding them one dispatch per pair', async () => {
     const m = createModel('vgg11_bn');
     const rt = getRuntime();
     const before = rt.dispatchCount;
     expect(dependencyGroups(m).length).toBe(8);
     expect(rt.dispatchCount - before).toBe(0);
     expect(await foldBatchNorms(m)).toBe(8);
-    expect(rt.dispatchCount - before).toBe(0); // folding itself only uploads values
+    expect(rt.dispatchCount - before).toBe(8); // folding: one row scaling per pair, the weights stay on the GPU
     m.dispose();
   });
 });

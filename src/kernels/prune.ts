@@ -39,6 +39,31 @@ function checkView(what: string, a: FeatureAxis, n: number): void {
   if (a.rows * n * a.inner !== a.tensor.size) throw new ArgumentError(`${what}: a [${a.rows}, ${n}, ${a.inner}] view does not fit a tensor of ${a.tensor.size} elements.`);
 }
 
+/** Rows per dispatch dimension (gather's y; z counts the blocks beyond). */
+const ROW_LIMIT = 65535;
+
+/**
+ * out[r, c, t] = x[r, c, t] * scale[c] for x viewed as [rows, n, inner], written to `out` (another tensor
+ * of x's size): batch-norm folding scales a conv's output rows on the GPU, without a host round trip.
+ */
+export function scaleChannels(x: Tensor, out: Tensor, scale: Float32Array, rows: number, inner: number): void {
+  const n = scale.length;
+  if (rows * n * inner !== x.size || out.size !== x.size) throw new ArgumentError(`scaleChannels: a [${rows}, ${n}, ${inner}] view does not fit tensors of ${x.size} and ${out.size} elements.`);
+  if (rows > ROW_LIMIT) throw new ArgumentError(`scaleChannels: ${rows} rows exceed one dispatch's ${ROW_LIMIT}.`);
+  if (x.size === 0) return;
+  const rt = getRuntime();
+  const scales = fromArray(scale, [n]);
+  const xCount = Math.min(Math.ceil(inner / 64), ROW_LIMIT) * 64;
+  const yCount = Math.min(n, ROW_LIMIT);
+  rt.dispatch(
+    { name: 'prune', code: code(false, false), entryPoint: 'scale_channels' },
+    [{ buffer: x.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: scales.buffer, kind: 'read' }, { buffer: out.buffer, kind: 'write' }],
+    params({ n, rows, inner, xCount, yCount }),
+    [xCount / 64, yCount, rows],
+  );
+  scales.dispose();
+}
+
 /** Inner indices per partial sum in channel_norm (CHUNK in prune.wgsl). */
 const NORM_CHUNK = 32;
 
@@ -67,46 +92,63 @@ export function channelNormsAdded(parts: Float32Array, n: number): Float64Array 
   return out;
 }
 
-/** XT [D, nPad] on the GPU: feature d of channel c at d * nPad + c (nPad = n rounded up to 4; padding unset). */
+/**
+ * XT [D, nPad] on the GPU: feature d of channel c at d * nPad + column(c) (nPad = n rounded up to 4;
+ * padding unset); `column` is the identity unless deviceFeatures was given an order.
+ */
 export interface DeviceFeatures {
   XT: Tensor;
   n: number;
   nPad: number;
   D: number;
+  column(c: number): number;
 }
 
-/** Rows per dispatch dimension (gather's y; z counts the blocks beyond). */
-const ROW_LIMIT = 65535;
+const u32Tensor = (v: ArrayLike<number>) => fromArray(new Float32Array(Uint32Array.from(v).buffer), [v.length]);
 
 /**
  * Concatenates the axes' channel slices into XT (feature order: axis by axis, then r, then t, as
- * groupFeatures on the host) and L2-normalises every channel's features. The caller disposes XT.
+ * groupFeatures on the host) and L2-normalises every channel's features. `order` (a permutation of the
+ * n channels) puts channel order[q] in column q, so that the sources of a cost (lpCost's first rows) are
+ * contiguous columns; default: channel c in column c. The caller disposes XT.
  */
-export function deviceFeatures(n: number, axes: FeatureAxis[]): DeviceFeatures {
+export function deviceFeatures(n: number, axes: FeatureAxis[], order?: readonly number[]): DeviceFeatures {
   if (!(n >= 1)) throw new ArgumentError(`deviceFeatures: a group needs at least one channel, got ${n}.`);
   const D = axes.reduce((d, a) => d + a.rows * a.inner, 0);
   if (D < 1) throw new ArgumentError('deviceFeatures: the group has no features.');
   for (const a of axes) checkView('deviceFeatures', a, n);
+  const columnOf = new Int32Array(n).fill(-1);
+  if (order) {
+    if (order.length !== n) throw new ArgumentError(`deviceFeatures: the order lists ${order.length} channels, the group has ${n}.`);
+    order.forEach((c, q) => {
+      if (!(Number.isInteger(c) && c >= 0 && c < n) || columnOf[c] >= 0) throw new ArgumentError(`deviceFeatures: the order is not a permutation of the ${n} channels (channel ${c} at position ${q}).`);
+      columnOf[c] = q;
+    });
+  } else {
+    columnOf.forEach((_, c) => (columnOf[c] = c));
+  }
   const rt = getRuntime();
   const nPad = Math.ceil(n / 4) * 4;
   const XT = empty([D, nPad]);
+  const columns = u32Tensor(columnOf);
   let d0 = 0;
   for (const a of axes) {
     rt.dispatch(
       { name: 'prune', code: code(false, false), entryPoint: 'gather' },
-      [{ buffer: a.tensor.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: XT.buffer, kind: 'write' }],
+      [{ buffer: a.tensor.buffer, kind: 'read' }, { buffer: columns.buffer, kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: XT.buffer, kind: 'write' }],
       params({ n, nPad, D, rows: a.rows, inner: a.inner, d0 }),
       [Math.ceil(n / 64), Math.min(a.rows, ROW_LIMIT), Math.ceil(a.rows / ROW_LIMIT)],
     );
     d0 += a.rows * a.inner;
   }
+  columns.dispose();
   rt.dispatch(
     { name: 'prune', code: code(false, false), entryPoint: 'normalize' },
     [{ buffer: rt.dummy(0), kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: rt.dummy(2), kind: 'read' }, { buffer: XT.buffer, kind: 'write' }],
     params({ n, nPad, D }),
     [Math.ceil(n / 64)],
   );
-  return { XT, n, nPad, D };
+  return { XT, n, nPad, D, column: (c) => columnOf[c] };
 }
 
 /**
@@ -116,22 +158,25 @@ export function deviceFeatures(n: number, axes: FeatureAxis[]): DeviceFeatures {
 const COST_LANES = 32;
 
 /**
- * C[i, j] = ||x_i - x_{kept[j]}||_p over normalised features (n x k, float32, on the GPU).
- * p = 1 and p = 2 have their own fast paths; any other p >= 1 uses pow.
+ * C[r, j] = ||x_{source r} - x_{kept[j]}||_p over normalised features (sources x k, float32, on the GPU).
+ * The sources are the channels in XT's first `sources` columns (all n by default; see deviceFeatures'
+ * order). p = 1 and p = 2 have their own fast paths; any other p >= 1 uses pow.
  */
-export function lpCost(f: DeviceFeatures, keptIdx: readonly number[], p: number): Tensor {
+export function lpCost(f: DeviceFeatures, keptIdx: readonly number[], p: number, sources = f.n): Tensor {
   const k = keptIdx.length;
   if (k < 1) throw new ArgumentError('lpCost: no kept channel.');
   for (const j of keptIdx) if (!(Number.isInteger(j) && j >= 0 && j < f.n)) throw new ArgumentError(`lpCost: kept channel ${j} is not one of the ${f.n} channels.`);
   if (!(p >= 1)) throw new ArgumentError(`lpCost: p must be >= 1, got ${p}.`);
+  if (!(Number.isInteger(sources) && sources >= 1 && sources <= f.n)) throw new ArgumentError(`lpCost: sources must be 1..${f.n}, got ${sources}.`);
   const rt = getRuntime();
-  const kept = fromArray(new Float32Array(Uint32Array.from(keptIdx).buffer), [k]);
-  const C = empty([f.n, k]);
+  const kept = u32Tensor(keptIdx.map((j) => f.column(j)));
+  const C = empty([sources, k]);
   rt.dispatch(
     { name: 'prune', code: code(true, rt.subgroups), entryPoint: 'cost', constants: { P_MODE: p === 1 ? 1 : p === 2 ? 2 : 0 } },
     [{ buffer: f.XT.buffer, kind: 'read' }, { buffer: kept.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: C.buffer, kind: 'write' }],
-    params({ n: f.n, nPad: f.nPad, k, D: f.D, p }),
-    [Math.ceil(f.nPad / (4 * COST_LANES)), Math.ceil(k / 16)],
+    // The kernel's n is its row count (the sources); XT's stride stays nPad.
+    params({ n: sources, nPad: f.nPad, k, D: f.D, p }),
+    [Math.ceil(Math.ceil(sources / 4) / COST_LANES), Math.ceil(k / 16)],
   );
   kept.dispose();
   return C;

@@ -12,10 +12,11 @@
  * anything is pruned (by 1 / sqrt(1 + eps) per BN, and a lot for near-dead channels whose var is ~0), and
  * keeps the added biases: `referenceQuirks` reproduces that.
  */
-import { assign } from '../tensor/tensor.js';
+import { assign, copyInto, copyOf, type Tensor } from '../tensor/tensor.js';
+import { scaleChannels } from '../kernels/prune.js';
 import type { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
-import { convBnPairs, foldedConvValues, type PairValues } from '../graph/pairing.js';
+import { convBnPairs } from '../graph/pairing.js';
 import type { ExampleInput } from '../graph/trace.js';
 
 export { convBnPairs };
@@ -25,41 +26,69 @@ export interface FoldOptions {
   referenceQuirks?: boolean;
 }
 
+/** A pair's values before folding: the conv weight as a copy on the GPU, the per-channel tensors on the host. */
+export interface BeforeFold {
+  weight: Tensor;
+  bias: Float32Array | null;
+  gamma: Float32Array;
+  beta: Float32Array;
+  mean: Float32Array;
+  variance: Float32Array;
+}
+
 /** A folded (conv, bn) pair, and whether the conv got its bias from the fold. */
 export interface FoldedPair {
   conv: Conv2d;
   bn: BatchNorm2d;
   addedBias: boolean;
-  /** The pair's values before folding (restoreUnpruned puts them back where pruning did not reach). */
-  before: PairValues;
+  /** The pair's values before folding (restoreUnpruned puts them back; releaseFolded frees the weight copy). */
+  before: BeforeFold;
 }
 
-/** Folds every conv-fed batch-norm into its conv, in place; returns the pairs folded. */
+/**
+ * Folds every conv-fed batch-norm into its conv, in place; returns the pairs folded, each holding a GPU
+ * copy of its conv's weight until `releaseFolded`. The weights never leave the GPU: every pair's
+ * per-channel tensors come back in one flush, the scales gamma / sqrt(var + eps) and the biases are
+ * computed in float64 on the host, and the rows are scaled there (W * s, one float32 rounding).
+ */
 export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<FoldedPair[]> {
   const pairs = convBnPairs(model, inputShape);
+  const read = await Promise.all(pairs.map(([conv, bn]) => Promise.all([conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t?.data() ?? null))));
   const folded: FoldedPair[] = [];
-  // Every pair's tensors are read back in one flush, not one round trip per pair.
-  const foldedValues = await Promise.all(pairs.map(([conv, bn]) => foldedConvValues(conv, bn, o.referenceQuirks ? 0 : bn.eps)));
   for (const [i, [conv, bn]] of pairs.entries()) {
-    const addedBias = conv.bias === null;
-    const bias = conv.ensureBias();
-    const values = foldedValues[i];
-    assign(conv.weight, values.weight);
-    assign(bias, values.bias);
-    const C = bn.numFeatures;
+    const [b, gamma, beta, mean, variance] = read[i] as [Float32Array | null, Float32Array, Float32Array, Float32Array, Float32Array];
+    const C = conv.outChannels;
+    const eps = o.referenceQuirks ? 0 : bn.eps;
+    const scale = new Float32Array(C);
+    const bias = new Float32Array(C);
+    for (let c = 0; c < C; c++) {
+      const s = gamma[c] / Math.sqrt(variance[c] + eps);
+      scale[c] = s;
+      bias[c] = ((b ? b[c] : 0) - mean[c]) * s + beta[c];
+    }
+    const before: BeforeFold = { weight: copyOf(conv.weight).keep(), bias: b, gamma, beta, mean, variance };
+    folded.push({ conv, bn, addedBias: conv.bias === null, before });
+    scaleChannels(before.weight, conv.weight, scale, 1, conv.weight.size / C);
+    assign(conv.ensureBias(), bias);
     assign(bn.running_mean, new Float32Array(C));
     // 1 - eps makes the reset BN an exact identity in eval mode: x / sqrt((1 - eps) + eps).
     assign(bn.running_var, new Float32Array(C).fill(o.referenceQuirks ? 1 : 1 - bn.eps));
     assign(bn.weight, new Float32Array(C).fill(1));
     assign(bn.bias, new Float32Array(C));
-    folded.push({ conv, bn, addedBias, before: values.before });
   }
   return folded;
 }
 
+/** Frees the weight copies foldBatchNormPairs kept (once pruning no longer needs them). */
+export function releaseFolded(pairs: FoldedPair[]): void {
+  for (const { before } of pairs) before.weight.dispose();
+}
+
 /** Folds every conv-fed batch-norm into its conv, in place. Returns the number of pairs folded. */
 export async function foldBatchNorms(model: Module, inputShape: ExampleInput = [3, 32, 32], o: FoldOptions = {}): Promise<number> {
-  return (await foldBatchNormPairs(model, inputShape, o)).length;
+  const pairs = await foldBatchNormPairs(model, inputShape, o);
+  releaseFolded(pairs);
+  return pairs.length;
 }
 
 /**
@@ -93,7 +122,7 @@ export function restoreUnpruned(pairs: FoldedPair[], touched: ReadonlySet<Module
       stillFolded.push(pair);
       continue;
     }
-    assign(conv.weight, before.weight);
+    copyInto(conv.weight, before.weight);
     if (before.bias) assign(conv.bias!, before.bias);
     else conv.dropBias();
     assign(bn.weight, before.gamma);

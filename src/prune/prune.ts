@@ -29,7 +29,7 @@
 import { ArgumentError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { OptimalTransport } from '../ot/transport.js';
-import { foldBatchNormPairs, restoreUnpruned, unfoldBiases, type FoldedPair } from './bn-fold.js';
+import { foldBatchNormPairs, releaseFolded, restoreUnpruned, unfoldBiases, type FoldedPair } from './bn-fold.js';
 import { assertCriterion, groupImportance, splitByImportance, type Criterion } from './criteria.js';
 import { groupFeatureAxes, groupFeatures, groupLayers } from './features.js';
 import { dependencyGroups, exampleShape, type ExampleInput, type Group } from './groups.js';
@@ -236,105 +236,110 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
     folded = await foldBatchNormPairs(model, exampleInput, { referenceQuirks: o.referenceQuirks });
     progress(`folded ${folded.length} batch-norms`);
   }
-  /** Every layer a pruned group reached (its producers, batch-norms and consumers). */
-  const touched = new Set<Module>();
-  // The reference keeps every pair folded and the biases folding added; otherwise the layers pruning did
-  // not reach get their exact original values back and the rest their own layout.
-  const finish = async () => {
-    if (!o.referenceQuirks) await unfoldBiases(restoreUnpruned(folded, touched));
-    return report;
-  };
-  const report: PrunedGroup[] = [];
+  try {
+    /** Every layer a pruned group reached (its producers, batch-norms and consumers). */
+    const touched = new Set<Module>();
+    // The reference keeps every pair folded and the biases folding added; otherwise the layers pruning did
+    // not reach get their exact original values back and the rest their own layout.
+    const finish = async () => {
+      if (!o.referenceQuirks) await unfoldBiases(restoreUnpruned(folded, touched));
+      return report;
+    };
+    const report: PrunedGroup[] = [];
 
-  /** Importance of each group in the batch, all from the current weights. */
-  const score = async (groups: Group[], batch: number[]) => {
-    const t0 = performance.now();
-    const importance = new Map<number, Float64Array>();
-    // Groups scored on the same weights share one set of taylor gradients (as the reference's single
-    // backward pass before pruning), instead of one set of training batches per group.
-    const gradients = criterion === 'taylor' && batch.length > 1
-      ? await taylorGradients(model, [...new Set(batch.flatMap((g) => groupLayers(groups[g])))], importanceOptions) : undefined;
-    for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, { ...importanceOptions, gradients }));
-    return { importance, seconds: (performance.now() - t0) / 1e3 };
-  };
-  /** The kept count rounded to `roundTo`, with a warning when that changes what the sparsity asked for. */
-  const rounded = (g: number, requested: number, n: number, of: number) => {
-    const k = roundKept(requested, n, p.roundTo);
-    if (k !== requested) progress(`warning: roundTo ${p.roundTo} keeps ${k} of group ${g}'s ${of} channels where the sparsity asks for ${requested}${k >= n ? ' (nothing pruned)' : ''}`);
-    return k;
-  };
-  /** Kept channels, maps (one OT call for the whole batch) and their application, group by group. */
-  const pruneBatch = async (step: number, groups: Group[], scores: { importance: Map<number, Float64Array>; seconds: number }, keptOf: (g: number, n: number) => number) => {
-    const t1 = performance.now();
-    // The methods choose on block-reduced channels (blocks.ts) where a grouped conv needs equal blocks.
-    const chosen: GroupChoice[] = [...scores.importance].map(([g, fullImportance]) => {
-      const group = groups[g];
-      const G = group.blocks;
-      const n = group.channels / G;
-      const k = Math.floor(keptOf(g, group.channels) / G);
-      if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${group.channels} channels${G > 1 ? ` in ${G} equal blocks` : ''}).`);
-      const importance = G > 1 ? meanOverBlocks(fullImportance, G) : fullImportance;
-      return {
-        g, group, importance, n, k, ...splitByImportance(importance, k),
-        features: async () => {
-          const f = await groupFeatures(group);
-          return G > 1 ? featuresOverBlocks(f.X, f.D, G) : f;
-        },
-        featureAxes: () => (G > 1 ? null : groupFeatureAxes(group)),
-      };
-    });
-    // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges
-    // neurons by averaging (model folding) passes its own consumer map.
-    const maps: GroupMap[] = await method.maps(chosen, methodContext);
-    const t2 = performance.now();
-    chosen.forEach((c, i) => {
-      const a0 = performance.now();
-      const G = c.group.blocks;
-      const full = (map: Float64Array) => (G > 1 ? blockDiagonal(map, c.k, c.n, G) : map);
-      const map = full(maps[i].map);
-      const keptIdx = indicesInEveryBlock(c.keptIdx, c.n, G);
-      const prunedIdx = indicesInEveryBlock(c.pruned, c.n, G);
-      for (const layer of [...groupLayers(c.group), ...c.group.batchNorms]) touched.add(layer);
-      applyMaps(c.group, map, maps[i].consumerMap ? full(maps[i].consumerMap) : map, keptIdx, dimPreserving);
-      if (!dimPreserving) shiftPendingOffsets(c.group, c.group.channels - keptIdx.length, chosen.slice(i + 1).map((p) => p.group));
-      const description = c.group.describe();
-      progress(`${method.verb} ${description}: kept ${keptIdx.length} of ${c.group.channels}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
-      report.push({
-        index: c.g, step, description, channels: c.group.channels, kept: keptIdx.length, keptIdx, prunedIdx, importance: scores.importance.get(c.g)!,
-        map, transport: maps[i].transport,
-        // Scoring and transport are shared by the batch: each group reports its share.
-        seconds: { importance: scores.seconds / chosen.length, transport: (t2 - t1) / 1e3 / chosen.length, apply: (performance.now() - a0) / 1e3 },
+    /** Importance of each group in the batch, all from the current weights. */
+    const score = async (groups: Group[], batch: number[]) => {
+      const t0 = performance.now();
+      const importance = new Map<number, Float64Array>();
+      // Groups scored on the same weights share one set of taylor gradients (as the reference's single
+      // backward pass before pruning), instead of one set of training batches per group.
+      const gradients = criterion === 'taylor' && batch.length > 1
+        ? await taylorGradients(model, [...new Set(batch.flatMap((g) => groupLayers(groups[g])))], importanceOptions) : undefined;
+      for (const g of batch) importance.set(g, await groupImportance(model, groups[g], criterion, { ...importanceOptions, gradients }));
+      return { importance, seconds: (performance.now() - t0) / 1e3 };
+    };
+    /** The kept count rounded to `roundTo`, with a warning when that changes what the sparsity asked for. */
+    const rounded = (g: number, requested: number, n: number, of: number) => {
+      const k = roundKept(requested, n, p.roundTo);
+      if (k !== requested) progress(`warning: roundTo ${p.roundTo} keeps ${k} of group ${g}'s ${of} channels where the sparsity asks for ${requested}${k >= n ? ' (nothing pruned)' : ''}`);
+      return k;
+    };
+    /** Kept channels, maps (one OT call for the whole batch) and their application, group by group. */
+    const pruneBatch = async (step: number, groups: Group[], scores: { importance: Map<number, Float64Array>; seconds: number }, keptOf: (g: number, n: number) => number) => {
+      const t1 = performance.now();
+      // The methods choose on block-reduced channels (blocks.ts) where a grouped conv needs equal blocks.
+      const chosen: GroupChoice[] = [...scores.importance].map(([g, fullImportance]) => {
+        const group = groups[g];
+        const G = group.blocks;
+        const n = group.channels / G;
+        const k = Math.floor(keptOf(g, group.channels) / G);
+        if (k < 1) throw new ArgumentError(`prune: sparsity ${p.sparsityOf.get(g)} leaves no channel of group ${g} (${group.channels} channels${G > 1 ? ` in ${G} equal blocks` : ''}).`);
+        const importance = G > 1 ? meanOverBlocks(fullImportance, G) : fullImportance;
+        return {
+          g, group, importance, n, k, ...splitByImportance(importance, k),
+          features: async () => {
+            const f = await groupFeatures(group);
+            return G > 1 ? featuresOverBlocks(f.X, f.D, G) : f;
+          },
+          featureAxes: () => (G > 1 ? null : groupFeatureAxes(group)),
+        };
       });
-    });
-  };
+      // Default pruning and Intra-Fusion apply one map to producers and consumers; a fusion that merges
+      // neurons by averaging (model folding) passes its own consumer map.
+      const maps: GroupMap[] = await method.maps(chosen, methodContext);
+      const t2 = performance.now();
+      chosen.forEach((c, i) => {
+        const a0 = performance.now();
+        const G = c.group.blocks;
+        const full = (map: Float64Array) => (G > 1 ? blockDiagonal(map, c.k, c.n, G) : map);
+        const map = full(maps[i].map);
+        const keptIdx = indicesInEveryBlock(c.keptIdx, c.n, G);
+        const prunedIdx = indicesInEveryBlock(c.pruned, c.n, G);
+        for (const layer of [...groupLayers(c.group), ...c.group.batchNorms]) touched.add(layer);
+        applyMaps(c.group, map, maps[i].consumerMap ? full(maps[i].consumerMap) : map, keptIdx, dimPreserving);
+        if (!dimPreserving) shiftPendingOffsets(c.group, c.group.channels - keptIdx.length, chosen.slice(i + 1).map((p) => p.group));
+        const description = c.group.describe();
+        progress(`${method.verb} ${description}: kept ${keptIdx.length} of ${c.group.channels}${p.steps > 1 ? ` (step ${step} of ${p.steps})` : ''}`);
+        report.push({
+          index: c.g, step, description, channels: c.group.channels, kept: keptIdx.length, keptIdx, prunedIdx, importance: scores.importance.get(c.g)!,
+          map, transport: maps[i].transport,
+          // Scoring and transport are shared by the batch: each group reports its share.
+          seconds: { importance: scores.seconds / chosen.length, transport: (t2 - t1) / 1e3 / chosen.length, apply: (performance.now() - a0) / 1e3 },
+        });
+      });
+    };
 
-  if (p.sequential) {
-    for (const g of p.idxs) {
-      const groups = dependencyGroups(model, graph); // channel counts change as earlier groups are pruned
-      await pruneBatch(1, groups, await score(groups, [g]), (_, n) => rounded(g, keptCount(n, p.sparsityOf.get(g)!), n, n));
+    if (p.sequential) {
+      for (const g of p.idxs) {
+        const groups = dependencyGroups(model, graph); // channel counts change as earlier groups are pruned
+        await pruneBatch(1, groups, await score(groups, [g]), (_, n) => rounded(g, keptCount(n, p.sparsityOf.get(g)!), n, n));
+      }
+      return await finish();
     }
-    return finish();
-  }
-  const n0 = original.map((g) => g.channels);
-  const maxS = o.maxGroupSparsity ?? 0.9;
-  for (let step = 1; step <= p.steps; step++) {
-    const groups = dependencyGroups(model, graph);
-    const fraction = step / p.steps;
-    const scores = await score(groups, p.idxs);
-    let keptOf: (g: number, n: number) => number;
-    if (o.global) {
-      const s = (o.sparsity as number) * fraction;
-      const current = p.idxs.map((g) => groups[g].channels);
-      const floors = p.idxs.map((g) => Math.max(1, Math.ceil(n0[g] * (1 - maxS))));
-      const total = p.idxs.reduce((t, g) => t + n0[g], 0);
-      const alreadyPruned = p.idxs.reduce((t, g, i) => t + n0[g] - current[i], 0);
-      const kept = globalKept(p.idxs.map((g) => scores.importance.get(g)!), current, floors, total - keptCount(total, s) - alreadyPruned);
-      const keptByGroup = new Map(p.idxs.map((g, i) => [g, rounded(g, kept[i], current[i], n0[g])]));
-      keptOf = (g) => keptByGroup.get(g)!;
-    } else {
-      keptOf = (g, n) => Math.min(n, rounded(g, keptCount(n0[g], p.sparsityOf.get(g)! * fraction), n0[g], n0[g]));
+    const n0 = original.map((g) => g.channels);
+    const maxS = o.maxGroupSparsity ?? 0.9;
+    for (let step = 1; step <= p.steps; step++) {
+      const groups = dependencyGroups(model, graph);
+      const fraction = step / p.steps;
+      const scores = await score(groups, p.idxs);
+      let keptOf: (g: number, n: number) => number;
+      if (o.global) {
+        const s = (o.sparsity as number) * fraction;
+        const current = p.idxs.map((g) => groups[g].channels);
+        const floors = p.idxs.map((g) => Math.max(1, Math.ceil(n0[g] * (1 - maxS))));
+        const total = p.idxs.reduce((t, g) => t + n0[g], 0);
+        const alreadyPruned = p.idxs.reduce((t, g, i) => t + n0[g] - current[i], 0);
+        const kept = globalKept(p.idxs.map((g) => scores.importance.get(g)!), current, floors, total - keptCount(total, s) - alreadyPruned);
+        const keptByGroup = new Map(p.idxs.map((g, i) => [g, rounded(g, kept[i], current[i], n0[g])]));
+        keptOf = (g) => keptByGroup.get(g)!;
+      } else {
+        keptOf = (g, n) => Math.min(n, rounded(g, keptCount(n0[g], p.sparsityOf.get(g)! * fraction), n0[g], n0[g]));
+      }
+      await pruneBatch(step, groups, scores, keptOf);
     }
-    await pruneBatch(step, groups, scores, keptOf);
+    return await finish();
+  } finally {
+    // The weight copies of the fold (restoreUnpruned's originals), also when a step threw.
+    releaseFolded(folded);
   }
-  return finish();
 }

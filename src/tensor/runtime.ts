@@ -176,6 +176,13 @@ export class Runtime {
     this.device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
+  /** Records a GPU-side copy of `bytes` from one buffer to another (in order with the dispatches around it). */
+  copy(src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
+    if (bytes <= 0) return;
+    this.endPass();
+    this.ensureEncoder().copyBufferToBuffer(src, 0, dst, 0, Math.ceil(bytes / 4) * 4);
+  }
+
   /** Copies `bytes` from a GPU buffer to the CPU. Submits everything pending first. */
   async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
     this.checkErrors();

@@ -157,6 +157,19 @@ export function fromArray(values: ArrayLike<number>, shape: Shape): Tensor {
   return t;
 }
 
+/** A new tensor with `t`'s shape and values, copied on the GPU (nothing comes to the host). */
+export function copyOf(t: Tensor): Tensor {
+  const c = empty(t.shape);
+  getRuntime().copy(t.buffer, c.buffer, t.size * 4);
+  return c;
+}
+
+/** Overwrites `dst` with `src`'s values on the GPU (same number of elements). */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  if (dst.size !== src.size) throw new ArgumentError(`copyInto: ${src.size} values for a tensor of ${dst.size} elements.`);
+  getRuntime().copy(src.buffer, dst.buffer, src.size * 4);
+}
+
 /** Overwrites a tensor's contents in place (same buffer, so references such as an optimiser's stay valid). */
 export function assign(t: Tensor, values: ArrayLike<number>): void {
   if (values.length !== t.size) {

@@ -4,12 +4,15 @@
 //                 row j's entries e of val[e] * W[r, col[e], t]. Only the map's non-zero entries are read,
 //                 so a pruned channel's weights (even NaN or Inf) never reach a kept one through a zero; a
 //                 selection entry (one 1 in its row) copies the weight (no 0 + 1 * w, which turns -0 into +0).
+//   scale_channels  dst[r, c, t] = src[r, c, t] * scale[c] (batch-norm folding: a conv's rows times
+//                 gamma / sqrt(var + eps))
 //   channel_norm  importance slices: partial sums over t[:, c, :] of |w| (Q 1) or w^2 (Q 2)
 //   gather        copies one weight axis into the OT feature matrix XT [D, nPad] (transposed: feature d of
 //                 every channel is one contiguous row, so lanes owning consecutive channels load
-//                 consecutive addresses)
+//                 consecutive addresses); channel c goes to column index[c] (the cost's sources first)
 //   normalize     divides every channel's column of XT by its L2 norm (0 stays 0)
-//   cost          C[i, j] = ||x_i - x_{kept[j]}||_p for every channel i and kept channel j (n x k, row-major)
+//   cost          C[i, j] = ||x_i - x_{kept[j]}||_p for the first n columns i of XT (the sources) and every
+//                 kept column j (n x k, row-major)
 //
 // The cost is register-blocked as gemm.wgsl: an invocation owns 4 channels (one vec4 of XT) x 16 kept
 // channels (16 vec4 accumulators); the kept channels' values are the same for every lane of a workgroup,
@@ -40,9 +43,10 @@ fn srcAt(i: u32) -> f32 { return src4[i / 4u][i % 4u]; }
 #else
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 #endif
-// map_sparse: the CSR structure (row offsets [k + 1], then each entry's column); cost: the kept channels
+// map_sparse: the CSR structure (row offsets [k + 1], then each entry's column); gather: each channel's
+// column of XT; cost: the kept channels' columns
 @group(0) @binding(1) var<storage, read> index: array<u32>;
-@group(0) @binding(2) var<storage, read> mapValues: array<f32>;   // map_sparse only
+@group(0) @binding(2) var<storage, read> mapValues: array<f32>;   // map_sparse; scale_channels: the scales
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
@@ -74,6 +78,16 @@ fn map_sparse(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 
+// x: inner index t, y: channel c, z: row r; x and y loop past the grid (xCount, yCount invocations).
+@compute @workgroup_size(64)
+fn scale_channels(@builtin(global_invocation_id) gid: vec3<u32>) {
+  for (var c = gid.y; c < p.n; c += p.yCount) {
+    let s = mapValues[c];
+    let base = (gid.z * p.n + c) * p.inner;
+    for (var t = gid.x; t < p.inner; t += p.xCount) { dst[base + t] = src[base + t] * s; }
+  }
+}
+
 // x: channel c, y: chunk of CHUNK consecutive inner indices, z: row r. dst[(r * chunks + y) * n + c] = the
 // chunk's sum of |w|^Q. Short float32 sums; the host adds the partial sums in float64.
 const CHUNK: u32 = 32u;
@@ -93,8 +107,8 @@ fn channel_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // x: channel c, y: row r (+ z * 65535 past the per-dimension limit); each invocation copies the inner
-// run of its (r, c): XT[d0 + r * inner + t, c] = W[(r * n + c) * inner + t]. No integer division (a
-// scalarised, slow instruction on CPU-backed WebGPU).
+// run of its (r, c): XT[d0 + r * inner + t, index[c]] = W[(r * n + c) * inner + t]. No integer division
+// (a scalarised, slow instruction on CPU-backed WebGPU).
 @compute @workgroup_size(64)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
@@ -102,7 +116,8 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (c >= p.n || r >= p.rows) { return; }
   let first = (r * p.n + c) * p.inner;
   let row0 = p.d0 + r * p.inner;
-  for (var t = 0u; t < p.inner; t++) { dst[(row0 + t) * p.nPad + c] = src[first + t]; }
+  let col = index[c];
+  for (var t = 0u; t < p.inner; t++) { dst[(row0 + t) * p.nPad + col] = src[first + t]; }
 }
 
 // One invocation per channel column; in place (dst is XT).
