@@ -3,6 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ArgumentError, GpuError } from '../src/errors.js';
 import { adapterOptionsFor } from '../src/tensor/device.js';
 import { Runtime } from '../src/tensor/runtime.js';
+import { deviceFeatures, lpCost } from '../src/kernels/prune.js';
+import { destroyRuntime, fromArray, initRuntime } from '../src/tensor/tensor.js';
 
 const runtimes: Runtime[] = [];
 afterAll(() => runtimes.forEach((rt) => rt.destroy()));
@@ -36,5 +38,47 @@ describe('shader compile errors', () => {
     expect(error).toBeInstanceOf(GpuError);
     expect((error as Error).message).toMatch(/^Kernel broken:main failed to compile: .*undefined_name/s);
     rt.release(buf);
+  });
+});
+
+describe('waiting for a software adapter', () => {
+  it('polls Dawn about once a millisecond instead of in a busy loop (which takes a core from lavapipe); other setImmediate callbacks run as before', async () => {
+    const rt = await initRuntime(0);
+    try {
+      const paced = globalThis.setImmediate;
+      if (!rt.isFallback) {
+        expect(paced.name).not.toBe('paced'); // hardware adapters keep Dawn's own polling
+        return;
+      }
+      const args = await new Promise((resolve) => setImmediate((...a: unknown[]) => resolve(a), 1, 'two'));
+      expect(args).toEqual([1, 'two']);
+      // A GPU job of tens of milliseconds (the transport cost of 256 x 128 channels over 4096 features).
+      const n = 256;
+      const w = fromArray(Float32Array.from({ length: n * 4096 }, (_, i) => Math.sin(i)), [n * 4096]);
+      const f = deviceFeatures(n, [{ tensor: w, rows: 1, inner: 4096 }]);
+      await rt.sync();
+      let nativePolls = 0;
+      globalThis.setImmediate = ((cb: (...a: unknown[]) => void, ...a: unknown[]) => {
+        if (/\[native code\]/.test(Function.prototype.toString.call(cb))) nativePolls++;
+        return paced(cb, ...a);
+      }) as typeof setImmediate;
+      let ms = 0;
+      try {
+        const t0 = performance.now();
+        for (let rep = 0; rep < 3; rep++) lpCost(f, Array.from({ length: 128 }, (_, j) => 2 * j), 1).dispose();
+        await rt.sync();
+        ms = performance.now() - t0;
+      } finally {
+        globalThis.setImmediate = paced;
+        f.XT.dispose();
+        w.dispose();
+      }
+      console.log(`a ${ms.toFixed(0)} ms wait polled Dawn ${nativePolls} times`);
+      expect(ms).toBeGreaterThan(10);
+      // Back-to-back polls (each a few microseconds) would be thousands; paced: the first 0.5 ms, then one a millisecond.
+      expect(nativePolls).toBeLessThan(100 + 2 * ms);
+    } finally {
+      destroyRuntime();
+    }
   });
 });
