@@ -283,6 +283,43 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
     }
   });
 
+  it('chunk: x.chunk(2, 1) of 7 channels (Slices bounded by shape arithmetic on the channel count) imports, groups at the cut, prunes and exports', async () => {
+    const { onnx, ref } = edge('chunk');
+    expect(ops(onnx)).toEqual(expect.arrayContaining(['Shape', 'Gather', 'Div', 'Mul', 'Slice']));
+    expect(ops(onnx)).not.toContain('Split');
+    const x = referenceInput(ref);
+    const model = importOnnx(onnx, 'chunk.onnx');
+    try {
+      const ours = await engineOutput(model, x, ref.input.shape);
+      expect(relativeError(ours, ref.output)).toBeLessThan(1e-4);
+      expect(relativeError(ours, await ortOutput(onnx, x, ref.input.shape))).toBeLessThan(1e-4);
+      // (7 + 1) / 2 = 4: the first chunk feeds the branch, the second is added to its output.
+      const views = (g: Group) => g.viewSlots.map((v) => `${v.slice.path}@${v.offset}`).join(' ');
+      expect(dependencyGroups(model, { inputShape: model.inputShape }).map((g) => `${g.describe()}; cut ${views(g)}`)).toEqual([
+        'group 0 (3 channels): out branch, stem.0[4:7]; in fc; cut Slice@4 Slice_1@4',
+        'group 1 (4 channels): out stem.0[0:4]; in branch; cut Slice@0 Slice_1@0',
+      ]);
+    } finally {
+      model.dispose();
+    }
+    for (const optimalTransport of [undefined, new OptimalTransport()]) {
+      const outputs: Float32Array[] = [];
+      for (const dimensionalityPreserving of [false, true]) {
+        const pruned = importOnnx(onnx, 'chunk.onnx');
+        try {
+          await prune(pruned, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: pruned.inputShape, optimalTransport, dimensionalityPreserving });
+          const ours = await engineOutput(pruned, x, ref.input.shape);
+          const exported = await exportOnnx(pruned, { inputShape: pruned.inputShape });
+          expect(relativeError(ours, await ortOutput(exported, x, ref.input.shape))).toBeLessThan(1e-4);
+          outputs.push(ours);
+        } finally {
+          pruned.dispose();
+        }
+      }
+      expect(relativeError(outputs[0], outputs[1]), optimalTransport ? 'Intra-Fusion' : 'default').toBeLessThan(1e-5);
+    }
+  });
+
   it('a model exported in training mode is refused at opset 12 (statistics outputs) and 14 (training_mode=1)', () => {
     expect(() => importOnnx(edge('bn_training_opset12').onnx, 'train12.onnx')).toThrow(
       /^train12\.onnx: node "\/bn\/BatchNormalization" \(BatchNormalization\): a training-mode batch norm \(statistics outputs "[^"]+", "[^"]+", "[^"]+", "[^"]+"\) is not supported; export the model in eval mode/);

@@ -1,4 +1,5 @@
 /** The adapter choice by gpu_id, what the adapter says of itself, and shader compile errors by cause. */
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ArgumentError, GpuError } from '../src/errors.js';
 import { adapterOptionsFor } from '../src/tensor/device.js';
@@ -52,6 +53,7 @@ describe('waiting for a software adapter', () => {
       }
       const args = await new Promise((resolve) => setImmediate((...a: unknown[]) => resolve(a), 1, 'two'));
       expect(args).toEqual([1, 'two']);
+      expect(await promisify(setImmediate)('value')).toBe('value');
       // A GPU job of tens of milliseconds (the transport cost of 256 x 128 channels over 4096 features).
       const n = 256;
       const w = fromArray(Float32Array.from({ length: n * 4096 }, (_, i) => Math.sin(i)), [n * 4096]);
@@ -74,6 +76,31 @@ describe('waiting for a software adapter', () => {
         w.dispose();
       }
       console.log(`a ${ms.toFixed(0)} ms wait polled Dawn ${nativePolls} times`);
+      // Inside a wait, past its eager start: other native callbacks (a promise's resolve, a bound
+      // function) still get an Immediate; a nameless native one without parameters (Dawn's kind) a timer,
+      // which clearImmediate cancels without upsetting the immediates queued after it.
+      const w2 = fromArray(Float32Array.from({ length: n * 4096 }, (_, i) => Math.cos(i)), [n * 4096]);
+      const f2 = deviceFeatures(n, [{ tensor: w2, rows: 1, inner: 4096 }]);
+      for (let rep = 0; rep < 3; rep++) lpCost(f2, Array.from({ length: 128 }, (_, j) => 2 * j), 1).dispose();
+      const pending = rt.sync();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      let resolveIt: (v: unknown) => void = () => {};
+      const resolved = new Promise((resolve) => (resolveIt = resolve));
+      const handles = [resolveIt, Math.max.bind(null), Function.prototype].map((cb) => setImmediate(cb as () => void));
+      const kinds = handles.map((h) => (h as object).constructor.name);
+      // Node's own clearImmediate given a pending timer corrupts its immediate queue (later ones never run).
+      clearImmediate(handles[2]);
+      await pending;
+      await resolved;
+      let later = false;
+      await new Promise((resolve) => {
+        setImmediate(() => (later = true));
+        setTimeout(resolve, 20);
+      });
+      f2.XT.dispose();
+      w2.dispose();
+      expect(kinds).toEqual(['Immediate', 'Immediate', 'Timeout']);
+      expect(later).toBe(true);
       expect(ms).toBeGreaterThan(10);
       // Back-to-back polls (each a few microseconds) would be thousands; paced: the first 0.5 ms, then one a millisecond.
       expect(nativePolls).toBeLessThan(100 + 2 * ms);

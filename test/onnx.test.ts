@@ -18,6 +18,7 @@ import { createModel } from '../src/nn/models.js';
 import type { Module } from '../src/nn/module.js';
 import { exportOnnx } from '../src/onnx/export.js';
 import { importOnnx } from '../src/onnx/import.js';
+import { describeDim, prepass, resolveDims } from '../src/onnx/prepass.js';
 import { AttributeType, DataType, decodeModel, encodeModel, type Model, type Node } from '../src/onnx/proto.js';
 import { dependencyGroups, OptimalTransport, prune } from '../src/prune/index.js';
 import { noGrad } from '../src/tensor/autograd.js';
@@ -276,6 +277,31 @@ describe('ONNX import', () => {
     }
     model.dispose();
   }, 300_000);
+});
+
+describe('ONNX shape arithmetic (pre-pass)', () => {
+  const int = (name: string, v: number): Node => ({ op_type: 'Constant', name, input: [], output: [name], attribute: [{ name: 'value', t: { dims: [], data_type: DataType.INT64, int64_data: [v] } }] } as unknown as Node);
+  const op = (op_type: string, input: string[], output: string): Node => ({ op_type, name: output, input, output: [output] } as Node);
+
+  it('folds Add / Sub / Mul / Div on shape values: numbers to constants (Div truncates), channel counts to expressions resolved at run time; activations and float constants are left to the op importers', () => {
+    const nodes = [
+      int('one', 1), int('two', 2), int('nine', 9), int('minus7', -7), int('zero', 0),
+      op('Shape', ['x'], 'shape'), op('Gather', ['shape', 'one'], 'C'),
+      op('Add', ['C', 'one'], 'C1'), op('Div', ['C1', 'two'], 'half'), op('Mul', ['half', 'two'], 'end'),
+      op('Sub', ['nine', 'two'], 'seven'), op('Div', ['minus7', 'two'], 'minus3'),
+      op('Add', ['x', 'one'], 'activation'),
+    ];
+    const r = prepass([], nodes, 14, 'test.onnx');
+    expect(r.constants.get('seven')!.values).toEqual([7]);
+    expect(r.constants.get('minus3')!.values).toEqual([-3]);
+    const end = r.shapes.get('end')!;
+    expect(end.scalar).toBe(true);
+    expect(describeDim(end.dims[0])).toBe('((x.shape[1] + 1) / 2) * 2');
+    for (const [C, want] of [[7, 8], [8, 8], [1, 2]]) expect(resolveDims(end.dims, () => [2, C, 8, 8])).toEqual([want]);
+    expect(r.folded.has(nodes.find((n) => n.name === 'activation')!)).toBe(false);
+    expect(r.shapes.has('activation') || r.constants.has('activation')).toBe(false);
+    expect(() => prepass([], [int('one', 1), int('zero', 0), op('Div', ['one', 'zero'], 'bad')], 14, 'test.onnx')).toThrow(DataError);
+  });
 });
 
 describe('malformed ONNX files', () => {

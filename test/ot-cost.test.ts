@@ -96,7 +96,7 @@ describe('the transport step from raw features', () => {
       // A few features: L1 ties (a channel between two others in every coordinate) happen, and then any
       // optimal plan is right; 40 features: practically never, and the plan must be the full problem's.
       const Dh = s % 2 ? 40 : 3 + (s % 5);
-      const k = 1 + Math.floor(r() * (n - 1));
+      const k = s % 5 === 4 ? n : 1 + Math.floor(r() * (n - 1)); // every fifth: nothing pruned, masses may still move
       const keptIdx = Array.from({ length: n }, (_, i) => i).sort(() => r() - 0.5).slice(0, k).sort((a, b) => a - b);
       // Skewed importance, so that under importance marginals some kept channels hold more than their sink takes.
       const imp = Array.from({ length: n }, () => 0.05 + r() ** 3 * 4);
@@ -126,6 +126,33 @@ describe('the transport step from raw features', () => {
       check(device.plan, deviceFull.cost, 'GPU');
     }
     expect(residualRows).toBeGreaterThan(0); // the cases include kept channels with mass left to move
+  });
+
+  it('exact EMD where little or nothing is left: k = n with equal importance (rounding remnants only) and pruned channels of tiny importance', async () => {
+    const choices = [['uniform', 'uniform'], ['importance', 'importance'], ['importance', 'uniform'], ['uniform', 'importance']] as const;
+    for (const n of [6, 7, 9, 12]) {
+      const X = features(n, 40, 900 + n);
+      const all = Array.from({ length: n }, (_, i) => i);
+      for (const [sourceProbability, targetProbability] of choices) {
+        const [m] = await new OptimalTransport({ sourceProbability, targetProbability }).maps([{ X, D: 40, keptIdx: all, importance: new Array(n).fill(0.1) }]);
+        const identity = Array.from({ length: n * n }, (_, e) => (Math.floor(e / n) === e % n ? 1 : 0));
+        expectClose(m.M, identity, 1e-12, 0, `k = n = ${n}, ${sourceProbability}/${targetProbability}: every channel stays`);
+      }
+    }
+    // Pruned channels 1e-11 as important as the kept ones: their mass is tiny but theirs, so each still
+    // joins the fusion (its map column sums to 1), and the plan's marginals hold.
+    const n = 64;
+    const k = 32;
+    const r = seededRandom(41);
+    const X = features(n, 40, 42);
+    const imp = Array.from({ length: n }, (_, i) => (i % 2 ? 1e-11 : 1) * (0.5 + r()));
+    const keptIdx = Array.from({ length: k }, (_, j) => 2 * j);
+    const ot = new OptimalTransport({ sourceProbability: 'importance', targetProbability: 'importance' });
+    const [m] = await ot.maps([{ X, D: 40, keptIdx, importance: imp }]);
+    const { a, b } = ot.marginals(imp, keptIdx);
+    expectClose(rowSums(m.plan, n, k), a, 1e-15, 1e-9, 'tiny masses: source marginal');
+    expectClose(colSums(m.plan, n, k), b, 1e-15, 1e-9, 'tiny masses: target marginal');
+    for (let i = 1; i < n; i += 2) expect(Array.from({ length: k }, (_, j) => m.M[j * n + i]).reduce((t, v) => t + v), `pruned channel ${i}`).toBeCloseTo(1, 9);
   });
 
   it('importance marginals: a = imp / sum(imp), b = imp[K] / sum(imp[K]), and the plan honours them', async () => {

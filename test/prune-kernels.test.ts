@@ -130,7 +130,7 @@ function randomCase(seed: number) {
 }
 
 describe('channel scaling on the GPU (batch-norm folding)', () => {
-  it('x[r, c, t] * scale[c] is the float32-rounded product on 12 random [rows, n, inner] shapes; bad views are refused', async () => {
+  it('x[r, c, t] * scale[c] is the float32-rounded product on 12 random [rows, n, inner] shapes and past the dispatch limit; bad views are refused', async () => {
     for (let s = 0; s < 12; s++) {
       const r = seededRandom(1500 + s);
       const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
@@ -145,8 +145,18 @@ describe('channel scaling on the GPU (batch-norm folding)', () => {
       const want = w.map((v, i) => Math.fround(v * scale[Math.floor(i / inner) % n]));
       expect(Array.from(bits(got)), `seed ${1500 + s}, [${rows}, ${n}, ${inner}]`).toEqual(Array.from(bits(want)));
     }
+    // More channels than one dispatch dimension (70,000 > 65,535): the kernel loops past its grid.
+    const n = 70000;
+    const big = fromArray(Float32Array.from({ length: 2 * n }, (_, i) => (i % 5) - 2), [2 * n]);
+    const bigOut = fromArray(new Float32Array(2 * n), [2 * n]);
+    const scale = Float32Array.from({ length: n }, (_, c) => (c % 7) - 3);
+    scaleChannels(big, bigOut, scale, 1, 2);
+    const got = await bigOut.dataAndDispose();
+    big.dispose();
+    expect(Array.from(got)).toEqual(Array.from({ length: 2 * n }, (_, i) => ((i % 5) - 2) * scale[Math.floor(i / 2)]));
     const x = fromArray(new Float32Array(6), [6]);
     expect(() => scaleChannels(x, x, new Float32Array(4), 1, 2)).toThrow(/does not fit/);
+    expect(() => scaleChannels(x, x, new Float32Array(3), 1, 2)).toThrow(/another tensor than the input/);
     x.dispose();
   });
 });
@@ -164,6 +174,18 @@ describe('channel importance sums on the GPU', () => {
       for (let a = 0; a < rows; a++) for (let c = 0; c < n; c++) for (let u = 0; u < inner; u++) want[c] += Math.abs(w[(a * n + c) * inner + u]) ** q;
       expectClose(got, want, 1e-5, 1e-5, `seed ${900 + s}, [${rows}, ${n}, ${inner}], q ${q}`);
     }
+  });
+
+  it('more rows than one dispatch takes (70,000 > 65,535: a Linear with 70,000 outputs) are all summed', async () => {
+    const rows = 70000;
+    const n = 3;
+    const w = Float32Array.from({ length: rows * n }, (_, i) => ((i * 7919) % 13) - 6);
+    const t = fromArray(w, [w.length]);
+    const got = channelNormsAdded(await channelNormParts({ tensor: t, rows, inner: 1 }, n, 1).dataAndDispose(), n);
+    t.dispose();
+    const want = new Float64Array(n);
+    w.forEach((v, i) => (want[i % n] += Math.abs(v)));
+    expectClose(got, want, 0, 0, 'rows 70000');
   });
 });
 

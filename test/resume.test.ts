@@ -11,14 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keepGroupInputs, measureOriginal, resumePointFor, type RunContext } from '../src/cli/cell.js';
 import type { Cell } from '../src/cli/cells.js';
 import type { Dataset } from '../src/data/dataset.js';
-import { BatchNorm2d } from '../src/nn/layers.js';
+import { BatchNorm2d, Conv2d, ReLU } from '../src/nn/layers.js';
 import { seededRandom, setInitSeed } from '../src/nn/init.js';
 import { evaluate, type EvalResult } from '../src/nn/metrics.js';
 import { createModel } from '../src/nn/models.js';
-import type { Module } from '../src/nn/module.js';
+import { Module } from '../src/nn/module.js';
 import { resumableModules } from '../src/nn/resume.js';
 import { OptimalTransport, prune, dependencyGroups } from '../src/prune/index.js';
-import { assign, destroyRuntime } from '../src/tensor/tensor.js';
+import { assign, destroyRuntime, type Tensor } from '../src/tensor/tensor.js';
 import { gpu, randArray } from './helpers.js';
 
 beforeAll(gpu);
@@ -118,4 +118,27 @@ describe('evaluating only what changed', () => {
     expect([...ctx.kept!.keys()]).toEqual([inside]);
     model.dispose();
   }, 120_000);
+
+  it('a group whose first layer reads the model input (VGG11-BN group 7, features.0) keeps nothing: resuming there would save nothing and hold the images', async () => {
+    const ctx = context('vgg11_bn', { ...randomData(), count: 8 } as Dataset);
+    await keepGroupInputs(ctx, [7, 1]);
+    expect([...ctx.kept!.keys()]).toEqual([1]);
+    const alone = context('vgg11_bn', { ...randomData(), count: 8 } as Dataset);
+    await keepGroupInputs(alone, [7]);
+    expect(alone.kept?.size ?? 0).toBe(0);
+  }, 120_000);
+
+  it('a layer the forward pass enters twice (a shared conv) is no resume point; the layer after it is', () => {
+    class Shared extends Module {
+      readonly a = this.addChild('a', new Conv2d(3, 3, 3, 1, 1, true));
+      readonly act = this.addChild('act', new ReLU());
+      readonly b = this.addChild('b', new Conv2d(3, 4, 3, 1, 1, true));
+      forward(x: Tensor): Tensor {
+        return this.b.call(this.act.call(this.a.call(this.a.call(x))));
+      }
+    }
+    const model = new Shared();
+    expect(resumableModules(model, [model.a, model.act, model.b], [3, 8, 8])).toEqual([model.act, model.b]);
+    model.dispose();
+  });
 });

@@ -144,6 +144,23 @@ class ChannelViews(torch.nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.left(u) + self.right(v))), 1))
 
 
+class Chunk(torch.nn.Module):
+    """x.chunk(2, 1) of 7 channels (4 and 3): PyTorch exports the bounds as shape arithmetic, Shape ->
+    Gather -> Add -> Div -> Mul -> Slice, not as a Split."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(3, 7, 3, padding=1), nn.BatchNorm2d(7), nn.ReLU())
+        self.branch = nn.Conv2d(4, 3, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(3, 10)
+
+    def forward(self, x):
+        a, b = self.stem(x).chunk(2, 1)
+        return self.fc(torch.flatten(self.pool(torch.relu(self.branch(a) + b)), 1))
+
+
 def edge_cases(out_dir, only=None):
     """
     Tiny files (test/models/edge/) for what the families do not show at the default opset:
@@ -154,6 +171,7 @@ def edge_cases(out_dir, only=None):
       leaky_relu.onnx        an op outside the supported set
       conv_geometry.onnx     1x7 / 7x1 kernels, dilation, stride (2, 1), groups 2, pools with ceil_mode (16x16)
       channel_views.onnx     Split (chunk, uneven torch.split) and Slice (x[:, :10]) along channels
+      chunk.onnx             x.chunk(2, 1) of 7 channels: Slices whose bounds are shape arithmetic
     Each with PyTorch's output on the reference input (a batch of 2) in <name>.json.
     """
     os.makedirs(out_dir, exist_ok=True)
@@ -165,6 +183,7 @@ def edge_cases(out_dir, only=None):
         ('leaky_relu', EdgeNet(torch.nn.LeakyReLU(0.1)), {}, 'eval'),
         ('conv_geometry', GeometryNet(), {}, 'eval'),
         ('channel_views', ChannelViews(), {}, 'eval'),
+        ('chunk', Chunk(), {}, 'eval'),
     ]
     for i, (name, model, options, mode) in enumerate(cases):
         if only and name not in only:

@@ -50,6 +50,7 @@ export function scaleChannels(x: Tensor, out: Tensor, scale: Float32Array, rows:
   const n = scale.length;
   if (rows * n * inner !== x.size || out.size !== x.size) throw new ArgumentError(`scaleChannels: a [${rows}, ${n}, ${inner}] view does not fit tensors of ${x.size} and ${out.size} elements.`);
   if (rows > ROW_LIMIT) throw new ArgumentError(`scaleChannels: ${rows} rows exceed one dispatch's ${ROW_LIMIT}.`);
+  if (x.buffer === out.buffer) throw new ArgumentError('scaleChannels: the output must be another tensor than the input.');
   if (x.size === 0) return;
   const rt = getRuntime();
   const scales = fromArray(scale, [n]);
@@ -75,13 +76,17 @@ export function channelNormParts(axis: FeatureAxis, n: number, q: 1 | 2): Tensor
   checkView('channelNorms', axis, n);
   const rt = getRuntime();
   const chunks = Math.ceil(axis.inner / NORM_CHUNK);
+  if (chunks > ROW_LIMIT) throw new ArgumentError(`channelNorms: ${axis.inner} weights per slice row exceed one dispatch (${ROW_LIMIT * NORM_CHUNK}).`);
   const parts = empty([axis.rows * chunks, n]);
-  rt.dispatch(
-    { name: 'prune', code: code(false, false), entryPoint: 'channel_norm', constants: { Q: q } },
-    [{ buffer: axis.tensor.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: parts.buffer, kind: 'write' }],
-    params({ n, rows: axis.rows, inner: axis.inner }),
-    [Math.ceil(n / 64), chunks, axis.rows],
-  );
+  // One dispatch per block of up to 65,535 rows (z), the block's first row in d0.
+  for (let r0 = 0; r0 < axis.rows; r0 += ROW_LIMIT) {
+    rt.dispatch(
+      { name: 'prune', code: code(false, false), entryPoint: 'channel_norm', constants: { Q: q } },
+      [{ buffer: axis.tensor.buffer, kind: 'read' }, { buffer: rt.dummy(0), kind: 'read' }, { buffer: rt.dummy(1), kind: 'read' }, { buffer: parts.buffer, kind: 'write' }],
+      params({ n, rows: axis.rows, inner: axis.inner, d0: r0 }),
+      [Math.ceil(n / 64), chunks, Math.min(ROW_LIMIT, axis.rows - r0)],
+    );
+  }
   return parts;
 }
 

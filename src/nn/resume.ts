@@ -16,13 +16,22 @@ import { isRecording, noGrad } from '../tensor/autograd.js';
 import { topologicalOps, traceGraph, type ExampleInput } from '../graph/trace.js';
 import { inputTaps, type Module } from './module.js';
 
-/** Runs one shapes-only forward pass of `model` with taps on `modules`, noting each one's first input. */
-function tapInputs<T>(model: Module, modules: Module[], sample: ExampleInput, use: (inputOf: Map<Module, Tensor>, order: Module[], input: Tensor, output: Tensor) => T): T {
+/**
+ * Runs one shapes-only forward pass of `model` with taps on `modules`, noting each one's first input in
+ * the order they are entered, and how often each was entered.
+ */
+function tapInputs<T>(model: Module, modules: Module[], sample: ExampleInput, use: (inputOf: Map<Module, Tensor>, order: Module[], input: Tensor, output: Tensor, entries: Map<Module, number>) => T): T {
   const inputOf = new Map<Module, Tensor>();
+  const entries = new Map<Module, number>();
   const order: Module[] = [];
-  for (const m of modules) inputTaps.set(m, (x) => { if (!inputOf.has(m)) { inputOf.set(m, x); order.push(m); } });
+  for (const m of modules) {
+    inputTaps.set(m, (x) => {
+      entries.set(m, (entries.get(m) ?? 0) + 1);
+      if (!inputOf.has(m)) { inputOf.set(m, x); order.push(m); }
+    });
+  }
   try {
-    return getRuntime().shapesOnly(() => traceGraph(model, sample, (g) => use(inputOf, order, g.input, g.output)));
+    return getRuntime().shapesOnly(() => traceGraph(model, sample, (g) => use(inputOf, order, g.input, g.output, entries)));
   } finally {
     for (const m of modules) inputTaps.delete(m);
   }
@@ -30,15 +39,17 @@ function tapInputs<T>(model: Module, modules: Module[], sample: ExampleInput, us
 
 /**
  * The modules (of `candidates`) whose input is a cut of `model` for inputs of one sample's shape `sample`,
- * in the order the forward pass reaches them. Traced without GPU work; [] inside noGrad (no graph).
+ * entered once per forward pass, in the order the forward pass reaches them. Traced without GPU work; [] inside noGrad (no graph).
  */
 export function resumableModules(model: Module, candidates: Module[], sample: ExampleInput): Module[] {
   if (!isRecording()) return [];
-  return tapInputs(model, candidates, sample, (inputOf, order, x, y) => {
+  return tapInputs(model, candidates, sample, (inputOf, order, x, y, entries) => {
     const ops = topologicalOps(y);
     const reached = new Set<Tensor>(ops);
     const isActivation = (t: Tensor) => t === x || t.node !== null;
     return order.filter((m) => {
+      // A module entered twice (a shared layer) has no single input to keep or resume from.
+      if (entries.get(m) !== 1) return false;
       const cut = inputOf.get(m)!;
       if (cut !== x && !reached.has(cut)) return false;
       // Everything computed before the cut (the model input included).

@@ -8,7 +8,9 @@
  *     folded to constant integer vectors at import. A dimension read from an activation stays symbolic
  *     (`{ of: value, axis }`) and resolves to that activation's actual size when the model runs; all
  *     others are numbers. So `x.view(x.size(0), -1)` (Shape, Gather, Unsqueeze, Concat, Reshape) imports
- *     as a flatten with a dynamic batch as with a static one.
+ *     as a flatten with a dynamic batch as with a static one. Integer Add / Sub / Mul / Div on such values
+ *     fold too, symbolic ones into expressions (`{ op, a, b }`): `x.chunk(2, 1)` exports its bounds as
+ *     (C + 1) / 2 * 1 and * 2 of the channel count C.
  *
  * Nodes fully evaluated here are skipped by the op importers.
  */
@@ -20,8 +22,43 @@ export interface ConstTensor {
   values: Float32Array | number[];
 }
 
-/** One dimension of a folded shape vector: a number, or axis `axis` of activation `of` at run time. */
-export type Dim = number | { of: string; axis: number };
+/**
+ * One dimension of a folded shape vector: a number, axis `axis` of activation `of` at run time, or integer
+ * arithmetic on two of them (ONNX's Add, Sub, Mul, Div; Div truncates, as ONNX's integer Div).
+ */
+export type Dim = number | { of: string; axis: number } | { op: ArithOp; a: Dim; b: Dim };
+export type ArithOp = 'Add' | 'Sub' | 'Mul' | 'Div';
+
+const ARITH: Record<ArithOp, (a: number, b: number) => number> = {
+  Add: (a, b) => a + b,
+  Sub: (a, b) => a - b,
+  Mul: (a, b) => a * b,
+  Div: (a, b) => {
+    if (b === 0) throw new DataError('shape arithmetic: integer division by zero.');
+    return Math.trunc(a / b);
+  },
+};
+
+/** The activation dims a Dim reads ({ of, axis } leaves). */
+export function dimLeaves(d: Dim): { of: string; axis: number }[] {
+  if (typeof d === 'number') return [];
+  return 'op' in d ? [...dimLeaves(d.a), ...dimLeaves(d.b)] : [d];
+}
+
+/** A Dim as text for messages: "x.shape[1]", "(x.shape[1] + 1) / 2". */
+export function describeDim(d: Dim): string {
+  if (typeof d === 'number') return String(d);
+  if (!('op' in d)) return `${d.of}.shape[${d.axis}]`;
+  const sign = { Add: '+', Sub: '-', Mul: '*', Div: '/' }[d.op];
+  const side = (x: Dim) => (typeof x === 'object' && 'op' in x ? `(${describeDim(x)})` : describeDim(x));
+  return `${side(d.a)} ${sign} ${side(d.b)}`;
+}
+
+/** A Dim's value, each activation dim read through `dimOf`. */
+export function evalDim(d: Dim, dimOf: (of: string, axis: number) => number): number {
+  if (typeof d === 'number') return d;
+  return 'op' in d ? ARITH[d.op](evalDim(d.a, dimOf), evalDim(d.b, dimOf)) : dimOf(d.of, d.axis);
+}
 
 export interface Prepass {
   constants: Map<string, ConstTensor>;
@@ -48,7 +85,7 @@ export function tensorValues(t: TensorProto, where: string): ConstTensor {
 }
 
 /** Ops evaluated on integer shape vectors. */
-const SHAPE_OPS = new Set(['Shape', 'Gather', 'Unsqueeze', 'Squeeze', 'Concat', 'Slice', 'Cast']);
+const SHAPE_OPS = new Set(['Shape', 'Gather', 'Unsqueeze', 'Squeeze', 'Concat', 'Slice', 'Cast', 'Add', 'Sub', 'Mul', 'Div']);
 
 type IntValue = { scalar: boolean; dims: Dim[] };
 
@@ -159,11 +196,27 @@ function foldShapeOp(node: Node, ins: string[], intValue: (n: string) => IntValu
       }
       return { scalar: false, dims };
     }
+    case 'Add':
+    case 'Sub':
+    case 'Mul':
+    case 'Div': {
+      // Integer arithmetic on shape values (an activation or a float constant operand: an op of the model).
+      const [a, b] = [intValue(ins[0]), intValue(ins[1])];
+      if (!a || !b) return undefined;
+      const [da, db] = [resolvedDims(a, where), resolvedDims(b, where)];
+      if (da.length !== db.length && da.length !== 1 && db.length !== 1) throw new UnsupportedError(`${where}: shape values of ${da.length} and ${db.length} elements.`);
+      const op = node.op_type as ArithOp;
+      const dims = Array.from({ length: Math.max(da.length, db.length) }, (_, i): Dim => {
+        const [x, y] = [da[da.length === 1 ? 0 : i], db[db.length === 1 ? 0 : i]];
+        return typeof x === 'number' && typeof y === 'number' ? ARITH[op](x, y) : { op, a: x, b: y };
+      });
+      return { scalar: a.scalar && b.scalar, dims };
+    }
   }
   return undefined;
 }
 
-const isWholeShape = (v: IntValue) => v.dims.length === 1 && typeof v.dims[0] === 'object' && v.dims[0].axis === -1;
+const isWholeShape = (v: IntValue) => v.dims.length === 1 && typeof v.dims[0] === 'object' && !('op' in v.dims[0]) && v.dims[0].axis === -1;
 
 function pick(data: IntValue, i: number, where: string): Dim {
   if (isWholeShape(data)) {
@@ -182,5 +235,5 @@ function resolvedDims(v: IntValue, where: string): Dim[] {
 
 /** The dims of a folded shape at run time, each symbolic dim read from its activation's actual shape. */
 export function resolveDims(dims: readonly Dim[], shapeOf: (value: string) => readonly number[]): number[] {
-  return dims.map((d) => (typeof d === 'number' ? d : shapeOf(d.of)[d.axis]));
+  return dims.map((d) => evalDim(d, (of, axis) => shapeOf(of)[axis]));
 }

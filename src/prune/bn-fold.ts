@@ -55,6 +55,16 @@ export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput
   const pairs = convBnPairs(model, inputShape);
   const read = await Promise.all(pairs.map(([conv, bn]) => Promise.all([conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t?.data() ?? null))));
   const folded: FoldedPair[] = [];
+  try {
+    foldPairs(pairs, read, folded, o);
+  } catch (e) {
+    releaseFolded(folded); // the copies made before the throw
+    throw e;
+  }
+  return folded;
+}
+
+function foldPairs(pairs: [Conv2d, BatchNorm2d][], read: (Float32Array | null)[][], folded: FoldedPair[], o: FoldOptions): void {
   for (const [i, [conv, bn]] of pairs.entries()) {
     const [b, gamma, beta, mean, variance] = read[i] as [Float32Array | null, Float32Array, Float32Array, Float32Array, Float32Array];
     const C = conv.outChannels;
@@ -76,7 +86,6 @@ export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput
     assign(bn.weight, new Float32Array(C).fill(1));
     assign(bn.bias, new Float32Array(C));
   }
-  return folded;
 }
 
 /** Frees the weight copies foldBatchNormPairs kept (once pruning no longer needs them). */

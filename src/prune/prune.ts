@@ -231,12 +231,10 @@ export async function prune(model: Module, o: PruneOptions): Promise<PrunedGroup
   const importanceOptions = { ...o, inputShape: exampleInput, lampReferencePermutation: o.lampReferencePermutation || o.referenceQuirks };
   const original = dependencyGroups(model, graph);
   const p = plan(o, original.length);
-  let folded: FoldedPair[] = [];
-  if (o.foldBatchNorm ?? true) {
-    folded = await foldBatchNormPairs(model, exampleInput, { referenceQuirks: o.referenceQuirks });
-    progress(`folded ${folded.length} batch-norms`);
-  }
+  const folding = o.foldBatchNorm ?? true;
+  const folded: FoldedPair[] = folding ? await foldBatchNormPairs(model, exampleInput, { referenceQuirks: o.referenceQuirks }) : [];
   try {
+    if (folding) progress(`folded ${folded.length} batch-norms`);
     /** Every layer a pruned group reached (its producers, batch-norms and consumers). */
     const touched = new Set<Module>();
     // The reference keeps every pair folded and the biases folding added; otherwise the layers pruning did

@@ -36,31 +36,58 @@ let nodeGpu: GPU | undefined;
 /** How long a wait for the GPU polls Dawn back to back before it polls once a millisecond. */
 const EAGER_POLL_MS = 0.5;
 let pollingPaced = false;
+/** Runtime waits (readbacks, sync) in flight: Dawn's polls are paced only while one is. */
+let waiting = 0;
+let waitStart = 0;
+
+/**
+ * Runs a wait for the GPU (a readback's mapAsync, onSubmittedWorkDone) with Dawn's polling paced, where
+ * paceDawnPolling is installed; elsewhere it is just the promise.
+ */
+export async function gpuWait<T>(done: Promise<T>): Promise<T> {
+  if (waiting++ === 0) waitStart = performance.now();
+  try {
+    return await done;
+  } finally {
+    waiting--;
+  }
+}
 
 /**
  * Dawn's Node binding waits for GPU work (mapAsync, onSubmittedWorkDone) by rescheduling a native
  * callback with setImmediate for as long as a wait is pending: a busy loop on the JavaScript thread. On
  * a CPU-backed adapter (lavapipe) the GPU is the CPU's cores, and that loop takes one from the kernels
  * it waits for (measured on 2 cores: the OT cost kernel of a 512-channel VGG group took 61-73 ms with
- * it, 41-43 ms without). Paced: within the first EAGER_POLL_MS of a wait Dawn polls at once (short
- * waits stay short), after that once a millisecond. Only native callbacks (Dawn's) are paced; every
- * other setImmediate runs as before. Installed once, for software adapters only.
+ * it, 41-43 ms without). Paced: while the runtime waits (gpuWait), after the wait's first
+ * EAGER_POLL_MS, Dawn's callback runs once a millisecond (setTimeout) instead of at once. Dawn's
+ * callback is told apart as native, nameless and without parameters: promise resolvers (one
+ * parameter), bound functions ("bound f") and builtins (named) run as before, and so does every call
+ * outside a runtime wait. clearImmediate takes the timers this returns. Installed once, for software
+ * adapters only.
  */
 function paceDawnPolling(): void {
   if (pollingPaced) return;
   pollingPaced = true;
-  const g = globalThis as { setImmediate: (cb: (...a: unknown[]) => void, ...args: unknown[]) => unknown };
+  type Immediate = (cb: (...a: unknown[]) => void, ...args: unknown[]) => unknown;
+  const g = globalThis as unknown as { setImmediate: Immediate; clearImmediate: (h: unknown) => void };
   const immediate = g.setImmediate;
+  const clearImmediate = g.clearImmediate;
+  const timeout = setTimeout;
+  const clearTimer = clearTimeout;
+  const timers = new WeakSet<object>();
   const nativeSource = /\{\s*\[native code\]\s*\}\s*$/;
-  let waitStart = 0;
-  let lastPoll = -Infinity;
-  g.setImmediate = function paced(cb: (...a: unknown[]) => void, ...args: unknown[]) {
-    if (typeof cb !== 'function' || !nativeSource.test(Function.prototype.toString.call(cb))) return immediate(cb, ...args);
-    const now = performance.now();
-    if (now - lastPoll > 5) waitStart = now; // no poll for a while: a new wait begins
-    lastPoll = now;
-    return now - waitStart < EAGER_POLL_MS ? immediate(cb, ...args) : setTimeout(cb, 1, ...args);
+  const isDawnPoll = (cb: unknown) =>
+    typeof cb === 'function' && cb.name === '' && cb.length === 0 && nativeSource.test(Function.prototype.toString.call(cb));
+  const paced: Immediate = function paced(cb, ...args) {
+    if (waiting === 0 || performance.now() - waitStart < EAGER_POLL_MS || !isDawnPoll(cb)) return immediate(cb, ...args);
+    const t = timeout(cb, 1, ...args);
+    timers.add(t);
+    return t;
   };
+  // util.promisify(setImmediate) and friends read symbol-keyed properties.
+  for (const key of Object.getOwnPropertySymbols(immediate)) (paced as unknown as Record<symbol, unknown>)[key] = (immediate as unknown as Record<symbol, unknown>)[key];
+  g.setImmediate = paced;
+  g.clearImmediate = (h: unknown) => (h !== null && typeof h === 'object' && timers.has(h) ? clearTimer(h as ReturnType<typeof setTimeout>) : clearImmediate(h));
 }
 
 /** Returns `navigator.gpu` in a browser; in Node, Dawn's GPU object (created once per process). */

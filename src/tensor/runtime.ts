@@ -13,7 +13,8 @@
  * is either a dispatch recorded after the reads (ordered by the pass) or a queue.writeBuffer, and uploads
  * flush the pending batch first so a write can never overtake a pending read.
  */
-import { GpuError, requestDevice, type DeviceInfo } from './device.js';
+import { GpuError, gpuWait, requestDevice, type DeviceInfo } from './device.js';
+import { ArgumentError } from '../errors.js';
 
 export type BindingKind = 'read' | 'write' | 'uniform';
 
@@ -178,7 +179,9 @@ export class Runtime {
 
   /** Records a GPU-side copy of `bytes` from one buffer to another (in order with the dispatches around it). */
   copy(src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
-    if (bytes <= 0) return;
+    if (bytes <= 0 || this.shapesOnlyDepth > 0) return;
+    if (src === dst) throw new ArgumentError('copy: source and destination are the same buffer.');
+    if (this.lost !== null) this.checkErrors();
     this.endPass();
     this.ensureEncoder().copyBufferToBuffer(src, 0, dst, 0, Math.ceil(bytes / 4) * 4);
   }
@@ -195,7 +198,7 @@ export class Runtime {
     this.ensureEncoder().copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
     this.flush();
     try {
-      await staging.mapAsync(GPUMapMode.READ, 0, size);
+      await gpuWait(staging.mapAsync(GPUMapMode.READ, 0, size));
     } catch (e) {
       this.checkErrors();
       throw new GpuError(`Reading a GPU buffer back failed: ${(e as Error).message}`);
@@ -368,7 +371,7 @@ export class Runtime {
   /** Waits until the GPU has finished all submitted work, then raises any recorded error. */
   async sync(): Promise<void> {
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await gpuWait(this.device.queue.onSubmittedWorkDone());
     this.checkErrors();
   }
 

@@ -1,7 +1,7 @@
 /** Op specs of the ops that move data without arithmetic: reshape (flatten), concat, slice. */
 import { UnsupportedError } from '../../errors.js';
 import { ChannelSlice } from '../../nn/layers.js';
-import { resolveDims, type Dim } from '../../onnx/prepass.js';
+import { describeDim, dimLeaves, evalDim, resolveDims, type Dim } from '../../onnx/prepass.js';
 import { DataType } from '../../onnx/proto.js';
 import * as ag from '../../tensor/autograd.js';
 import { int, type OnnxImportContext, type OpSpec } from '../op-spec.js';
@@ -36,12 +36,12 @@ export const reshape: OpSpec = {
         const target: Dim[] | undefined = ctx.shape(shapeName)?.dims ?? (constant ? Array.from(constant.values) : undefined);
         if (!target) throw new UnsupportedError(`${ctx.where}: the target shape "${shapeName}" is computed from values other than shapes; only a constant or shape-derived target is supported.`);
         const { staticBatch } = ctx;
-        const isBatch = (d: Dim) => d === 0 || d === staticBatch || (typeof d === 'object' && d.axis === 0);
-        const describe = target.map((d) => (typeof d === 'number' ? d : `${d.of}.shape[${d.axis}]`)).join(', ');
+        const isBatch = (d: Dim) => d === 0 || d === staticBatch || (typeof d === 'object' && !('op' in d) && d.axis === 0);
+        const describe = target.map(describeDim).join(', ');
         if (target.length !== 2 || !(isBatch(target[0]) || (target[0] === -1 && typeof target[1] === 'number' && target[1] > 0))) {
           throw new UnsupportedError(`${ctx.where}: reshape to [${describe}]; only a flatten to [batch, features] is supported.`);
         }
-        const symbolic = [...new Set(target.flatMap((d) => (typeof d === 'object' ? [d.of] : [])))];
+        const symbolic = [...new Set(target.flatMap((d) => dimLeaves(d).map((l) => l.of)))];
         ctx.step((values) => {
           const x = values[0];
           const valueShape = (name: string) => values[1 + symbolic.indexOf(name)].shape;
@@ -89,13 +89,21 @@ export const slice: OpSpec = {
       Slice(ctx) {
         ctx.allowOnly(ctx.opset < 10 ? ['starts', 'ends', 'axes'] : []);
         const list = (i: number, attr: string) => (ctx.opset < 10 ? ctx.ints(attr) : constantInts(ctx, i, attr));
-        const [starts, ends, steps] = [list(1, 'starts') ?? [], list(2, 'ends') ?? [], ctx.opset < 10 ? undefined : constantInts(ctx, 4, 'steps')];
+        // Bounds may be shape arithmetic on the sliced axis itself (x.chunk's (C + 1) / 2), read at the first run.
+        const bounds = (i: number, attr: string): Dim[] | undefined => (ctx.opset >= 10 && ctx.shape(ctx.node.input?.[i] ?? '')?.dims) || list(i, attr);
+        const [starts, ends, steps] = [bounds(1, 'starts') ?? [], bounds(2, 'ends') ?? [], ctx.opset < 10 ? undefined : constantInts(ctx, 4, 'steps')];
         const axes = list(3, 'axes') ?? starts.map((_, i) => i);
         if (steps?.some((s) => s !== 1)) throw new UnsupportedError(`${ctx.where}: steps [${steps}]; only step 1 is supported.`);
         if (starts.length !== ends.length || axes.length !== starts.length) throw new UnsupportedError(`${ctx.where}: starts, ends and axes of different lengths.`);
         const cuts = axes.map((axis, i) => {
           if (axis === 0) throw new UnsupportedError(`${ctx.where}: slicing the batch axis is not supported.`);
-          return ctx.addLayer(new ChannelSlice((width) => sliceBounds(ctx.where, starts[i], ends[i], width), axis));
+          for (const leaf of [starts[i], ends[i]].flatMap(dimLeaves)) {
+            if (leaf.of !== ctx.inputs[0] || leaf.axis !== axis) {
+              throw new UnsupportedError(`${ctx.where}: bounds [${describeDim(starts[i])}, ${describeDim(ends[i])}) read ${describeDim(leaf)}; only constants and the sliced axis's own size are supported.`);
+            }
+          }
+          const at = (d: Dim, width: number) => evalDim(d, () => width);
+          return ctx.addLayer(new ChannelSlice((width) => sliceBounds(ctx.where, at(starts[i], width), at(ends[i], width), width), axis));
         });
         ctx.step(([x]) => cuts.reduce((y, cut) => cut.call(y), x));
       },

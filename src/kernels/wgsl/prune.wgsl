@@ -88,22 +88,24 @@ fn scale_channels(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 
-// x: channel c, y: chunk of CHUNK consecutive inner indices, z: row r. dst[(r * chunks + y) * n + c] = the
-// chunk's sum of |w|^Q. Short float32 sums; the host adds the partial sums in float64.
+// x: channel c, y: chunk of CHUNK consecutive inner indices, z: row r - d0 (one dispatch per block of
+// rows). dst[(r * chunks + y) * n + c] = the chunk's sum of |w|^Q. Short float32 sums; the host adds the
+// partial sums in float64.
 const CHUNK: u32 = 32u;
 
 @compute @workgroup_size(64)
 fn channel_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
   if (c >= p.n) { return; }
+  let r = p.d0 + gid.z;
   let chunks = (p.inner + CHUNK - 1u) / CHUNK;
-  let first = (gid.z * p.n + c) * p.inner;
+  let first = (r * p.n + c) * p.inner;
   var s = 0.0;
   for (var t = gid.y * CHUNK; t < min(p.inner, (gid.y + 1u) * CHUNK); t++) {
     let v = src[first + t];
     if (Q == 1u) { s += abs(v); } else { s += v * v; }
   }
-  dst[(gid.z * chunks + gid.y) * p.n + c] = s;
+  dst[(r * chunks + gid.y) * p.n + c] = s;
 }
 
 // x: channel c, y: row r (+ z * 65535 past the per-dimension limit); each invocation copies the inner
