@@ -302,6 +302,21 @@ describe('ONNX shape arithmetic (pre-pass)', () => {
     expect(r.shapes.has('activation') || r.constants.has('activation')).toBe(false);
     expect(() => prepass([], [int('one', 1), int('zero', 0), op('Div', ['one', 'zero'], 'bad')], 14, 'test.onnx')).toThrow(DataError);
   });
+
+  it('a cast to float stops the folding (true division of sizes is no truncating Div); a cast to int keeps it; a rank-2 integer constant is no shape value', () => {
+    const cast = (input: string, output: string, to: number): Node => ({ ...op('Cast', [input], output), attribute: [{ name: 'to', i: to }] } as unknown as Node);
+    const matrix: Node = { op_type: 'Constant', name: 'm', input: [], output: ['m'], attribute: [{ name: 'value', t: { dims: [2, 2], data_type: DataType.INT64, int64_data: [1, 2, 3, 4] } }] } as unknown as Node;
+    const nodes = [
+      int('one', 1), int('four', 4), matrix,
+      op('Shape', ['x'], 'shape'), op('Gather', ['shape', 'one'], 'C'),
+      cast('C', 'Cf', DataType.FLOAT), cast('four', 'fourF', DataType.FLOAT), op('Div', ['Cf', 'fourF'], 'quarterF'),
+      cast('C', 'Ci', DataType.INT64), op('Div', ['Ci', 'four'], 'quarter'),
+      op('Add', ['m', 'm'], 'm2'),
+    ];
+    const r = prepass([], nodes, 14, 'test.onnx');
+    for (const name of ['Cf', 'fourF', 'quarterF', 'm2']) expect(r.shapes.has(name) || r.constants.has(name), name).toBe(false);
+    expect(resolveDims(r.shapes.get('quarter')!.dims, () => [1, 7, 8, 8])).toEqual([1]);
+  });
 });
 
 describe('malformed ONNX files', () => {

@@ -139,20 +139,23 @@ describe('the transport step from raw features', () => {
         expectClose(m.M, identity, 1e-12, 0, `k = n = ${n}, ${sourceProbability}/${targetProbability}: every channel stays`);
       }
     }
-    // Pruned channels 1e-11 as important as the kept ones: their mass is tiny but theirs, so each still
-    // joins the fusion (its map column sums to 1), and the plan's marginals hold.
+    // Pruned channels 1e-11, 1e-14 and 1e-17 as important as the kept ones (the last below float64's
+    // rounding of the sinks' room): their mass is tiny but theirs, so each still joins the fusion (its
+    // map column sums to 1), and the plan's marginals hold.
     const n = 64;
     const k = 32;
-    const r = seededRandom(41);
     const X = features(n, 40, 42);
-    const imp = Array.from({ length: n }, (_, i) => (i % 2 ? 1e-11 : 1) * (0.5 + r()));
     const keptIdx = Array.from({ length: k }, (_, j) => 2 * j);
     const ot = new OptimalTransport({ sourceProbability: 'importance', targetProbability: 'importance' });
-    const [m] = await ot.maps([{ X, D: 40, keptIdx, importance: imp }]);
-    const { a, b } = ot.marginals(imp, keptIdx);
-    expectClose(rowSums(m.plan, n, k), a, 1e-15, 1e-9, 'tiny masses: source marginal');
-    expectClose(colSums(m.plan, n, k), b, 1e-15, 1e-9, 'tiny masses: target marginal');
-    for (let i = 1; i < n; i += 2) expect(Array.from({ length: k }, (_, j) => m.M[j * n + i]).reduce((t, v) => t + v), `pruned channel ${i}`).toBeCloseTo(1, 9);
+    for (const tiny of [1e-11, 1e-14, 1e-17]) {
+      const r = seededRandom(41);
+      const imp = Array.from({ length: n }, (_, i) => (i % 2 ? tiny : 1) * (0.5 + r()));
+      const [m] = await ot.maps([{ X, D: 40, keptIdx, importance: imp }]);
+      const { a, b } = ot.marginals(imp, keptIdx);
+      expectClose(rowSums(m.plan, n, k), a, 1e-15, 1e-9, `pruned importance x ${tiny}: source marginal`);
+      expectClose(colSums(m.plan, n, k), b, 1e-15, 1e-9, `pruned importance x ${tiny}: target marginal`);
+      for (let i = 1; i < n; i += 2) expect(Array.from({ length: k }, (_, j) => m.M[j * n + i]).reduce((t, v) => t + v), `x ${tiny}: pruned channel ${i}`).toBeCloseTo(1, 9);
+    }
   });
 
   it('importance marginals: a = imp / sum(imp), b = imp[K] / sum(imp[K]), and the plan honours them', async () => {

@@ -89,6 +89,9 @@ const SHAPE_OPS = new Set(['Shape', 'Gather', 'Unsqueeze', 'Squeeze', 'Concat', 
 
 type IntValue = { scalar: boolean; dims: Dim[] };
 
+/** ONNX TensorProto data types that are integers (int8..int64, uint8..uint64). */
+const INTEGER_TYPES = new Set([2, 3, 4, 5, 6, 7, 12, 13]);
+
 /**
  * Runs the pre-pass. `nodes` in topological order; `opset` selects attribute vs input forms (Unsqueeze
  * and Squeeze axes became inputs in opset 13, Slice's in opset 10).
@@ -109,6 +112,9 @@ export function prepass(initializers: TensorProto[], nodes: Node[], opset: numbe
     return { scalar: c.dims.length === 0, dims: Array.from(c.values) };
   };
 
+  /** Folded shapes are scalars or vectors; constants of rank 2 and more are not shape values. */
+  const vectorOrScalar = (name: string) => shapes.has(name) || (constants.get(name)?.dims.length ?? 2) <= 1;
+
   for (const node of nodes) {
     const where = `${source}: node "${node.name ?? ''}" (${node.op_type})`;
     const ins = node.input ?? [];
@@ -126,7 +132,7 @@ export function prepass(initializers: TensorProto[], nodes: Node[], opset: numbe
       continue;
     }
     if (!SHAPE_OPS.has(node.op_type ?? '')) continue;
-    const value = foldShapeOp(node, ins, intValue, opset, where);
+    const value = foldShapeOp(node, ins, intValue, vectorOrScalar, opset, where);
     if (!value) continue;
     folded.add(node);
     if (value.dims.every((d) => typeof d === 'number')) constants.set(out, { dims: value.scalar ? [] : [value.dims.length], values: value.dims as number[] });
@@ -136,7 +142,7 @@ export function prepass(initializers: TensorProto[], nodes: Node[], opset: numbe
 }
 
 /** One shape op on integer vectors, or undefined when its data input is an activation (not a shape). */
-function foldShapeOp(node: Node, ins: string[], intValue: (n: string) => IntValue | undefined, opset: number, where: string): IntValue | undefined {
+function foldShapeOp(node: Node, ins: string[], intValue: (n: string) => IntValue | undefined, vectorOrScalar: (n: string) => boolean, opset: number, where: string): IntValue | undefined {
   const attr = (name: string) => node.attribute?.find((a) => a.name === name);
   const intAttr = (name: string, fallback: number) => Number(attr(name)?.i ?? fallback);
   const constInts = (name: string | undefined, what: string): number[] => {
@@ -151,8 +157,12 @@ function foldShapeOp(node: Node, ins: string[], intValue: (n: string) => IntValu
       if (start !== 0 || attr('end')) throw new UnsupportedError(`${where}: start/end attributes are not supported.`);
       return { scalar: false, dims: [{ of: ins[0], axis: -1 }] };
     }
-    case 'Cast':
+    case 'Cast': {
+      // Only a cast to an integer type keeps integer arithmetic: PyTorch's true division of sizes casts
+      // both sides to float first, and a float Div must not fold as a truncating one.
+      if (!INTEGER_TYPES.has(intAttr('to', 0))) return undefined;
       return intValue(ins[0]);
+    }
     case 'Gather': {
       const data = intValue(ins[0]);
       if (!data) return undefined;
@@ -202,9 +212,10 @@ function foldShapeOp(node: Node, ins: string[], intValue: (n: string) => IntValu
     case 'Div': {
       // Integer arithmetic on shape values (an activation or a float constant operand: an op of the model).
       const [a, b] = [intValue(ins[0]), intValue(ins[1])];
-      if (!a || !b) return undefined;
+      if (!a || !b || !vectorOrScalar(ins[0]) || !vectorOrScalar(ins[1])) return undefined;
       const [da, db] = [resolvedDims(a, where), resolvedDims(b, where)];
-      if (da.length !== db.length && da.length !== 1 && db.length !== 1) throw new UnsupportedError(`${where}: shape values of ${da.length} and ${db.length} elements.`);
+      // Anything but elementwise or one-against-many on non-empty vectors is left to the op importers.
+      if (!da.length || !db.length || (da.length !== db.length && da.length !== 1 && db.length !== 1)) return undefined;
       const op = node.op_type as ArithOp;
       const dims = Array.from({ length: Math.max(da.length, db.length) }, (_, i): Dim => {
         const [x, y] = [da[da.length === 1 ? 0 : i], db[db.length === 1 ? 0 : i]];

@@ -170,14 +170,15 @@ export class OptimalTransport {
     const supply = Float64Array.from(a);
     const demand = Float64Array.from(b);
     const plan = new Float64Array(n * k);
-    // What a kept channel and its sink have left is a difference of two masses; one within 1e-12 of the
-    // other is rounding, not mass (k == n with importance sources and uniform sinks leaves 1e-17s).
+    // What a kept channel has left is a difference of two masses; one within 1e-12 of the other is
+    // rounding, not mass (k == n with importance sources and uniform sinks leaves 1e-17s). A sink's room
+    // stays as it is: it is only ever filled, and its rounding is absorbed below.
     const remnant = (left: number, of: number) => (left <= 1e-12 * of ? 0 : left);
     pr.keptIdx.forEach((i, j) => {
       const stays = Math.min(supply[i], demand[j]);
       plan[i * k + j] = stays;
       supply[i] = remnant(supply[i] - stays, a[i]);
-      demand[j] = remnant(demand[j] - stays, b[j]);
+      demand[j] -= stays;
     });
     // A pruned channel's mass is its own, however small: it still joins the fusion (its map column sums to 1).
     const sources: number[] = [];
@@ -188,14 +189,17 @@ export class OptimalTransport {
     const left = sources.reduce((t, i) => t + supply[i], 0);
     const room = demand.reduce((t, v) => t + v, 0);
     const total = a.reduce((t, v) => t + v, 0);
-    if (!(room > 0) || Math.abs(left - room) > 1e-9 * total) {
+    if (Math.abs(left - room) > 1e-9 * total) {
       throw new OtError(`OptimalTransport: ${left} of the source mass is left to move but the kept channels have room for ${room} (inconsistent marginals).`);
     }
     // The room is a sum of differences, exact only to rounding of the whole mass, which can be large
     // against a small residual (pruned channels of tiny importance): put it on the supply's scale, or
-    // emd's check of equal masses (relative to the residual) would refuse a consistent problem.
+    // emd's check of equal masses (relative to the residual) would refuse a consistent problem. Room
+    // below rounding altogether (pruned channels under 1e-16 of the mass) is spread as b is.
+    const sinks = room > 0 ? demand : b;
+    const scale = left / sinks.reduce((t, v) => t + v, 0);
     const rows = await this.problemCost(pr, sources);
-    const residual = emd(Float64Array.from(sources, (i) => supply[i]), demand.map((v) => (v * left) / room), rows).plan;
+    const residual = emd(Float64Array.from(sources, (i) => supply[i]), sinks.map((v) => v * scale), rows).plan;
     sources.forEach((i, r) => {
       cost.set(rows.subarray(r * k, (r + 1) * k), i * k);
       for (let j = 0; j < k; j++) plan[i * k + j] += residual[r * k + j];

@@ -58,7 +58,9 @@ export async function foldBatchNormPairs(model: Module, inputShape: ExampleInput
   try {
     foldPairs(pairs, read, folded, o);
   } catch (e) {
-    releaseFolded(folded); // the copies made before the throw
+    // The pairs folded before the throw get their values back, then their copies are freed.
+    restoreUnpruned(folded, new Set());
+    releaseFolded(folded);
     throw e;
   }
   return folded;
