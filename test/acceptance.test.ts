@@ -218,6 +218,29 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
     ref: JSON.parse(readFileSync(join(modelsDir, 'edge', `${name}.json`), 'utf8')) as Reference,
   });
   const ops = (onnx: Uint8Array) => decodeModel(onnx).graph!.node!.map((n) => n.op_type);
+  /** Each group, with the cuts (ChannelSlices) that index its channels at their offsets. */
+  const groupsWithCuts = (model: OnnxModel) =>
+    dependencyGroups(model, { inputShape: model.inputShape }).map((g) => `${g.describe()}; cut ${g.viewSlots.map((v) => `${v.slice.path}@${v.offset}`).join(' ')}`);
+  /**
+   * Prunes every group of the file's model at 0.5, shrinking and dimensionality-preserving; each pruned
+   * model's export must run in onnxruntime as on the engine. Returns the two models' outputs on x.
+   */
+  async function shrunkAndPreserved(name: string, onnx: Uint8Array, x: Float32Array, ref: Reference, o: { optimalTransport?: OptimalTransport; batchGroups?: boolean }): Promise<Float32Array[]> {
+    const outputs: Float32Array[] = [];
+    for (const dimensionalityPreserving of [false, true]) {
+      const pruned = importOnnx(onnx, `${name}.onnx`);
+      try {
+        await prune(pruned, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: pruned.inputShape, ...o, dimensionalityPreserving });
+        const ours = await engineOutput(pruned, x, ref.input.shape);
+        const exported = await exportOnnx(pruned, { inputShape: pruned.inputShape });
+        expect(relativeError(ours, await ortOutput(exported, x, ref.input.shape))).toBeLessThan(1e-4);
+        outputs.push(ours);
+      } finally {
+        pruned.dispose();
+      }
+    }
+    return outputs;
+  }
 
   it.each([
     ['opset9', 'Clip with min/max attributes, Pad with attributes, Hardswish written as x * HardSigmoid(x)', ['Clip', 'Pad', 'HardSigmoid', 'Mul']],
@@ -249,8 +272,7 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
       expect(relativeError(ours, await ortOutput(onnx, x, ref.input.shape))).toBeLessThan(1e-4);
       // The GhostNet concat [p, cheap(p)] holds each primary channel twice (cheap is depthwise); the slice
       // and the split cut it where the readers differ: p0..p3 reach left and right[2:6], p4, p5 right[0:2].
-      const views = (g: Group) => g.viewSlots.map((v) => `${v.slice.path}@${v.offset}`).join(' ');
-      expect(dependencyGroups(model, { inputShape: model.inputShape }).map((g) => `${g.describe()}; cut ${views(g)}`)).toEqual([
+      expect(groupsWithCuts(model)).toEqual([
         'group 0 (6 channels): out right, left; in fc; cut ',
         'group 1 (4 channels): out cheap.0[0:4], primary.0[0:4]; in right[2:6], left; cut Slice@0 Slice@6 Split_1_1@0 Split_1_1@6 Split_1_2@0 Split_1_2@6',
         'group 2 (2 channels): out cheap.0[4:6], primary.0[4:6]; in right[0:2]; cut Slice@4 Slice@10 Split_1_1@4 Split_1_2@4',
@@ -264,19 +286,7 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
     // Sequential (groups re-traced one by one) and batched (all traced once: a pruned group moves the
     // offsets of the groups after it in the stem, the GhostNet concat and the cuts).
     for (const [optimalTransport, batchGroups] of [[undefined, false], [new OptimalTransport(), false], [undefined, true], [new OptimalTransport(), true]] as const) {
-      const outputs: Float32Array[] = [];
-      for (const dimensionalityPreserving of [false, true]) {
-        const pruned = importOnnx(onnx, 'channel_views.onnx');
-        try {
-          await prune(pruned, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: pruned.inputShape, optimalTransport, dimensionalityPreserving, batchGroups });
-          const ours = await engineOutput(pruned, x, ref.input.shape);
-          const exported = await exportOnnx(pruned, { inputShape: pruned.inputShape });
-          expect(relativeError(ours, await ortOutput(exported, x, ref.input.shape))).toBeLessThan(1e-4);
-          outputs.push(ours);
-        } finally {
-          pruned.dispose();
-        }
-      }
+      const outputs = await shrunkAndPreserved('channel_views', onnx, x, ref, { optimalTransport, batchGroups });
       // Dimensionality-preserving pruning keeps every cut where it was (zeroed channels in place): the
       // shrunk model computes the same only if its cuts moved with the channels.
       expect(relativeError(outputs[0], outputs[1]), `${optimalTransport ? 'Intra-Fusion' : 'default'}${batchGroups ? ', batched' : ''}`).toBeLessThan(1e-5);
@@ -294,8 +304,7 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
       expect(relativeError(ours, ref.output)).toBeLessThan(1e-4);
       expect(relativeError(ours, await ortOutput(onnx, x, ref.input.shape))).toBeLessThan(1e-4);
       // (7 + 1) / 2 = 4: the first chunk feeds the branch, the second is added to its output.
-      const views = (g: Group) => g.viewSlots.map((v) => `${v.slice.path}@${v.offset}`).join(' ');
-      expect(dependencyGroups(model, { inputShape: model.inputShape }).map((g) => `${g.describe()}; cut ${views(g)}`)).toEqual([
+      expect(groupsWithCuts(model)).toEqual([
         'group 0 (3 channels): out branch, stem.0[4:7]; in fc; cut Slice@4 Slice_1@4',
         'group 1 (4 channels): out stem.0[0:4]; in branch; cut Slice@0 Slice_1@0',
       ]);
@@ -303,19 +312,7 @@ describe('import edge cases from PyTorch (test/models/edge, tiny models at 8x8)'
       model.dispose();
     }
     for (const optimalTransport of [undefined, new OptimalTransport()]) {
-      const outputs: Float32Array[] = [];
-      for (const dimensionalityPreserving of [false, true]) {
-        const pruned = importOnnx(onnx, 'chunk.onnx');
-        try {
-          await prune(pruned, { importanceCriteria: 'l1', sparsity: 0.5, inputShape: pruned.inputShape, optimalTransport, dimensionalityPreserving });
-          const ours = await engineOutput(pruned, x, ref.input.shape);
-          const exported = await exportOnnx(pruned, { inputShape: pruned.inputShape });
-          expect(relativeError(ours, await ortOutput(exported, x, ref.input.shape))).toBeLessThan(1e-4);
-          outputs.push(ours);
-        } finally {
-          pruned.dispose();
-        }
-      }
+      const outputs = await shrunkAndPreserved('chunk', onnx, x, ref, { optimalTransport });
       expect(relativeError(outputs[0], outputs[1]), optimalTransport ? 'Intra-Fusion' : 'default').toBeLessThan(1e-5);
     }
   });

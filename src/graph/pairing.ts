@@ -44,34 +44,29 @@ export function convBnPairs(model: Module, inputShape: ExampleInput = [3, 32, 32
   return traceGraph(model, inputShape, (g) => pairConvBn(g.ops, g.output, owners).map((p) => [p.conv, p.bn] as [Conv2d, BatchNorm2d]), 1, true);
 }
 
-/** A conv-BN pair's tensors as read before folding (the conv's bias null when it has none). */
-export interface PairValues {
-  weight: Float32Array;
-  bias: Float32Array | null;
-  gamma: Float32Array;
-  beta: Float32Array;
-  mean: Float32Array;
-  variance: Float32Array;
+/**
+ * A batch-norm folded into the conv before it, per output channel c: the scale s = gamma / sqrt(var + eps)
+ * its row of weights is multiplied by (float64), and the folded bias (b - mean) * s + beta (float32; b = 0
+ * for a bias-free conv). One formula for the pruner's fold (bn-fold.ts, rows scaled on the GPU) and the
+ * ONNX export's.
+ */
+export function foldedChannels(eps: number, gamma: Float32Array, beta: Float32Array, mean: Float32Array, variance: Float32Array, b: Float32Array | null): { scale: Float64Array; bias: Float32Array } {
+  const scale = Float64Array.from(gamma, (g, c) => g / Math.sqrt(variance[c] + eps));
+  const bias = Float32Array.from(scale, (s, c) => ((b ? b[c] : 0) - mean[c]) * s + beta[c]);
+  return { scale, bias };
 }
 
 /**
  * The conv's weight and bias with an eval batch-norm folded in: W * gamma / sqrt(var + eps) and
- * (b - mean) * gamma / sqrt(var + eps) + beta (float64 arithmetic, float32 results), and the values read.
- * The pruner folds with eps = 0 under referenceQuirks (the reference) and the BN's eps otherwise, the ONNX
- * export with the BN's eps (exact inference).
+ * (b - mean) * gamma / sqrt(var + eps) + beta (float64 arithmetic, float32 results). The ONNX export
+ * folds with the BN's eps (exact inference).
  */
-export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: number): Promise<{ weight: Float32Array; bias: Float32Array; before: PairValues }> {
+export async function foldedConvValues(conv: Conv2d, bn: BatchNorm2d, eps: number): Promise<{ weight: Float32Array; bias: Float32Array }> {
   const [w, b, gamma, beta, mean, variance] = await Promise.all(
     [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var].map((t) => t?.data() ?? null),
   );
-  const C = conv.outChannels;
-  const per = w!.length / C;
-  const weight = new Float32Array(w!.length);
-  const bias = new Float32Array(C);
-  for (let c = 0; c < C; c++) {
-    const s = gamma![c] / Math.sqrt(variance![c] + eps);
-    for (let i = 0; i < per; i++) weight[c * per + i] = w![c * per + i] * s;
-    bias[c] = ((b ? b[c] : 0) - mean![c]) * s + beta![c];
-  }
-  return { weight, bias, before: { weight: w!, bias: b, gamma: gamma!, beta: beta!, mean: mean!, variance: variance! } };
+  const { scale, bias } = foldedChannels(eps, gamma!, beta!, mean!, variance!, b);
+  const per = w!.length / conv.outChannels;
+  const weight = Float32Array.from(w!, (v, i) => v * scale[Math.floor(i / per)]);
+  return { weight, bias };
 }

@@ -109,6 +109,7 @@ export interface DeviceFeatures {
   column(c: number): number;
 }
 
+/** u32 values on the GPU: their words travel as the bits of a Float32Array (fromArray copies its bytes as they are). */
 const u32Tensor = (v: ArrayLike<number>) => fromArray(new Float32Array(Uint32Array.from(v).buffer), [v.length]);
 
 /**
@@ -223,8 +224,7 @@ export function uploadMap(M: ArrayLike<number>, k: number, n: number): DeviceMap
     }
   }
   structure[k] = e;
-  // The u32 words travel as the bits of a Float32Array (fromArray copies a Float32Array's bytes as they are).
-  const csr = { structure: fromArray(new Float32Array(structure.buffer), [structure.length]).keep(), values: fromArray(values, [values.length]).keep() };
+  const csr = { structure: u32Tensor(structure).keep(), values: fromArray(values, [values.length]).keep() };
   return { k, n, csr, dense: null };
 }
 

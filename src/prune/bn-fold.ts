@@ -16,7 +16,7 @@ import { assign, copyInto, copyOf, type Tensor } from '../tensor/tensor.js';
 import { scaleChannels } from '../kernels/prune.js';
 import type { BatchNorm2d, Conv2d } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
-import { convBnPairs } from '../graph/pairing.js';
+import { convBnPairs, foldedChannels } from '../graph/pairing.js';
 import type { ExampleInput } from '../graph/trace.js';
 
 export { convBnPairs };
@@ -70,17 +70,10 @@ function foldPairs(pairs: [Conv2d, BatchNorm2d][], read: (Float32Array | null)[]
   for (const [i, [conv, bn]] of pairs.entries()) {
     const [b, gamma, beta, mean, variance] = read[i] as [Float32Array | null, Float32Array, Float32Array, Float32Array, Float32Array];
     const C = conv.outChannels;
-    const eps = o.referenceQuirks ? 0 : bn.eps;
-    const scale = new Float32Array(C);
-    const bias = new Float32Array(C);
-    for (let c = 0; c < C; c++) {
-      const s = gamma[c] / Math.sqrt(variance[c] + eps);
-      scale[c] = s;
-      bias[c] = ((b ? b[c] : 0) - mean[c]) * s + beta[c];
-    }
+    const { scale, bias } = foldedChannels(o.referenceQuirks ? 0 : bn.eps, gamma, beta, mean, variance, b);
     const before: BeforeFold = { weight: copyOf(conv.weight).keep(), bias: b, gamma, beta, mean, variance };
     folded.push({ conv, bn, addedBias: conv.bias === null, before });
-    scaleChannels(before.weight, conv.weight, scale, 1, conv.weight.size / C);
+    scaleChannels(before.weight, conv.weight, Float32Array.from(scale), 1, conv.weight.size / C);
     assign(conv.ensureBias(), bias);
     assign(bn.running_mean, new Float32Array(C));
     // 1 - eps makes the reset BN an exact identity in eval mode: x / sqrt((1 - eps) + eps).
